@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run it.
+# This is the README's test command and what .ci/run executes on a clean clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers the end-to-end tests start on loopback (they never skip in CI).
+DEBS=(sip-tester postgresql freeradius tshark)
+missing=()
+for p in "${DEBS[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+    # Debian starts these services on install; the tests start their own private instances.
+    $SUDO systemctl disable --now freeradius postgresql >/dev/null 2>&1 || true
+    $SUDO service freeradius stop >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3}
+$PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+$PY -m pip install -q ".[test]"
+
+# The compiled backend must have been built: the suite fails otherwise (tests/fastsip/test_backend.py).
+$PY -m pytest "$@"
+# The fallback: the whole parser suite again with the compiled backend switched off.
+FASTSIP_NO_EXTENSIONS=1 $PY -m pytest -q -p no:cacheprovider tests/fastsip

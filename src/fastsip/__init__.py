@@ -1,0 +1,72 @@
+"""fastsip: a fast SIP (RFC 3261) message parser, compiled with Cython, with a pure-Python twin."""
+
+from ._grammar import DEFAULT_MAX_HEADERS, DEFAULT_MAX_SIZE, REASON_PHRASES
+from ._parser import (
+    IMPLEMENTATION,
+    AbsoluteURI,
+    CSeq,
+    Headers,
+    Message,
+    NameAddr,
+    Request,
+    Response,
+    SipURI,
+    Via,
+    make_response,
+    parse,
+    parse_uri,
+)
+from ._stream import StreamParser
+from .errors import (
+    ContentLengthError,
+    CSeqError,
+    HeaderError,
+    HeaderValueError,
+    IncompleteMessage,
+    MessageTooLarge,
+    NameAddrError,
+    NumberError,
+    ParseError,
+    StartLineError,
+    TooManyHeaders,
+    TruncatedBody,
+    URIError,
+    ViaError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "IMPLEMENTATION",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_MAX_HEADERS",
+    "REASON_PHRASES",
+    "parse",
+    "parse_uri",
+    "make_response",
+    "StreamParser",
+    "Message",
+    "Request",
+    "Response",
+    "Headers",
+    "SipURI",
+    "AbsoluteURI",
+    "Via",
+    "NameAddr",
+    "CSeq",
+    "ParseError",
+    "MessageTooLarge",
+    "TooManyHeaders",
+    "StartLineError",
+    "HeaderError",
+    "IncompleteMessage",
+    "TruncatedBody",
+    "ContentLengthError",
+    "URIError",
+    "HeaderValueError",
+    "ViaError",
+    "NameAddrError",
+    "CSeqError",
+    "NumberError",
+]

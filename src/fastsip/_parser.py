@@ -1,0 +1,27 @@
+"""The one place that picks the backend: compiled (Cython) when built, else the pure-Python twin."""
+
+from __future__ import annotations
+
+import os
+
+if os.environ.get("FASTSIP_NO_EXTENSIONS"):
+    from . import _parser_py as _impl
+else:
+    try:
+        from . import _parser_c as _impl  # type: ignore[no-redef, attr-defined]
+    except ImportError:  # not built (no compiler at install time, PyPy, ...)
+        from . import _parser_py as _impl  # type: ignore[no-redef]
+
+IMPLEMENTATION: str = _impl.IMPLEMENTATION
+parse = _impl.parse
+parse_uri = _impl.parse_uri
+make_response = _impl.make_response
+Message = _impl.Message
+Request = _impl.Request
+Response = _impl.Response
+Headers = _impl.Headers
+SipURI = _impl.SipURI
+AbsoluteURI = _impl.AbsoluteURI
+Via = _impl.Via
+NameAddr = _impl.NameAddr
+CSeq = _impl.CSeq

@@ -1,0 +1,1364 @@
+"""The pure-Python reference backend: readable, complete, and the executable spec the Cython backend matches.
+
+Design (shared with ``_parser_c.pyx``):
+
+* ``parse`` frames one message (RFC 3261 §7, §18.3): it checks the size, the start
+  line, every header line and Content-Length, and records where each header's
+  name, value and line sit in the buffer. Nothing else is decoded yet.
+* Header values are parsed on first access (Kamailio's ``parse_headers(flags)``
+  idea) and cached; a malformed value raises its ``ParseError`` subclass then.
+* A message is a list of *segments* (start line, one per header line, the empty
+  line plus body). Each segment is a slice of some buffer: the received bytes for
+  untouched lines, a small new buffer for lines an edit wrote. Serializing joins
+  the slices, merging neighbours that are contiguous in the received buffer, so
+  an unmodified message costs one slice and an edited one a handful.
+* Offsets in errors are absolute byte offsets in the message buffer. Inside a
+  header value they count from the value's first byte through the unfolded value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator, Union
+
+from ._grammar import (
+    DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_SIZE,
+    REASON_PHRASES,
+    TOKEN_CHARS,
+    display_name,
+    header_key,
+)
+from .errors import (
+    ContentLengthError,
+    CSeqError,
+    HeaderError,
+    HeaderValueError,
+    IncompleteMessage,
+    MessageTooLarge,
+    NameAddrError,
+    NumberError,
+    ParseError,
+    StartLineError,
+    TooManyHeaders,
+    TruncatedBody,
+    URIError,
+    ViaError,
+)
+
+__all__ = [
+    "IMPLEMENTATION",
+    "parse",
+    "parse_uri",
+    "make_response",
+    "Message",
+    "Request",
+    "Response",
+    "Headers",
+    "SipURI",
+    "AbsoluteURI",
+    "Via",
+    "NameAddr",
+    "CSeq",
+]
+
+IMPLEMENTATION = "py"
+
+_TOKEN_STR = frozenset(chr(c) for c in TOKEN_CHARS)
+_WS = " \t"
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DIGITS = frozenset("0123456789")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+_ALPHA = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Characters never allowed inside a URI as written (RFC 3986 excludes them; RFC 3261 §19.1.1).
+_URI_FORBIDDEN = frozenset(' \t\r\n"<>\\^`{|}\x00')
+# A generic parameter value ends at one of these (gen-value = token / host / quoted-string).
+_PARAM_VALUE_END = frozenset(";,? \t<>\"")
+_FOLD_RE = re.compile(rb"[ \t]*\r?\n[ \t]+")
+_MAX_PORT = 65535
+_MAX_CSEQ = 2**31 - 1
+
+
+def _decode(raw: bytes) -> str:
+    """Header values and reason phrases are UTF-8 (RFC 3261 §25.1 TEXT-UTF8); never fail on bad bytes."""
+    return raw.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------
+# Value objects
+# ---------------------------------------------------------------------------
+
+
+class SipURI:
+    """A sip: or sips: URI (RFC 3261 §19.1). ``str(uri)`` is the exact text it was parsed from."""
+
+    __slots__ = ("scheme", "user", "password", "host", "port", "params", "headers", "_raw")
+
+    def __init__(
+        self,
+        scheme: str,
+        user: str | None,
+        password: str | None,
+        host: str,
+        port: int | None,
+        params: dict[str, str | None],
+        headers: dict[str, str],
+        raw: str,
+    ) -> None:
+        self.scheme = scheme
+        self.user = user
+        self.password = password
+        self.host = host
+        self.port = port
+        self.params = params
+        self.headers = headers
+        self._raw = raw
+
+    @property
+    def transport(self) -> str | None:
+        """The transport param, lower case, or None."""
+        t = self.params.get("transport")
+        return t.lower() if t else None
+
+    @property
+    def lr(self) -> bool:
+        """True when the URI carries the loose-routing ``lr`` param (RFC 3261 §19.1.1)."""
+        return "lr" in self.params
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    def __str__(self) -> str:
+        return self._raw
+
+    def __repr__(self) -> str:
+        return f"SipURI({self._raw!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, (SipURI, AbsoluteURI)) and type(other).__name__ not in ("SipURI", "AbsoluteURI"):
+            return NotImplemented
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+
+class AbsoluteURI:
+    """Any URI that is not sip:/sips: (tel:, urn:, mailto:, ...); keeps the raw text (RFC 3261 §25.1)."""
+
+    __slots__ = ("scheme", "user", "params", "_raw")
+
+    def __init__(self, scheme: str, user: str | None, params: dict[str, str | None], raw: str) -> None:
+        self.scheme = scheme
+        self.user = user
+        self.params = params
+        self._raw = raw
+
+    host = None
+    port = None
+    password = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def opaque(self) -> str:
+        """Everything after the scheme's colon."""
+        return self._raw[len(self.scheme) + 1 :]
+
+    def __str__(self) -> str:
+        return self._raw
+
+    def __repr__(self) -> str:
+        return f"AbsoluteURI({self._raw!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, (SipURI, AbsoluteURI)) and type(other).__name__ not in ("SipURI", "AbsoluteURI"):
+            return NotImplemented
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+
+URI = Union[SipURI, AbsoluteURI]
+
+
+class Via:
+    """One via-parm of a Via header (RFC 3261 §20.42), with RFC 3581 rport."""
+
+    __slots__ = ("protocol", "transport", "host", "port", "params")
+
+    def __init__(
+        self, protocol: str, transport: str, host: str, port: int | None, params: dict[str, str | None]
+    ) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def rport(self) -> int | bool | None:
+        """RFC 3581: int when the value is filled in, True for a bare ``rport``, None when absent."""
+        if "rport" not in self.params:
+            return None
+        value = self.params["rport"]
+        return True if value is None else int(value)
+
+    @property
+    def ttl(self) -> int | None:
+        value = self.params.get("ttl")
+        return None if value is None else int(value)
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"Via({self.protocol}/{self.transport} {self.sent_by} {self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other).__name__ != "Via":
+            return NotImplemented
+        o: Via = other  # type: ignore[assignment]
+        return (self.protocol, self.transport, self.host, self.port, self.params) == (
+            o.protocol, o.transport, o.host, o.port, o.params,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class NameAddr:
+    """A name-addr or addr-spec with header params: From, To, Contact, Route (RFC 3261 §20.10, §20.20)."""
+
+    __slots__ = ("display", "uri", "params", "wildcard")
+
+    def __init__(
+        self, display: str | None, uri: URI | None, params: dict[str, str | None], wildcard: bool = False
+    ) -> None:
+        self.display = display
+        self.uri = uri
+        self.params = params
+        self.wildcard = wildcard
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def __repr__(self) -> str:
+        if self.wildcard:
+            return "NameAddr(*)"
+        return f"NameAddr({self.display!r}, {self.uri!r}, {self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other).__name__ != "NameAddr":
+            return NotImplemented
+        o: NameAddr = other  # type: ignore[assignment]
+        return (self.display, self.uri, self.params, self.wildcard) == (o.display, o.uri, o.params, o.wildcard)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class CSeq:
+    """CSeq: sequence number and method (RFC 3261 §20.16)."""
+
+    __slots__ = ("seq", "method")
+
+    def __init__(self, seq: int, method: str) -> None:
+        self.seq = seq
+        self.method = method
+
+    def __repr__(self) -> str:
+        return f"CSeq({self.seq}, {self.method!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other).__name__ != "CSeq":
+            return NotImplemented
+        o: CSeq = other  # type: ignore[assignment]
+        return self.seq == o.seq and self.method == o.method
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------------------
+# Small scanners over decoded header values
+# ---------------------------------------------------------------------------
+
+
+def _skip_ws(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _WS:
+        i += 1
+    return i
+
+
+def _scan_token(s: str, i: int) -> int:
+    n = len(s)
+    while i < n and s[i] in _TOKEN_STR:
+        i += 1
+    return i
+
+
+def _scan_quoted(s: str, i: int, err: type[ParseError], base: int, header: str) -> tuple[int, str]:
+    """``s[i]`` is the opening quote; returns (index after the closing quote, unescaped content).
+
+    RFC 3261 §25.1: quoted-string = SWS DQUOTE *(qdtext / quoted-pair) DQUOTE; quoted-pair = "\\" char.
+    """
+    n = len(s)
+    j = i + 1
+    out: list[str] = []
+    while j < n:
+        c = s[j]
+        if c == '"':
+            return j + 1, "".join(out)
+        if c == "\\":
+            if j + 1 >= n:
+                break
+            out.append(s[j + 1])
+            j += 2
+            continue
+        out.append(c)
+        j += 1
+    raise _value_error(err, "unterminated quoted string", base + i, header)
+
+
+def _value_error(err: type[ParseError], message: str, offset: int, header: str) -> ParseError:
+    if issubclass(err, HeaderValueError):
+        return err(f"{header}: {message}", offset, header)
+    return err(message, offset)
+
+
+def _parse_params(
+    s: str, i: int, base: int, err: type[ParseError], header: str, stop: str = ","
+) -> tuple[int, dict[str, str | None]]:
+    """Parse ``*( SEMI name [EQUAL value] )`` from ``s[i]``; values are kept as written (quotes too).
+
+    Returns the index of the first character that is not part of the params (a
+    character in ``stop`` or the end). The first of repeated names wins.
+    """
+    params: dict[str, str | None] = {}
+    n = len(s)
+    i = _skip_ws(s, i)
+    while i < n and s[i] == ";":
+        i = _skip_ws(s, i + 1)
+        j = _scan_token(s, i)
+        if j == i:
+            raise _value_error(err, "empty parameter name", base + i, header)
+        name = s[i:j].lower()
+        i = _skip_ws(s, j)
+        value: str | None = None
+        if i < n and s[i] == "=":
+            i = _skip_ws(s, i + 1)
+            if i < n and s[i] == '"':
+                j, _ = _scan_quoted(s, i, err, base, header)
+            elif i < n and s[i] == "[":
+                j = s.find("]", i)
+                if j < 0:
+                    raise _value_error(err, "unterminated IPv6 reference in parameter", base + i, header)
+                j += 1
+            else:
+                j = i
+                while j < n and s[j] not in _PARAM_VALUE_END:
+                    j += 1
+            if j == i:
+                raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
+            value = s[i:j]
+            i = _skip_ws(s, j)
+        if name not in params:
+            params[name] = value
+    if i < n and s[i] not in stop:
+        raise _value_error(err, f"unexpected character {s[i]!r}", base + i, header)
+    return i, params
+
+
+def _scan_host(s: str, i: int, end: int, err: type[ParseError], base: int, header: str) -> int:
+    """Scan a host (hostname, IPv4 or bracketed IPv6 reference, RFC 3261 §25.1); returns the end index."""
+    if i < end and s[i] == "[":
+        j = s.find("]", i, end)
+        if j < 0:
+            raise _value_error(err, "unterminated IPv6 reference", base + i, header)
+        inner = s[i + 1 : j]
+        if not inner or ":" not in inner or any(c not in _IPV6_CHARS for c in inner):
+            raise _value_error(err, "invalid IPv6 reference", base + i, header)
+        return j + 1
+    j = i
+    while j < end and s[j] in _HOST_CHARS:
+        j += 1
+    if j == i:
+        raise _value_error(err, "missing host", base + i, header)
+    return j
+
+
+def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, header: str) -> tuple[int, int]:
+    j = i
+    while j < end and s[j] in _DIGITS:
+        j += 1
+    if j == i or j - i > 5 or int(s[i:j]) > _MAX_PORT:
+        raise _value_error(err, "invalid port", base + i, header)
+    return j, int(s[i:j])
+
+
+# ---------------------------------------------------------------------------
+# URIs (RFC 3261 §19.1, §25.1)
+# ---------------------------------------------------------------------------
+
+
+def _check_escapes(s: str, start: int, end: int, base: int) -> None:
+    """Every '%' in ``s[start:end]`` must start a %HEX HEX escape (RFC 3261 §25.1 escaped)."""
+    i = s.find("%", start, end)
+    while i >= 0:
+        if i + 2 >= end or s[i + 1] not in _HEX or s[i + 2] not in _HEX:
+            raise URIError("invalid %-escape in URI", base + i)
+        i = s.find("%", i + 3, end)
+
+
+def _parse_uri(s: str, base: int = 0) -> URI:
+    n = len(s)
+    if n == 0:
+        raise URIError("empty URI", base)
+    for k, c in enumerate(s):
+        if c in _URI_FORBIDDEN:
+            raise URIError(f"character {c!r} not allowed in a URI", base + k)
+    colon = s.find(":")
+    if colon <= 0 or s[0] not in _ALPHA or any(c not in _SCHEME_CHARS for c in s[:colon]):
+        raise URIError("URI without a valid scheme", base)
+    scheme = s[:colon].lower()
+    if scheme not in ("sip", "sips"):
+        if colon + 1 >= n:
+            raise URIError(f"empty {scheme}: URI", base + colon + 1)
+        user: str | None = None
+        params: dict[str, str | None] = {}
+        if scheme == "tel":
+            semi = s.find(";", colon + 1)
+            user = s[colon + 1 : semi if semi >= 0 else n]
+            if not user:
+                raise URIError("tel: URI without a number", base + colon + 1)
+            if semi >= 0:
+                _, params = _parse_params(s, semi, base, URIError, "", stop="")
+        return AbsoluteURI(scheme, user, params, s)
+
+    i = colon + 1
+    # userinfo ends at the first '@' (the host, params and headers cannot hold one unescaped).
+    at = s.find("@", i)
+    user = password = None
+    if at >= 0:
+        info_end = at
+        pc = s.find(":", i, at)
+        if pc >= 0:
+            user, password = s[i:pc], s[pc + 1 : at]
+        else:
+            user = s[i:at]
+        if not user:
+            raise URIError("empty user part before '@'", base + i)
+        _check_escapes(s, i, info_end, base)
+        i = at + 1
+    h_end = _scan_host(s, i, n, URIError, base, "")
+    host = s[i:h_end]
+    i = h_end
+    port: int | None = None
+    if i < n and s[i] == ":":
+        i, port = _scan_port(s, i + 1, n, URIError, base, "")
+    params = {}
+    if i < n and s[i] == ";":
+        q = s.find("?", i)
+        pend = q if q >= 0 else n
+        j, params = _parse_params(s[:pend], i, base, URIError, "", stop="")
+        _check_escapes(s, i, pend, base)
+        i = pend
+    headers: dict[str, str] = {}
+    if i < n and s[i] == "?":
+        _check_escapes(s, i, n, base)
+        for part in s[i + 1 :].split("&"):
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            if not name:
+                raise URIError("empty URI header name", base + i)
+            headers.setdefault(name, value)
+        i = n
+    if i != n:
+        raise URIError(f"unexpected character {s[i]!r} in URI", base + i)
+    return SipURI(scheme, user, password, host, port, params, headers, s)
+
+
+def parse_uri(text: str) -> URI:
+    """Parse a SIP, SIPS or absolute URI.
+
+    Returns a ``SipURI`` for sip:/sips:, else an ``AbsoluteURI``.
+    Raises ``URIError`` (a ``ParseError``) when the text is not a URI.
+    """
+    if not isinstance(text, str):
+        raise TypeError("parse_uri() takes a str")
+    return _parse_uri(text, 0)
+
+
+# ---------------------------------------------------------------------------
+# Header value parsers
+# ---------------------------------------------------------------------------
+
+
+def _parse_vias(s: str, base: int, out: list[Via]) -> None:
+    """RFC 3261 §20.42: via-parm *(COMMA via-parm); appends to ``out``."""
+    n = len(s)
+    i = 0
+    while True:
+        i = _skip_ws(s, i)
+        parts = []
+        for k in range(3):
+            j = _scan_token(s, i)
+            if j == i:
+                what = ("protocol name", "protocol version", "transport")[k]
+                raise ViaError(f"Via: missing {what}", base + i, "Via")
+            parts.append(s[i:j])
+            i = _skip_ws(s, j)
+            if k < 2:
+                if i >= n or s[i] != "/":
+                    raise ViaError("Via: expected '/' in sent-protocol", base + i, "Via")
+                i = _skip_ws(s, i + 1)
+        if i == j:
+            raise ViaError("Via: missing space before sent-by", base + i, "Via")
+        h_end = _scan_host(s, i, n, ViaError, base, "Via")
+        host = s[i:h_end]
+        i = _skip_ws(s, h_end)
+        port: int | None = None
+        if i < n and s[i] == ":":
+            i, port = _scan_port(s, _skip_ws(s, i + 1), n, ViaError, base, "Via")
+        i, params = _parse_params(s, i, base, ViaError, "Via")
+        rport = params.get("rport", "")
+        if rport is not None and rport != "" and (
+            any(c not in _DIGITS for c in rport) or len(rport) > 5 or int(rport) > _MAX_PORT
+        ):
+            raise ViaError("Via: invalid rport", base, "Via")
+        ttl = params.get("ttl")
+        if ttl is not None and (any(c not in _DIGITS for c in ttl) or len(ttl) > 3 or int(ttl) > 255):
+            raise ViaError("Via: invalid ttl", base, "Via")
+        out.append(Via(f"{parts[0]}/{parts[1]}", parts[2].upper(), host, port, params))
+        if i >= n:
+            return
+        # s[i] == "," here: _parse_params stops only at a comma or the end.
+        i += 1
+
+
+def _parse_name_addrs(s: str, base: int, header: str, multi: bool, out: list[NameAddr]) -> None:
+    """RFC 3261 §20.10/§20.20: (name-addr / addr-spec) *(SEMI param), comma-separated when ``multi``."""
+    n = len(s)
+    i = 0
+    while True:
+        i = _skip_ws(s, i)
+        if i >= n:
+            raise NameAddrError(f"{header}: empty value", base + i, header)
+        display: str | None = None
+        if s[i] == '"':
+            i, display = _scan_quoted(s, i, NameAddrError, base, header)
+            i = _skip_ws(s, i)
+            if i >= n or s[i] != "<":
+                raise NameAddrError(f"{header}: expected '<' after display name", base + i, header)
+        else:
+            j = i
+            while j < n and (s[j] in _TOKEN_STR or s[j] in _WS):
+                j += 1
+            if j < n and s[j] == "<":
+                display = s[i:j].strip(_WS) or None
+                i = j
+        if s[i] == "<":
+            close = s.find(">", i + 1)
+            if close < 0:
+                raise NameAddrError(f"{header}: missing '>'", base + i, header)
+            uri = _parse_uri(s[i + 1 : close], base + i + 1)
+            i = close + 1
+        else:
+            # addr-spec: no <>, so the URI cannot hold ';', ',' or '?' (RFC 3261 §20.10).
+            j = i
+            while j < n and s[j] not in ";, \t":
+                j += 1
+            uri = _parse_uri(s[i:j], base + i)
+            i = j
+        i, params = _parse_params(s, i, base, NameAddrError, header, stop="," if multi else "")
+        out.append(NameAddr(display, uri, params))
+        if i >= n:
+            return
+        i += 1  # past the comma
+
+
+# ---------------------------------------------------------------------------
+# Message model
+# ---------------------------------------------------------------------------
+
+
+class _Field:
+    """One header line: its lookup key, name as written, and where its line and value sit in ``buf``."""
+
+    __slots__ = ("key", "name", "buf", "ls", "vs", "ve", "le")
+
+    def __init__(self, key: str, name: str, buf: bytes, ls: int, vs: int, ve: int, le: int) -> None:
+        self.key = key
+        self.name = name
+        self.buf = buf
+        self.ls = ls  # line start
+        self.vs = vs  # value start (after the colon, leading whitespace skipped)
+        self.ve = ve  # value end (before the line break, trailing whitespace dropped)
+        self.le = le  # line end (after the line break)
+
+    @classmethod
+    def new(cls, name: str, value: str) -> "_Field":
+        bname = name.encode("utf-8")
+        bvalue = value.encode("utf-8")
+        buf = bname + b": " + bvalue + b"\r\n"
+        vs = len(bname) + 2
+        return cls(header_key(name), name, buf, 0, vs, vs + len(bvalue), len(buf))
+
+    def raw_value(self) -> bytes:
+        raw = self.buf[self.vs : self.ve]
+        if b"\n" in raw:
+            raw = _FOLD_RE.sub(b" ", raw)
+        return raw
+
+    def value(self) -> str:
+        return _decode(self.raw_value())
+
+
+class Headers:
+    """Case-insensitive multi-map of header values in wire order; compact names map to full names."""
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: list[tuple[str, str, str]]) -> None:
+        # (key, display name, value)
+        self._items = items
+        index: dict[str, list[str]] = {}
+        for key, _, value in items:
+            index.setdefault(key, []).append(value)
+        self._index = index
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        values = self._index.get(header_key(name))
+        return values[0] if values else default
+
+    def getall(self, name: str) -> list[str]:
+        """All values of ``name`` in wire order (one per header line); [] when absent."""
+        return list(self._index.get(header_key(name), ()))
+
+    def __getitem__(self, name: str) -> str:
+        values = self._index.get(header_key(name))
+        if not values:
+            raise KeyError(name)
+        return values[0]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and header_key(name) in self._index
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for _, name, _ in self._items)
+
+    def keys(self) -> list[str]:
+        return [name for _, name, _ in self._items]
+
+    def items(self) -> list[tuple[str, str]]:
+        """(name, value) pairs in wire order; known headers under their RFC spelling."""
+        return [(name, value) for _, name, value in self._items]
+
+    def values(self) -> list[str]:
+        return [value for _, _, value in self._items]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+_UNSET = object()
+
+
+class Message:
+    """Common base of ``Request`` and ``Response``: headers, body, lazy accessors, edits."""
+
+    __slots__ = ("_buf", "_sl", "_fields", "_tail", "_body", "_modified", "_cache")
+
+    is_request: bool = False
+
+    def __init__(self) -> None:
+        raise TypeError("use fastsip.parse() to build messages")
+
+    # --- construction (called by parse) ------------------------------------
+    def _init(self, buf: bytes, sl: tuple[bytes, int, int], fields: list[_Field], tail: tuple[bytes, int, int], body: tuple[bytes, int, int]) -> None:
+        self._buf = buf
+        self._sl = sl  # (buffer, start, end) of the start line incl. its line break
+        self._fields = fields
+        self._tail = tail  # (buffer, start, end) of the empty line
+        self._body = body  # (buffer, start, end) of the body
+        self._modified = False
+        self._cache: dict[str, object] = {}
+
+    # --- raw access ----------------------------------------------------------
+    def __bytes__(self) -> bytes:
+        """The message bytes: exactly the received ones while unmodified."""
+        if not self._modified:
+            buf, start, _ = self._sl
+            end = self._body[2]
+            return buf if start == 0 and end == len(buf) else buf[start:end]
+        pieces: list[bytes] = []
+        cur_buf: bytes | None = None
+        cur_start = cur_end = 0
+        segs: list[tuple[bytes, int, int]] = [self._sl]
+        segs.extend((f.buf, f.ls, f.le) for f in self._fields)
+        segs.append(self._tail)
+        segs.append(self._body)
+        for buf, s, e in segs:
+            if buf is cur_buf and s == cur_end:
+                cur_end = e
+                continue
+            if cur_buf is not None:
+                pieces.append(cur_buf[cur_start:cur_end])
+            cur_buf, cur_start, cur_end = buf, s, e
+        if cur_buf is not None:
+            pieces.append(cur_buf[cur_start:cur_end])
+        return b"".join(pieces)
+
+    to_bytes = __bytes__
+
+    @property
+    def headers(self) -> Headers:
+        h = self._cache.get("headers")
+        if h is None:
+            h = Headers([(f.key, display_name(f.key, f.name), f.value()) for f in self._fields])
+            self._cache["headers"] = h
+        return h  # type: ignore[return-value]
+
+    def _first(self, key: str) -> _Field | None:
+        for f in self._fields:
+            if f.key == key:
+                return f
+        return None
+
+    @property
+    def body(self) -> bytes:
+        buf, s, e = self._body
+        return buf[s:e]
+
+    # --- lazily parsed headers ------------------------------------------------
+    @property
+    def via(self) -> list[Via]:
+        v = self._cache.get("via")
+        if v is None:
+            out: list[Via] = []
+            for f in self._fields:
+                if f.key == "via":
+                    _parse_vias(f.value(), f.vs, out)
+            self._cache["via"] = v = out
+        return v  # type: ignore[return-value]
+
+    def _name_addr(self, key: str, header: str) -> NameAddr | None:
+        v = self._cache.get(key, _UNSET)
+        if v is _UNSET:
+            f = self._first(key)
+            if f is None:
+                v = None
+            else:
+                out: list[NameAddr] = []
+                _parse_name_addrs(f.value(), f.vs, header, False, out)
+                v = out[0]
+            self._cache[key] = v
+        return v  # type: ignore[return-value]
+
+    @property
+    def from_(self) -> NameAddr | None:
+        return self._name_addr("from", "From")
+
+    @property
+    def to(self) -> NameAddr | None:
+        return self._name_addr("to", "To")
+
+    def _name_addr_list(self, key: str, header: str, star: bool) -> list[NameAddr]:
+        v = self._cache.get(key)
+        if v is None:
+            out: list[NameAddr] = []
+            for f in self._fields:
+                if f.key == key:
+                    value = f.value()
+                    if star and value.strip(_WS) == "*":
+                        out.append(NameAddr(None, None, {}, True))
+                    else:
+                        _parse_name_addrs(value, f.vs, header, True, out)
+            self._cache[key] = v = out
+        return v  # type: ignore[return-value]
+
+    @property
+    def contact(self) -> list[NameAddr]:
+        return self._name_addr_list("contact", "Contact", True)
+
+    @property
+    def route(self) -> list[NameAddr]:
+        return self._name_addr_list("route", "Route", False)
+
+    @property
+    def record_route(self) -> list[NameAddr]:
+        return self._name_addr_list("record-route", "Record-Route", False)
+
+    @property
+    def cseq(self) -> CSeq | None:
+        v = self._cache.get("cseq", _UNSET)
+        if v is _UNSET:
+            f = self._first("cseq")
+            v = None if f is None else _parse_cseq(f.value(), f.vs)
+            self._cache["cseq"] = v
+        return v  # type: ignore[return-value]
+
+    @property
+    def call_id(self) -> str | None:
+        f = self._first("call-id")
+        if f is None:
+            return None
+        value = f.value()
+        if not value:
+            raise HeaderValueError("Call-ID: empty value", f.vs, "Call-ID")
+        return value
+
+    @property
+    def max_forwards(self) -> int | None:
+        f = self._first("max-forwards")
+        if f is None:
+            return None
+        value = f.value()
+        if not value or len(value) > 3 or any(c not in _DIGITS for c in value) or int(value) > 255:
+            raise NumberError("Max-Forwards: not a number from 0 to 255", f.vs, "Max-Forwards")
+        return int(value)
+
+    @property
+    def content_length(self) -> int | None:
+        f = self._first("content-length")
+        return None if f is None else int(f.value())
+
+    @property
+    def content_type(self) -> str | None:
+        f = self._first("content-type")
+        return None if f is None else f.value()
+
+    def validate(self) -> None:
+        """Parse every header this library knows now; raises the first ``ParseError`` found."""
+        if self.is_request:
+            self.uri  # type: ignore[attr-defined]  # noqa: B018
+        self.via  # noqa: B018
+        self.from_  # noqa: B018
+        self.to  # noqa: B018
+        self.cseq  # noqa: B018
+        self.call_id  # noqa: B018
+        self.max_forwards  # noqa: B018
+        self.contact  # noqa: B018
+        self.route  # noqa: B018
+        self.record_route  # noqa: B018
+
+    # --- edits -----------------------------------------------------------------
+    def _edited(self) -> None:
+        self._modified = True
+        self._cache.clear()
+
+    def insert_header(self, name: str, value: str) -> None:
+        """Insert ``name: value`` as the first header line (Via, Record-Route)."""
+        self._fields.insert(0, _Field.new(name, value))
+        self._edited()
+
+    def append_header(self, name: str, value: str) -> None:
+        """Append ``name: value`` as the last header line."""
+        self._fields.append(_Field.new(name, value))
+        self._edited()
+
+    def set_header(self, name: str, value: str) -> None:
+        """Replace the value of the first ``name`` header, keeping its place and its name as written; append when absent."""
+        key = header_key(name)
+        for k, f in enumerate(self._fields):
+            if f.key == key:
+                self._fields[k] = _Field.new(f.name, value)
+                self._edited()
+                return
+        self.append_header(name, value)
+
+    def remove_header(self, name: str) -> int:
+        """Remove every ``name`` header line; returns how many were removed."""
+        key = header_key(name)
+        before = len(self._fields)
+        self._fields = [f for f in self._fields if f.key != key]
+        removed = before - len(self._fields)
+        if removed:
+            self._edited()
+        return removed
+
+    def _pop_first_element(self, key: str) -> str | None:
+        """Remove the first comma-separated element of the first ``key`` header; returns its text."""
+        for k, f in enumerate(self._fields):
+            if f.key != key:
+                continue
+            value = f.value()
+            cut = _split_first_element(value)
+            first = value[:cut].strip(_WS) if cut >= 0 else value
+            if cut < 0:
+                del self._fields[k]
+            else:
+                self._fields[k] = _Field.new(f.name, value[cut + 1 :].strip(_WS))
+            self._edited()
+            return first
+        return None
+
+    def pop_via(self) -> Via | None:
+        """Remove the top via-parm (just that element of a comma-joined Via); returns it, or None."""
+        top = self.via[0] if self.via else None
+        if self._pop_first_element("via") is None:
+            return None
+        return top
+
+    def pop_route(self) -> NameAddr | None:
+        """Remove the first Route element; returns it, or None when there is no Route."""
+        first = self.route[0] if self.route else None
+        if self._pop_first_element("route") is None:
+            return None
+        return first
+
+    def set_via_param(self, name: str, value: str | None = None, index: int = 0) -> None:
+        """Add or replace parameter ``name`` on the ``index``-th via-parm (RFC 3261 §18.2.1 received, RFC 3581 rport)."""
+        self.via  # validates every Via before touching one  # noqa: B018
+        lname = name.lower()
+        seen = 0
+        for k, f in enumerate(self._fields):
+            if f.key != "via":
+                continue
+            value_text = f.value()
+            elements = _split_elements(value_text)
+            if index >= seen + len(elements):
+                seen += len(elements)
+                continue
+            pos = index - seen
+            elements[pos] = _set_param(elements[pos], lname, value)
+            self._fields[k] = _Field.new(f.name, ", ".join(elements))
+            self._edited()
+            return
+        raise IndexError(f"no Via at index {index}")
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        """Replace the body; Content-Length is set to match (and Content-Type when given)."""
+        body = bytes(body)
+        self._body = (body, 0, len(body))
+        if content_type is not None:
+            self.set_header("Content-Type", content_type)
+        self.set_header("Content-Length", str(len(body)))
+        self._edited()
+
+    def copy(self) -> "Message":
+        """An independent copy: edits to one do not show in the other."""
+        new = object.__new__(type(self))
+        new._buf = self._buf
+        new._sl = self._sl
+        new._fields = list(self._fields)
+        new._tail = self._tail
+        new._body = self._body
+        new._modified = self._modified
+        new._cache = {}
+        self._copy_extra(new)
+        return new
+
+    def _copy_extra(self, new: "Message") -> None:
+        pass
+
+
+def _split_elements(value: str) -> list[str]:
+    """Split a header value at top-level commas (not inside quotes, <> or [])."""
+    out: list[str] = []
+    rest = value
+    while True:
+        cut = _split_first_element(rest)
+        if cut < 0:
+            out.append(rest.strip(_WS))
+            return out
+        out.append(rest[:cut].strip(_WS))
+        rest = rest[cut + 1 :]
+
+
+def _split_first_element(value: str) -> int:
+    """Index of the first top-level comma in ``value``, or -1."""
+    depth_angle = 0
+    in_quote = False
+    i = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if in_quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif c == "<":
+            depth_angle += 1
+        elif c == ">":
+            depth_angle = max(0, depth_angle - 1)
+        elif c == "," and depth_angle == 0:
+            return i
+        i += 1
+    return -1
+
+
+def _set_param(element: str, name: str, value: str | None) -> str:
+    """Return ``element`` with ``;name[=value]`` replaced in place, or inserted right after the sent-by.
+
+    OpenSIPS and Kamailio put a new ``received`` directly after the sent-by
+    (``Via: SIP/2.0/UDP h:p;received=ip;branch=...;rport=port``), and fill a bare
+    ``rport`` in place; the seed's 100 Trying shows exactly that.
+    """
+    text = name if value is None else f"{name}={value}"
+    first_semi = -1
+    i = 0
+    n = len(element)
+    in_quote = False
+    while i < n:
+        c = element[i]
+        if in_quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_quote = False
+        elif c == '"':
+            in_quote = True
+        elif c == ";":
+            if first_semi < 0:
+                first_semi = i
+            j = _skip_ws(element, i + 1)
+            k = _scan_token(element, j)
+            if element[j:k].lower() == name:
+                m = _skip_ws(element, k)
+                if m < n and element[m] == "=":
+                    m = _skip_ws(element, m + 1)
+                    if m < n and element[m] == '"':
+                        m, _ = _scan_quoted(element, m, ViaError, 0, "Via")
+                    else:
+                        while m < n and element[m] not in _PARAM_VALUE_END:
+                            m += 1
+                else:
+                    m = k
+                return element[: i + 1] + text + element[m:]
+        i += 1
+    if first_semi < 0:
+        return f"{element};{text}"
+    return f"{element[:first_semi]};{text}{element[first_semi:]}"
+
+
+class Request(Message):
+    """A SIP request (RFC 3261 §7.1)."""
+
+    __slots__ = ("method", "version", "_uri_text", "_uri_offset")
+
+    is_request = True
+
+    @property
+    def uri(self) -> URI:
+        """The Request-URI, parsed on first access (raises ``URIError``)."""
+        v = self._cache.get("uri")
+        if v is None:
+            self._cache["uri"] = v = _parse_uri(self._uri_text, self._uri_offset)
+        return v  # type: ignore[return-value]
+
+    @property
+    def raw_uri(self) -> str:
+        return self._uri_text
+
+    def set_uri(self, uri: str) -> None:
+        """Replace the Request-URI (the start line is rewritten, the rest kept)."""
+        line = f"{self.method} {uri} {self.version}\r\n".encode("utf-8")
+        self._sl = (line, 0, len(line))
+        self._uri_text = uri
+        self._uri_offset = len(self.method) + 1
+        self._edited()
+
+    def _copy_extra(self, new: Message) -> None:
+        assert isinstance(new, Request)
+        new.method = self.method
+        new.version = self.version
+        new._uri_text = self._uri_text
+        new._uri_offset = self._uri_offset
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self._uri_text}>"
+
+
+class Response(Message):
+    """A SIP response (RFC 3261 §7.2)."""
+
+    __slots__ = ("status", "reason", "version")
+
+    def _copy_extra(self, new: Message) -> None:
+        assert isinstance(new, Response)
+        new.status = self.status
+        new.reason = self.reason
+        new.version = self.version
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def _parse_cseq(s: str, base: int) -> CSeq:
+    """RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method."""
+    n = len(s)
+    i = 0
+    while i < n and s[i] in _DIGITS:
+        i += 1
+    if i == 0 or i > 10 or int(s[:i]) > _MAX_CSEQ:
+        raise CSeqError("CSeq: invalid sequence number", base, "CSeq")
+    j = _skip_ws(s, i)
+    if j == i:
+        raise CSeqError("CSeq: expected whitespace after the number", base + i, "CSeq")
+    k = _scan_token(s, j)
+    if k == j or k != n:
+        raise CSeqError("CSeq: invalid method", base + j, "CSeq")
+    return CSeq(int(s[:i]), s[j:k])
+
+
+# ---------------------------------------------------------------------------
+# Framing: parse()
+# ---------------------------------------------------------------------------
+
+_SIP_VERSION = b"SIP/2.0"
+
+
+def _check_version(v: bytes, offset: int) -> str:
+    if v.upper() != _SIP_VERSION:
+        raise StartLineError(f"unsupported SIP version {_decode(v)!r}", offset)
+    return "SIP/2.0"
+
+
+def parse(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_headers: int = DEFAULT_MAX_HEADERS,
+) -> Request | Response:
+    """Parse one SIP message (one UDP datagram, or one message framed by ``StreamParser``).
+
+    Returns a ``Request`` or ``Response``. Raises a ``ParseError`` subclass for any
+    malformed input, with ``offset`` pointing at the problem.
+    """
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    elif not isinstance(data, bytes):
+        raise TypeError("parse() takes bytes, bytearray or memoryview")
+    n = len(data)
+    if n > max_size:
+        raise MessageTooLarge(f"message of {n} bytes is larger than the limit of {max_size}", max_size)
+
+    # RFC 3261 §7.5: ignore line breaks before the start line.
+    pos = 0
+    while pos < n and data[pos] in (13, 10):
+        pos += 1
+    if pos >= n:
+        raise IncompleteMessage("no message: empty or only line breaks", pos)
+    msg_start = pos
+
+    # --- start line -----------------------------------------------------------
+    eol = data.find(b"\n", pos)
+    if eol < 0:
+        raise IncompleteMessage("the start line has no line break", n)
+    ce = eol - 1 if data[eol - 1] == 13 else eol
+    line = data[pos:ce]
+    bad = _find_control(line)
+    if bad >= 0:
+        raise StartLineError("control character in the start line", pos + bad)
+    sl = (data, pos, eol + 1)
+    msg: Request | Response
+    if line[:4].upper() == b"SIP/":
+        sp1 = line.find(b" ")
+        if sp1 < 0:
+            raise StartLineError("status line without a status code", pos + len(line))
+        version = _check_version(line[:sp1], pos)
+        code = line[sp1 + 1 : sp1 + 4]
+        if len(code) != 3 or not code.isdigit() or code[0] in b"0789":
+            raise StartLineError("status code is not 3 digits from 100 to 699", pos + sp1 + 1)
+        rest = line[sp1 + 4 :]
+        if rest and rest[0] != 32:
+            raise StartLineError("status code is not 3 digits from 100 to 699", pos + sp1 + 1)
+        resp = object.__new__(Response)
+        resp.status = int(code)
+        resp.reason = _decode(rest[1:])
+        resp.version = version
+        msg = resp
+    else:
+        sp1 = line.find(b" ")
+        sp2 = line.rfind(b" ")
+        if sp1 <= 0 or sp2 == sp1:
+            raise StartLineError("request line is not 'Method SP Request-URI SP SIP-Version'", pos + max(sp1, 0))
+        method = line[:sp1]
+        for k, c in enumerate(method):
+            if c not in TOKEN_CHARS:
+                raise StartLineError("invalid character in the method", pos + k)
+        uri = line[sp1 + 1 : sp2]
+        if not uri or b" " in uri:
+            raise StartLineError("Request-URI is empty or holds a space", pos + sp1 + 1)
+        version = _check_version(line[sp2 + 1 :], pos + sp2 + 1)
+        req = object.__new__(Request)
+        req.method = method.decode("ascii")
+        req.version = version
+        req._uri_text = _decode(uri)
+        req._uri_offset = pos + sp1 + 1
+        msg = req
+
+    # --- header lines (RFC 3261 §7.3) ------------------------------------------
+    fields: list[_Field] = []
+    pos = eol + 1
+    while True:
+        eol = data.find(b"\n", pos)
+        if eol < 0:
+            raise IncompleteMessage("no empty line after the headers", n)
+        ce = eol - 1 if eol > pos and data[eol - 1] == 13 else eol
+        if ce == pos:
+            tail = (data, pos, eol + 1)
+            pos = eol + 1
+            break
+        cr = data.find(b"\r", pos, ce)
+        if cr >= 0:
+            raise HeaderError("CR without LF inside a header line", cr)
+        c = data[pos]
+        if c == 32 or c == 9:
+            # §7.3.1 folding: a line starting with whitespace continues the previous header.
+            if not fields:
+                raise HeaderError("continuation line before the first header", pos)
+            f = fields[-1]
+            v_end = ce
+            while v_end > pos and data[v_end - 1] in (32, 9):
+                v_end -= 1
+            if v_end > pos:
+                if f.vs == f.ve:  # the value so far was empty: it starts on this line
+                    f.vs = _skip_ws_bytes(data, pos, ce)
+                f.ve = v_end
+            f.le = eol + 1
+        else:
+            colon = data.find(b":", pos, ce)
+            if colon < 0:
+                raise HeaderError("header line without a colon", pos)
+            name_end = colon
+            while name_end > pos and data[name_end - 1] in (32, 9):
+                name_end -= 1
+            name = data[pos:name_end]
+            for k, b in enumerate(name):
+                if b not in TOKEN_CHARS:
+                    raise HeaderError("invalid character in a header name", pos + k)
+            if len(fields) >= max_headers:
+                raise TooManyHeaders(f"more than {max_headers} header lines", pos)
+            vs = _skip_ws_bytes(data, colon + 1, ce)
+            ve = ce
+            while ve > vs and data[ve - 1] in (32, 9):
+                ve -= 1
+            sname = name.decode("ascii")
+            fields.append(_Field(header_key(sname), sname, data, pos, vs, ve, eol + 1))
+        pos = eol + 1
+
+    # --- body framed by Content-Length (RFC 3261 §18.3, §20.14) ------------------
+    length: int | None = None
+    for f in fields:
+        if f.key == "content-length":
+            raw = f.raw_value()
+            if not raw or not raw.isdigit() or len(raw) > 10:
+                raise ContentLengthError("Content-Length is not a number", f.vs)
+            value = int(raw)
+            if length is not None and value != length:
+                raise ContentLengthError("Content-Length headers disagree", f.vs)
+            length = value
+    if length is None:
+        end = n
+    else:
+        end = pos + length
+        if end > n:
+            raise TruncatedBody(f"Content-Length is {length} but only {n - pos} body bytes follow", n)
+    msg._init(data, sl, fields, tail, (data, pos, end))
+    return msg
+
+
+def _skip_ws_bytes(data: bytes, i: int, end: int) -> int:
+    while i < end and data[i] in (32, 9):
+        i += 1
+    return i
+
+
+_CONTROL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _find_control(line: bytes) -> int:
+    m = _CONTROL_RE.search(line)
+    return m.start() if m else -1
+
+
+# ---------------------------------------------------------------------------
+# Responses (RFC 3261 §8.2.6)
+# ---------------------------------------------------------------------------
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Response:
+    """Build the response to ``request`` per RFC 3261 §8.2.6.
+
+    Copies every Via (as the request has them now, edits included), To (adding
+    ``;tag=to_tag`` when given and To has none), From, Call-ID and CSeq, in that
+    order as OpenSIPS writes them; then ``headers``, Content-Type when there is a
+    body, and Content-Length. Returns the parsed ``Response``. Raises ``ValueError``
+    for a status outside 100-699.
+    """
+    if not 100 <= status <= 699:
+        raise ValueError(f"status {status} is not from 100 to 699")
+    if reason is None:
+        reason = REASON_PHRASES.get(status, "")
+    out = [b"SIP/2.0 %d %s\r\n" % (status, reason.encode("utf-8"))]
+    fields = request._fields
+    for f in fields:
+        if f.key == "via":
+            out.append(b"Via: " + f.raw_value() + b"\r\n")
+    to = request._first("to")
+    if to is not None:
+        value = to.raw_value()
+        if to_tag is not None:
+            try:
+                has_tag = request.to is not None and request.to.tag is not None
+            except ParseError:
+                has_tag = True  # never make a malformed To worse
+            if not has_tag:
+                value += b";tag=" + to_tag.encode("utf-8")
+        out.append(b"To: " + value + b"\r\n")
+    for key, name in (("from", b"From"), ("call-id", b"Call-ID"), ("cseq", b"CSeq")):
+        f = request._first(key)
+        if f is not None:
+            out.append(name + b": " + f.raw_value() + b"\r\n")
+    if status == 100:
+        f = request._first("timestamp")  # §8.2.6.1
+        if f is not None:
+            out.append(b"Timestamp: " + f.raw_value() + b"\r\n")
+    for name, value in headers:
+        out.append(f"{name}: {value}\r\n".encode("utf-8"))
+    body = bytes(body)
+    if body and content_type:
+        out.append(f"Content-Type: {content_type}\r\n".encode("utf-8"))
+    out.append(b"Content-Length: %d\r\n\r\n" % len(body))
+    out.append(body)
+    resp = parse(b"".join(out), max_size=max(DEFAULT_MAX_SIZE, sum(map(len, out)) + 1))
+    assert isinstance(resp, Response)
+    return resp

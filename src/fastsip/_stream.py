@@ -1,0 +1,85 @@
+"""Framing of a SIP byte stream (TCP, TLS): split it into messages by Content-Length (RFC 3261 §18.3)."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Union
+
+from ._grammar import DEFAULT_MAX_HEADERS, DEFAULT_MAX_SIZE
+from .errors import ContentLengthError, MessageTooLarge
+
+__all__ = ["StreamParser"]
+
+# Content-Length (or its compact form l) at the start of a header line.
+_CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_END_RE = re.compile(rb"\r?\n\r?\n")
+
+
+class StreamParser:
+    """Feed bytes from a stream, get whole messages back.
+
+    CRLF keep-alives between messages are skipped; each double-CRLF ping
+    (RFC 5626 §3.5.1) adds one to ``pings`` so the transport can answer it with a
+    single CRLF. A message that outgrows ``max_size`` raises ``MessageTooLarge``;
+    after any ``ParseError`` the stream is out of sync and the connection must be
+    closed. A missing Content-Length on a stream counts as 0.
+    """
+
+    def __init__(
+        self,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        parse: Callable[..., object] | None = None,
+    ) -> None:
+        if parse is None:
+            from ._parser import parse as parse  # the active backend
+        self._parse = parse
+        self._buf = bytearray()
+        self._max_size = max_size
+        self._max_headers = max_headers
+        self.pings = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a whole message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[object]:
+        """Add ``data``; return every message now complete, in order (possibly none)."""
+        buf = self._buf
+        buf += data
+        out: list[object] = []
+        while buf:
+            # Keep-alives: skip line breaks before a start line; count CRLFCRLF pings.
+            i = 0
+            n = len(buf)
+            while i < n and buf[i] in (13, 10):
+                i += 1
+            if i:
+                skipped = bytes(buf[:i])
+                self.pings += skipped.count(b"\r\n\r\n")
+                del buf[:i]
+                continue
+            end = _END_RE.search(buf)
+            if end is None:
+                if len(buf) > self._max_size:
+                    raise MessageTooLarge(
+                        f"header block larger than the limit of {self._max_size} bytes", self._max_size
+                    )
+                break
+            head_end = end.end()
+            length = 0
+            for m in _CL_RE.finditer(buf, 0, end.start() + 1):
+                raw = m.group(1).strip(b" \t")
+                if not raw.isdigit() or len(raw) > 10:
+                    raise ContentLengthError("Content-Length is not a number", m.start(1))
+                length = int(raw)
+            total = head_end + length
+            if total > self._max_size:
+                raise MessageTooLarge(f"message of {total} bytes is larger than the limit of {self._max_size}", self._max_size)
+            if len(buf) < total:
+                break
+            chunk = bytes(buf[:total])
+            del buf[:total]
+            out.append(self._parse(chunk, max_size=self._max_size, max_headers=self._max_headers))
+        return out
