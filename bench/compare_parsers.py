@@ -1,0 +1,317 @@
+"""Compare fastsip (both backends) with the Python SIP libraries and two C parsers on named workloads.
+
+    python bench/compare_parsers.py                      # everything, markdown tables on stdout
+    python bench/compare_parsers.py --libs fastsip-c,sippy --workloads seed_invite --modes full
+    python bench/compare_parsers.py --worker LIB WORKLOAD MODE   # one measurement, JSON on stdout
+
+Every (library, workload, mode) runs in its own fresh subprocess (no library can warm or pollute another's
+interpreter). A worker calibrates a timeit loop to at least --min-time seconds (timeit.autorange), then
+takes --repeat timings of that loop; the parent reports the median per call in microseconds and the
+ratio to the best median of the same table. timeit switches the garbage collector off while it times.
+
+Modes (see bench/README.md): minimal = the parse call; full = parse and read the 21 FIELDS of
+bench/adapters/__init__.py (checked against expected values: the "fields" column); serialize = parse,
+insert Via and Record-Route, decrement Max-Forwards, append a header, produce the bytes.
+
+The C parsers (libosip2, sofia-sip) are compiled from bench/c/ at run time when their Debian -dev packages
+are installed; they have no serialize mode here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+PY_LIBS = ["fastsip-c", "fastsip-py", "sippy", "sipmessage", "aiosipua", "pyvoip", "pysipio"]
+C_LIBS = {
+    "sofia-sip": ("sofia_bench.c", ["pkg-config", "--cflags", "--libs", "sofia-sip-ua"], "libsofia-sip-ua-dev"),
+    "libosip2": ("osip_bench.c", None, "libosip2-dev"),
+}
+MODES = ["minimal", "full", "serialize"]
+
+
+# --------------------------------------------------------------------------- worker (one subprocess)
+
+def run_worker(lib: str, workload: str, mode: str, repeat: int, min_time: float) -> dict:
+    import timeit
+
+    import adapters
+    import workloads
+
+    out: dict = {"lib": lib, "workload": workload, "mode": mode, "ok": False}
+    data = workloads.load()[workload]
+    try:
+        mod = adapters.load(lib)
+    except Exception as exc:  # not installed, or broken on import: reported, never dropped
+        out["error"] = f"import failed: {type(exc).__name__}: {exc}"
+        return out
+    out["version"] = _version(lib, mod)
+    fn = getattr(mod, mode, None)
+    if fn is None:
+        out["error"] = "mode not supported by the library"
+        out["unsupported"] = True
+        return out
+    try:
+        result = fn(data)
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        return out
+    if mode == "full":
+        out["fields"] = adapters.check(workload, workloads.load(), result)
+    elif mode == "serialize":
+        out["edits_ok"] = _edits_ok(data, result)
+
+    timer = timeit.Timer("fn(data)", globals={"fn": fn, "data": data})
+    number = _autorange(timer, min_time)
+    times = timer.repeat(repeat=repeat, number=number)
+    per_call = [t / number * 1e6 for t in times]
+    out.update(ok=True, loops=number, times_us=per_call, median_us=statistics.median(per_call),
+               min_us=min(per_call))
+    return out
+
+
+def _autorange(timer, min_time: float) -> int:
+    number = 1
+    while True:
+        for m in (1, 2, 5):
+            n = number * m
+            if timer.timeit(n) >= min_time:
+                return n
+        number *= 10
+
+
+def _version(lib: str, mod) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    if lib.startswith("fastsip"):
+        import fastsip
+
+        return f"{getattr(fastsip, '__version__', '?')} ({mod.BACKEND})"
+    try:
+        return version(mod.DIST)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _edits_ok(original: bytes, produced: bytes) -> bool:
+    """Did the serialize mode really produce the edited message?"""
+    import adapters
+
+    text = produced.decode("utf-8", "replace")
+    ok = adapters.EDIT_VIA in text and adapters.EDIT_RR in text and "P-hint: outbound" in text
+    if b"Max-Forwards: 70" in original:
+        ok = ok and "Max-Forwards: 69" in text
+    return ok
+
+
+# --------------------------------------------------------------------------- C reference parsers
+
+def build_c(build_dir: Path) -> dict[str, Path | str]:
+    """Compile bench/c/*.c; return {lib: binary path, or a str saying why not}."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Path | str] = {}
+    cc = shutil.which("cc") or shutil.which("gcc")
+    for lib, (src, pkg, deb) in C_LIBS.items():
+        if cc is None:
+            res[lib] = "no C compiler"
+            continue
+        flags: list[str] = []
+        if pkg:
+            p = subprocess.run(pkg, capture_output=True, text=True)
+            if p.returncode != 0:
+                res[lib] = f"not installed (apt-get install {deb})"
+                continue
+            flags = p.stdout.split()
+        else:
+            flags = ["-losipparser2"]
+        binary = build_dir / src.replace(".c", "")
+        p = subprocess.run([cc, "-O2", "-o", str(binary), str(HERE / "c" / src), *flags],
+                           capture_output=True, text=True)
+        res[lib] = binary if p.returncode == 0 else f"build failed (apt-get install {deb}?): {p.stderr[-200:]}"
+    return res
+
+
+def run_c(lib: str, binary: Path, workload: str, mode: str, repeat: int, min_time: float) -> dict:
+    out = {"lib": lib, "workload": workload, "mode": mode, "ok": False}
+    if mode == "serialize":
+        out.update(error="mode not measured for C", unsupported=True)
+        return out
+    p = subprocess.run([str(binary), str(HERE / "workloads" / f"{workload}.sip"), mode, str(repeat),
+                        str(min_time)], capture_output=True, text=True, timeout=300)
+    try:
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        out["error"] = f"exit {p.returncode}: {p.stderr[-200:]}"
+        return out
+    if not res.get("ok"):
+        out["error"] = res.get("error", "failed")
+        return out
+    per_call = [t / 1000 for t in res["times_ns"]]
+    out.update(ok=True, loops=res["loops"], times_us=per_call, median_us=statistics.median(per_call),
+               min_us=min(per_call), version=_deb_version(C_LIBS[lib][2]))
+    if mode == "full":
+        out["fields"] = {"ok": ["all (C, unchecked)"], "wrong": [], "missing": []}
+    return out
+
+
+def _deb_version(pkg: str) -> str:
+    p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+    return p.stdout.strip() or "?"
+
+
+# --------------------------------------------------------------------------- parent
+
+def machine_facts() -> dict[str, str]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "(no commit)"
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "bench"],
+                           capture_output=True, text=True).stdout.strip()
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "?"
+    return {
+        "cpu": cpu,
+        "nproc": str(os.cpu_count()),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "commit": commit + (" (+ uncommitted changes)" if dirty else ""),
+        "load average at start": load,
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
+    }
+
+
+def spawn_worker(lib: str, workload: str, mode: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", lib, workload, mode, "--repeat", str(args.repeat),
+           "--min-time", str(args.min_time)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"lib": lib, "workload": workload, "mode": mode, "ok": False, "error": "timed out"}
+    for line in reversed(p.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {"lib": lib, "workload": workload, "mode": mode, "ok": False,
+            "error": f"worker exit {p.returncode}: {p.stderr.strip()[-300:]}"}
+
+
+def fields_cell(r: dict) -> str:
+    f = r.get("fields")
+    if not f:
+        return ""
+    if f["ok"] == ["all (C, unchecked)"]:
+        return "all read"
+    n = len(f["ok"]) + len(f["wrong"]) + len(f["missing"])
+    cell = f"{len(f['ok'])}/{n}"
+    if f["wrong"]:
+        cell += f", wrong: {', '.join(x.split('=')[0] for x in f['wrong'])}"
+    return cell
+
+
+def table(results: list[dict], workload: str, mode: str) -> list[str]:
+    rows = [r for r in results if r["workload"] == workload and r["mode"] == mode]
+    good = [r for r in rows if r.get("ok")]
+    best = min((r["median_us"] for r in good), default=None)
+    extra = {"full": "fields read correctly", "serialize": "edits present"}.get(mode, "")
+    lines = [f"| library | version | median µs | min µs | vs best | {extra} |".replace(" |  |", " |"),
+             "|---|---|---:|---:|---:|" + ("---|" if extra else "")]
+    for r in sorted(good, key=lambda r: r["median_us"]):
+        cells = [r["lib"], r.get("version", ""), f"{r['median_us']:.2f}", f"{r['min_us']:.2f}",
+                 f"{r['median_us'] / best:.1f}x"]
+        if mode == "full":
+            cells.append(fields_cell(r))
+        elif mode == "serialize":
+            cells.append("yes" if r.get("edits_ok") else "NO")
+        lines.append("| " + " | ".join(cells) + " |")
+    for r in rows:
+        if not r.get("ok"):
+            what = "n/a (no such API)" if r.get("unsupported") else f"FAILED: {r.get('error', '?')}"
+            cells = [r["lib"], r.get("version", ""), what, "", ""] + ([""] if extra else [])
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "MODE"))
+    ap.add_argument("--libs", default=",".join(PY_LIBS + list(C_LIBS)))
+    ap.add_argument("--workloads", default="seed_invite,ok_5via_3rr,options_small")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--min-time", type=float, default=0.2, help="seconds per timed loop (default 0.2)")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds per worker")
+    ap.add_argument("--json", help="also write all raw results to this file")
+    args = ap.parse_args()
+
+    if args.worker:
+        print(json.dumps(run_worker(*args.worker, repeat=args.repeat, min_time=args.min_time)))
+        return 0
+
+    facts = machine_facts()
+    libs = [x for x in args.libs.split(",") if x]
+    wls = [x for x in args.workloads.split(",") if x]
+    modes = [x for x in args.modes.split(",") if x]
+    c_bins = build_c(Path("/tmp") / f"fastsip-bench-c-{os.getuid()}") if any(x in C_LIBS for x in libs) else {}
+    results: list[dict] = []
+    for wl in wls:
+        for mode in modes:
+            for lib in libs:
+                if lib in C_LIBS:
+                    b = c_bins.get(lib)
+                    if isinstance(b, Path):
+                        r = run_c(lib, b, wl, mode, args.repeat, args.min_time)
+                    else:
+                        r = {"lib": lib, "workload": wl, "mode": mode, "ok": False, "error": b}
+                else:
+                    r = spawn_worker(lib, wl, mode, args)
+                results.append(r)
+                status = f"{r['median_us']:.2f} µs" if r.get("ok") else r.get("error", "failed")
+                print(f"# {wl:14} {mode:9} {lib:11} {status}", file=sys.stderr, flush=True)
+
+    print("## Machine\n")
+    for k, v in facts.items():
+        print(f"- {k}: {v}")
+    for wl in wls:
+        for mode in modes:
+            print(f"\n### {wl} / {mode}\n")
+            print("\n".join(table(results, wl, mode)))
+    notes = {}
+    import adapters
+
+    for lib in libs:
+        if lib in adapters.LIBS:
+            try:
+                notes[lib] = adapters.load(lib).NOTES
+            except Exception as exc:
+                notes[lib] = f"(not importable: {type(exc).__name__}: {exc})"
+    print("\n### What each adapter reads\n")
+    for lib, note in notes.items():
+        print(f"- {lib}: {note}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": facts, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
