@@ -77,6 +77,17 @@ _URI_FORBIDDEN = frozenset(' \t\r\n"<>\\^`{|}\x00')
 # A generic parameter value ends at one of these (gen-value = token / host / quoted-string).
 _PARAM_VALUE_END = frozenset(";,? \t<>\"")
 _FOLD_RE = re.compile(rb"[ \t]*\r?\n[ \t]+")
+# The scanners below run in C through re; each mirrors a C loop of the Cython backend.
+_WS_RE = re.compile(r"[ \t]*")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]*")
+_HOST_RE = re.compile(r"[A-Za-z0-9\-._]*")
+_DIGITS_RE = re.compile(r"[0-9]*")
+_PARAM_VALUE_RE = re.compile(r'[^;,? \t<>"]*')
+_URI_FORBIDDEN_RE = re.compile('[ \t\r\n"<>\\\\^`{|}\x00]')
+_TOKEN_BYTES = bytes(sorted(TOKEN_CHARS))
+# Header name as received -> (lookup key, name as str); bounded so hostile input cannot grow it.
+_NAME_CACHE: dict[bytes, tuple[str, str]] = {}
+_NAME_CACHE_MAX = 2048
 _MAX_PORT = 65535
 _MAX_CSEQ = 2**31 - 1
 
@@ -303,17 +314,11 @@ class CSeq:
 
 
 def _skip_ws(s: str, i: int) -> int:
-    n = len(s)
-    while i < n and s[i] in _WS:
-        i += 1
-    return i
+    return _WS_RE.match(s, i).end()  # type: ignore[union-attr]
 
 
 def _scan_token(s: str, i: int) -> int:
-    n = len(s)
-    while i < n and s[i] in _TOKEN_STR:
-        i += 1
-    return i
+    return _TOKEN_RE.match(s, i).end()  # type: ignore[union-attr]
 
 
 def _scan_quoted(s: str, i: int, err: type[ParseError], base: int, header: str) -> tuple[int, str]:
@@ -374,9 +379,7 @@ def _parse_params(
                     raise _value_error(err, "unterminated IPv6 reference in parameter", base + i, header)
                 j += 1
             else:
-                j = i
-                while j < n and s[j] not in _PARAM_VALUE_END:
-                    j += 1
+                j = _PARAM_VALUE_RE.match(s, i).end()  # type: ignore[union-attr]
             if j == i:
                 raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
             value = s[i:j]
@@ -398,18 +401,14 @@ def _scan_host(s: str, i: int, end: int, err: type[ParseError], base: int, heade
         if not inner or ":" not in inner or any(c not in _IPV6_CHARS for c in inner):
             raise _value_error(err, "invalid IPv6 reference", base + i, header)
         return j + 1
-    j = i
-    while j < end and s[j] in _HOST_CHARS:
-        j += 1
+    j = _HOST_RE.match(s, i, end).end()  # type: ignore[union-attr]
     if j == i:
         raise _value_error(err, "missing host", base + i, header)
     return j
 
 
 def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, header: str) -> tuple[int, int]:
-    j = i
-    while j < end and s[j] in _DIGITS:
-        j += 1
+    j = _DIGITS_RE.match(s, i, end).end()  # type: ignore[union-attr]
     if j == i or j - i > 5 or int(s[i:j]) > _MAX_PORT:
         raise _value_error(err, "invalid port", base + i, header)
     return j, int(s[i:j])
@@ -433,9 +432,9 @@ def _parse_uri(s: str, base: int = 0) -> URI:
     n = len(s)
     if n == 0:
         raise URIError("empty URI", base)
-    for k, c in enumerate(s):
-        if c in _URI_FORBIDDEN:
-            raise URIError(f"character {c!r} not allowed in a URI", base + k)
+    bad = _URI_FORBIDDEN_RE.search(s)
+    if bad is not None:
+        raise URIError(f"character {bad.group()!r} not allowed in a URI", base + bad.start())
     colon = s.find(":")
     if colon <= 0 or s[0] not in _ALPHA or any(c not in _SCHEME_CHARS for c in s[:colon]):
         raise URIError("URI without a valid scheme", base)
@@ -1115,9 +1114,7 @@ class Response(Message):
 def _parse_cseq(s: str, base: int) -> CSeq:
     """RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method."""
     n = len(s)
-    i = 0
-    while i < n and s[i] in _DIGITS:
-        i += 1
+    i = _DIGITS_RE.match(s).end()  # type: ignore[union-attr]
     if i == 0 or i > 10 or int(s[:i]) > _MAX_CSEQ:
         raise CSeqError("CSeq: invalid sequence number", base, "CSeq")
     j = _skip_ws(s, i)
@@ -1202,9 +1199,11 @@ def parse(
         if sp1 <= 0 or sp2 == sp1:
             raise StartLineError("request line is not 'Method SP Request-URI SP SIP-Version'", pos + max(sp1, 0))
         method = line[:sp1]
-        for k, c in enumerate(method):
-            if c not in TOKEN_CHARS:
-                raise StartLineError("invalid character in the method", pos + k)
+        if method.translate(None, _TOKEN_BYTES):
+            k = 0
+            while method[k] in TOKEN_CHARS:
+                k += 1
+            raise StartLineError("invalid character in the method", pos + k)
         uri = line[sp1 + 1 : sp2]
         if not uri or b" " in uri:
             raise StartLineError("Request-URI is empty or holds a space", pos + sp1 + 1)
@@ -1253,17 +1252,24 @@ def parse(
             while name_end > pos and data[name_end - 1] in (32, 9):
                 name_end -= 1
             name = data[pos:name_end]
-            for k, b in enumerate(name):
-                if b not in TOKEN_CHARS:
+            known = _NAME_CACHE.get(name)
+            if known is None:
+                if not name or name.translate(None, _TOKEN_BYTES):
+                    k = 0
+                    while k < len(name) and name[k] in TOKEN_CHARS:
+                        k += 1
                     raise HeaderError("invalid character in a header name", pos + k)
+                sname = name.decode("ascii")
+                known = (header_key(sname), sname)
+                if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+                    _NAME_CACHE[name] = known
             if len(fields) >= max_headers:
                 raise TooManyHeaders(f"more than {max_headers} header lines", pos)
             vs = _skip_ws_bytes(data, colon + 1, ce)
             ve = ce
             while ve > vs and data[ve - 1] in (32, 9):
                 ve -= 1
-            sname = name.decode("ascii")
-            fields.append(_Field(header_key(sname), sname, data, pos, vs, ve, eol + 1))
+            fields.append(_Field(known[0], known[1], data, pos, vs, ve, eol + 1))
         pos = eol + 1
 
     # --- body framed by Content-Length (RFC 3261 §18.3, §20.14) ------------------
