@@ -1,0 +1,39 @@
+"""proxyapp accounting (OpenSIPS acc): do_accounting marks, CDRs from dialogs, log/db/aaa/evi backends.
+
+Integration contract (what the proxy calls; every call after start() is synchronous, cheap and
+never blocks: it enqueues into a bounded per-backend queue drained by background writer tasks):
+
+    from proxyapp.acc import AccConfig, Accounting, AccMark
+    acc = Accounting(AccConfig.from_dict(config.get("acc", {})))  # ValueError names a bad key
+    await acc.start()     # opens backends, replays spools, restores the open-dialog journal
+    await acc.close()     # SIGTERM path: flush queues to the backends or to the spool
+
+    # script verbs
+    mark = AccMark.parse(types="db|log", flags="cdr|missed", table="my_acc")   # do_accounting
+    mark.update("db", "missed")      # do_accounting again (e.g. failure route re-arms missed)
+    mark.drop()                      # drop_accounting()
+    acc.log_request(request, "200 Comment", ts)          # acc_log_request(comment)
+    acc.db_request(request, "Comment", "my_table", ts)   # acc_db_request(comment, table)
+
+    # proxy events (ts = time.time() float seconds; request/response are fastsip objects)
+    acc.observe_request(request, source_addr, ts)   # every request received
+    acc.observe_response(response, ts)              # every response forwarded upstream
+    acc.transaction_completed(mark_or_None, request, status, reason, to_tag, source_addr, ts)
+        # every server transaction, when its final response is sent upstream (also local
+        # 408/487/483/500); mark None when not marked (dialog tracking still sees BYEs)
+    acc.branch_failed(mark, request, status, reason, to_tag, source_addr, ts)   # optional:
+        # a forwarded INVITE branch failed, before the failure route (per-destination missed)
+
+    acc.stats()                       # {backend: {written, spooled, replayed, failed, lost, ...}}
+    acc.subscribe("E_ACC_CDR", cb)    # evi in-process subscriber: cb(event_name, params)
+
+Semantics and file layout: records.py (fields, milliseconds), marks.py, dialog.py (CDRs),
+engine.py (queues, spool, exactly-once, SIGKILL worst case), backends/*, schema.py, cli.py.
+"""
+
+from .config import AccConfig
+from .engine import Accounting
+from .marks import AccMark
+from .records import AccRecord
+
+__all__ = ["AccConfig", "AccMark", "AccRecord", "Accounting"]

@@ -1,0 +1,198 @@
+"""Dialog tracking for CDRs: a sans-IO state machine fed with SIP events and timestamps.
+
+Design (OpenSIPS acc `cdr` flag on top of its dialog module):
+- An initial INVITE (no To tag) marked with `cdr` creates a dialog when its transaction completes
+  with a 2xx (RFC 3261 §12.1: the 2xx establishes the dialog; its To tag is the remote tag).
+  `created` is the first arrival of the INVITE, `answered` the first 2xx forwarded upstream.
+- Requests inside the dialog are matched by Call-ID and the tag pair in either order, so a BYE
+  from the caller or from the callee both end it.  Re-INVITEs (and any other in-dialog request)
+  only refresh the dialog's activity (its lifetime clock).
+- The CDR is produced when the BYE transaction gets its final reply ("store the CDR as soon as the
+  BYE request is replied to"); the call's end is the BYE's first arrival.  Any final reply ends
+  the dialog: per RFC 3261 §15.1.2 the UAC considers the session over as soon as it sends BYE.
+- A dialog whose BYE never comes (a UA that died) ends `lifetime` seconds after its last activity
+  and still yields a CDR with end_reason "lifetime".
+- Retransmissions never yield duplicates: the first arrival/answer/BYE times win, and an ended
+  dialog leaves a tombstone so a late or duplicated BYE completion finds nothing to end.
+No sockets, no clock: every method takes the event's timestamp (float seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from typing import Any
+
+from .records import END_BYE, END_LIFETIME
+
+# How long an ended dialog's key is remembered (64*T1, the RFC 3261 transaction lifetime).
+TOMBSTONE_S = 32.0
+# A pending INVITE (arrival seen, no completion yet) is forgotten after this long.
+PENDING_MAX_S = 600.0
+
+
+def dialog_key(callid: str, tag_a: str, tag_b: str) -> tuple[str, str, str]:
+    """Direction-independent dialog id: a BYE from the callee swaps From and To tags."""
+    return (callid, min(tag_a, tag_b), max(tag_a, tag_b))
+
+
+@dataclasses.dataclass
+class Dialog:
+    """An established dialog with a pending CDR.  JSON-serialisable for the journal."""
+
+    callid: str
+    caller_tag: str
+    callee_tag: str
+    created: float  # INVITE arrival (s)
+    answered: float  # first 2xx (s)
+    sip_code: int
+    sip_reason: str
+    types: tuple[str, ...]
+    table: str | None
+    extra: dict[str, Any]
+    last_activity: float
+    bye_ts: float | None = None
+    ended: float | None = None
+    end_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return dialog_key(self.callid, self.caller_tag, self.callee_tag)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["types"] = list(self.types)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Dialog":
+        d = dict(d)
+        d["types"] = tuple(d["types"])
+        return cls(**d)
+
+
+class DialogTracker:
+    """Open CDR dialogs plus the INVITE timestamps needed to create them."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self.lifetime_s = lifetime_s
+        self.dialogs: dict[tuple[str, str, str], Dialog] = {}
+        # (callid, from_tag) -> [first INVITE arrival, first 2xx or None]
+        self._pending: dict[tuple[str, str], list[float | None]] = {}
+        self._tombstones: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.dialogs)
+
+    # -- initial INVITE ---------------------------------------------------------------------
+    def invite_arrived(self, callid: str, from_tag: str, ts: float) -> None:
+        """An initial INVITE arrived (retransmissions keep the first time)."""
+        self._pending.setdefault((callid, from_tag), [ts, None])
+
+    def invite_answered(self, callid: str, from_tag: str, ts: float) -> None:
+        """A 2xx to an initial INVITE is forwarded upstream (the first one is the answer time)."""
+        p = self._pending.get((callid, from_tag))
+        if p is None:
+            return
+        if p[1] is None:
+            p[1] = ts
+
+    def invite_completed(
+        self,
+        callid: str,
+        from_tag: str,
+        to_tag: str | None,
+        code: int,
+        reason: str,
+        ts: float,
+        cdr: bool,
+        types: tuple[str, ...],
+        table: str | None,
+        extra: dict[str, Any],
+    ) -> Dialog | None:
+        """The initial INVITE's server transaction completed.  Returns the new dialog when it was
+        answered (2xx) with the `cdr` flag and a To tag; None otherwise."""
+        arrival, answer = self._pending.pop((callid, from_tag), [None, None])
+        if not (cdr and 200 <= code < 300 and to_tag and types):
+            return None
+        key = dialog_key(callid, from_tag, to_tag)
+        if key in self.dialogs or key in self._tombstones:
+            return None  # a duplicated completion must not open a second dialog
+        answered = answer if answer is not None else ts
+        created = arrival if arrival is not None else answered
+        d = Dialog(
+            callid=callid,
+            caller_tag=from_tag,
+            callee_tag=to_tag,
+            created=created,
+            answered=answered,
+            sip_code=code,
+            sip_reason=reason,
+            types=types,
+            table=table,
+            extra=dict(extra),
+            last_activity=answered,
+        )
+        self.dialogs[key] = d
+        return d
+
+    # -- in-dialog requests -----------------------------------------------------------------
+    def find(self, callid: str | None, tag_a: str | None, tag_b: str | None) -> Dialog | None:
+        if not (callid and tag_a and tag_b):
+            return None
+        return self.dialogs.get(dialog_key(callid, tag_a, tag_b))
+
+    def in_dialog_request(self, method: str, callid: str, from_tag: str, to_tag: str, ts: float) -> Dialog | None:
+        """A request with both tags arrived.  BYE records the call's end (first arrival wins);
+        anything else (ACK, re-INVITE, UPDATE, INFO...) refreshes the lifetime.  Returns the
+        dialog when the event changed something worth journaling (BYE or re-INVITE)."""
+        d = self.find(callid, from_tag, to_tag)
+        if d is None:
+            return None
+        if method == "BYE":
+            if d.bye_ts is None:
+                d.bye_ts = ts
+                return d
+            return None
+        d.last_activity = max(d.last_activity, ts)
+        return d if method == "INVITE" else None
+
+    def bye_completed(self, callid: str, from_tag: str, to_tag: str, ts: float) -> Dialog | None:
+        """The BYE transaction got its final reply: end the dialog and return it (None when there
+        is no such open dialog, e.g. a duplicate)."""
+        d = self.find(callid, from_tag, to_tag)
+        if d is None:
+            return None
+        end = d.bye_ts if d.bye_ts is not None else ts
+        return self._end(d, end, END_BYE, ts)
+
+    # -- timers -----------------------------------------------------------------------------
+    def expire(self, now: float) -> list[Dialog]:
+        """Dialogs whose lifetime ran out (no BYE): ended at their expiry time, end_reason
+        "lifetime".  Also forgets stale pending INVITEs and old tombstones."""
+        out = []
+        for d in list(self.dialogs.values()):
+            deadline = d.last_activity + self.lifetime_s
+            if now >= deadline:
+                out.append(self._end(d, deadline, END_LIFETIME, now))
+        for k, p in list(self._pending.items()):
+            if now - (p[0] or now) > PENDING_MAX_S:
+                del self._pending[k]
+        while self._tombstones:
+            k, until = next(iter(self._tombstones.items()))
+            if until > now:
+                break
+            self._tombstones.popitem(last=False)
+        return out
+
+    def restore(self, dialogs: list[Dialog]) -> None:
+        """Put journaled dialogs back after a restart."""
+        for d in dialogs:
+            self.dialogs[d.key] = d
+
+    def _end(self, d: Dialog, end: float, reason: str, now: float) -> Dialog:
+        del self.dialogs[d.key]
+        self._tombstones[d.key] = now + TOMBSTONE_S
+        d.ended = max(end, d.answered)
+        d.end_reason = reason
+        return d

@@ -1,0 +1,509 @@
+"""Accounting engine: turns proxy events into records and gets every record to its backends.
+
+The proxy calls the synchronous, non-blocking methods of Accounting (see acc/__init__.py for
+the contract).  They only build records and append them to one bounded in-memory queue per
+backend; one background asyncio worker per backend drains its queue in batches:
+
+  backend up, no backlog  -> write the batch (timeout acc.backend_timeout_ms)
+  write failed/timed out  -> append the batch to the backend's durable spool (fsynced), and
+                             from then on append new records behind it, so order is kept
+  backlog in the spool    -> every acc.retry_interval_ms replay it in order; the cursor moves
+                             only after the backend acknowledged the batch
+  close() (SIGTERM)       -> last batches go to the backend, or to the spool if it is down
+
+Exactly once per backend: each record has a record_id; the db backends ignore a record_id they
+already have (UNIQUE), so a batch replayed after a crash in the window "written, cursor not yet
+saved" is not duplicated.  CDR record_ids are derived from the dialog, so a CDR regenerated after
+a restart has the same id.  Workers are independent: a dead RADIUS server never delays the DB.
+
+Worst case after SIGKILL (nothing runs at exit): the records still in memory, i.e. accepted in
+the last flush interval and not yet handed to the backend or fsynced to the spool -- at most one
+batch (acc.batch_max records) per backend while the writer keeps up; plus the dialog-journal
+lines of the last journal flush (a dialog opened then has no CDR).  tests/acc/test_sigkill.py
+measures it.  A record the writer has acknowledged (written or spooled) is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+
+from .backends.base import Backend, BackendError
+from .config import AccConfig
+from .dialog import Dialog, DialogTracker
+from .journal import DialogJournal
+from .marks import AccMark
+from .records import (
+    KIND_ACC,
+    KIND_CDR,
+    KIND_MISSED,
+    KIND_REQUEST,
+    AccRecord,
+    compile_extra,
+    ms,
+    request_fields,
+    split_comment,
+)
+from .spool import Spool
+
+BACKEND_NAMES = ("log", "db", "aaa", "evi")
+_CDR_NS = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc")
+
+
+def cdr_record_id(d: Dialog) -> str:
+    """Deterministic id of a dialog's CDR: regenerated after a restart it is deduplicated."""
+    return uuid.uuid5(_CDR_NS, "\x1f".join((d.callid, d.caller_tag, d.callee_tag))).hex
+
+
+@dataclasses.dataclass
+class Counters:
+    """Per-backend metrics (records, not batches)."""
+
+    written: int = 0  # written directly
+    spooled: int = 0  # appended to the durable spool
+    replayed: int = 0  # written from the spool after the backend came back
+    failed: int = 0  # records whose write attempt failed (they were spooled, not lost)
+    lost: int = 0  # records that could not even be spooled (disk error); should stay 0
+
+
+class BackendWorker:
+    """Queue + writer task + spool of one backend."""
+
+    def __init__(self, name: str, backend: Backend, spool: Spool, cfg: AccConfig) -> None:
+        self.name = name
+        self.backend = backend
+        self.spool = spool
+        self.cfg = cfg
+        self.queue: collections.deque[AccRecord] = collections.deque()
+        self.counters = Counters()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+        self.next_retry = 0.0
+        self.opened = False
+        self._timeout = cfg.backend_timeout_ms / 1000
+
+    # -- called synchronously from the proxy's code path ----------------------------------
+    def put(self, r: AccRecord) -> None:
+        if len(self.queue) >= self.cfg.queue_size:
+            # Overflow (backend and spool both slower than the traffic): never drop, never
+            # block on fsync -- a buffered append now, made durable by the writer's next sync.
+            try:
+                self.spool.append([r], sync=False)
+                self.counters.spooled += 1
+            except OSError:
+                self.counters.lost += 1
+                logger.exception("acc {}: record {} lost: spool not writable", self.name, r.record_id)
+            return
+        self.queue.append(r)
+        self.wake.set()
+
+    # -- the writer -----------------------------------------------------------------------
+    async def run(self) -> None:
+        while not self.closing:
+            try:
+                timeout = self.cfg.retry_interval_ms / 1000 if self.spool.pending else None
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+                self.wake.clear()
+                # Let a burst accumulate into one batch (the flush interval bounds the latency).
+                await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not kill accounting: log, back off, go on
+                logger.exception("acc {} writer", self.name)
+                await asyncio.sleep(self.cfg.retry_interval_ms / 1000)
+
+    async def step(self, final: bool = False) -> None:
+        """One round: write or spool what is queued, replay backlog when due."""
+        while self.queue:
+            if self.spool.pending:
+                await self._to_spool(self._take(len(self.queue)), failed=False)
+                break
+            batch = self._take(self.cfg.batch_max)
+            ok, rest = await self._write(batch)
+            self.counters.written += len(batch) - len(rest)
+            if not ok:
+                await self._to_spool(rest, failed=True)
+        if self.spool.pending and (final or time.monotonic() >= self.next_retry):
+            await self._replay(final)
+        elif self.spool.pending:
+            await asyncio.to_thread(self.spool.sync)  # make overflow appends durable
+
+    def _take(self, n: int) -> list[AccRecord]:
+        n = min(n, len(self.queue))
+        return [self.queue.popleft() for _ in range(n)]
+
+    async def _write(self, batch: list[AccRecord]) -> tuple[bool, list[AccRecord]]:
+        """Write a batch; return (ok, records not written)."""
+        try:
+            if not self.opened:
+                await asyncio.wait_for(self.backend.open(), self._timeout)
+                self.opened = True
+            await asyncio.wait_for(self.backend.write(batch), self._timeout)
+            return True, []
+        except (Exception, asyncio.TimeoutError) as exc:
+            done = exc.done if isinstance(exc, BackendError) else set()
+            rest = [r for r in batch if r.record_id not in done]
+            self.counters.failed += len(rest)
+            self.next_retry = time.monotonic() + self.cfg.retry_interval_ms / 1000
+            logger.warning("acc {}: backend write failed ({}: {}); {} record(s) to spool", self.name, type(exc).__name__, exc, len(rest))
+            return False, rest
+
+    async def _to_spool(self, records: list[AccRecord], failed: bool) -> None:
+        if not records:
+            return
+        try:
+            await asyncio.to_thread(self.spool.append, records, self.cfg.fsync)
+            self.counters.spooled += len(records)
+        except OSError:
+            self.counters.lost += len(records)
+            logger.exception("acc {}: {} record(s) lost: spool not writable", self.name, len(records))
+
+    async def _replay(self, final: bool) -> None:
+        """Replay the backlog in order until it is empty, a write fails, or new records wait."""
+        rounds = 0
+        while self.spool.pending:
+            batch, pos = await asyncio.to_thread(self.spool.read_batch, self.cfg.batch_max)
+            if not batch:
+                await asyncio.to_thread(self.spool.commit, pos, 0)
+                break
+            ok, rest = await self._write(batch)
+            if not ok:
+                if rest and len(rest) != len(batch):
+                    # Partially acknowledged (RADIUS): keep order by re-spooling nothing and
+                    # retrying the whole batch later; acknowledged ones are re-sent.
+                    pass
+                return
+            await asyncio.to_thread(self.spool.commit, pos, len(batch))
+            self.counters.replayed += len(batch)
+            rounds += 1
+            if self.queue and not final and rounds >= 4:
+                break  # let fresh records in (they are spooled behind the backlog anyway)
+        if not self.spool.pending:
+            logger.info("acc {}: spool drained, backend back to direct writes", self.name)
+
+    async def close(self) -> None:
+        """Flush: queue -> backend or spool; one last replay attempt; close the backend."""
+        self.closing = True
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        try:
+            await self.step(final=True)
+        except Exception:
+            logger.exception("acc {}: final flush", self.name)
+            await self._to_spool(self._take(len(self.queue)), failed=True)
+        await asyncio.to_thread(self.spool.close)
+        try:
+            await asyncio.wait_for(self.backend.close(), self._timeout)
+        except (Exception, asyncio.TimeoutError):
+            pass
+
+
+def make_backends(cfg: AccConfig, subscribers: dict[str, list[Callable[..., Any]]]) -> dict[str, Backend]:
+    """The four backends for this configuration (the db one picked by the URL scheme)."""
+    from .backends.evi import EviBackend
+    from .backends.log import LogBackend
+    from .backends.radius import RadiusBackend
+
+    if cfg.db_is_postgres:
+        from .backends.db_postgres import PostgresBackend
+
+        db: Backend = PostgresBackend(cfg)
+    else:
+        from .backends.db_sqlite import SqliteBackend
+
+        db = SqliteBackend(cfg)
+    return {"log": LogBackend(cfg), "db": db, "aaa": RadiusBackend(cfg), "evi": EviBackend(cfg, subscribers)}
+
+
+class Accounting:
+    """The accounting service the proxy talks to.  See the package docstring for the contract."""
+
+    def __init__(self, config: AccConfig | None = None, *, backends: dict[str, Backend] | None = None) -> None:
+        self.cfg = config or AccConfig()
+        self._extra = compile_extra(self.cfg.extra)
+        self._subscribers: dict[str, list[Callable[..., Any]]] = {}
+        self._backends = backends
+        self.tracker = DialogTracker(self.cfg.cdr_lifetime_s)
+        self.workers: dict[str, BackendWorker] = {}
+        self.journal: DialogJournal | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        self._closed = False
+        self.dropped_before_start = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open backends (a failing one just spools), replay spools, restore open dialogs."""
+        if self._started:
+            return
+        spool_dir = Path(self.cfg.spool_dir)
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        backends = self._backends if self._backends is not None else make_backends(self.cfg, self._subscribers)
+        for name in BACKEND_NAMES:
+            backend = backends[name]
+            spool = await asyncio.to_thread(Spool, spool_dir, name, self.cfg.fsync)
+            w = BackendWorker(name, backend, spool, self.cfg)
+            self.workers[name] = w
+        for name, w in self.workers.items():
+            if w.spool.pending:
+                logger.info("acc {}: {} spooled record(s) to replay", name, w.spool.pending)
+            w.task = asyncio.create_task(w.run(), name=f"acc-{name}")
+            w.wake.set()  # open the backend / replay the spool right away
+        self.journal = DialogJournal(spool_dir / "dialogs.journal", self.cfg.fsync)
+        dialogs = await asyncio.to_thread(self.journal.load)
+        self.tracker.restore(dialogs)
+        if dialogs:
+            logger.info("acc: restored {} open CDR dialog(s) from the journal", len(dialogs))
+        self._tasks.append(asyncio.create_task(self._journal_loop(), name="acc-journal"))
+        self._tasks.append(asyncio.create_task(self._timer_loop(), name="acc-timer"))
+        self._started = True
+
+    async def close(self) -> None:
+        """SIGTERM path: flush every queue to its backend or spool, write the journal, stop."""
+        if not self._started or self._closed:
+            return
+        self._closed = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        await asyncio.gather(*(w.close() for w in self.workers.values()))
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+
+    async def _journal_loop(self) -> None:
+        assert self.journal is not None
+        while True:
+            await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
+            if self.journal.dirty:
+                try:
+                    await asyncio.to_thread(self.journal.write, self.journal.take())
+                except OSError:
+                    logger.exception("acc: dialog journal write failed")
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.cfg.cdr_lifetime_s / 4))
+            self.expire(time.time())
+
+    def expire(self, now: float) -> int:
+        """End dialogs whose lifetime ran out (the timer calls this every second)."""
+        ended = self.tracker.expire(now)
+        for d in ended:
+            self._emit_cdr(d)
+        return len(ended)
+
+    # -- events from the proxy (synchronous, cheap) ----------------------------------------
+    def transaction_completed(
+        self,
+        mark: AccMark | None,
+        request: Any,
+        status: int,
+        reason: str,
+        to_tag: str | None,
+        source_addr: tuple[str, int] | None,
+        ts: float,
+    ) -> None:
+        """A server transaction sent its final response upstream (OpenSIPS acc_onreply)."""
+        if status < 200:
+            return
+        method, from_tag, req_to_tag, callid = request_fields(request)
+        initial_invite = method == "INVITE" and not req_to_tag
+        if method == "BYE" and callid and from_tag and req_to_tag:
+            d = self.tracker.bye_completed(callid, from_tag, req_to_tag, ts)
+            if d is not None:
+                self._emit_cdr(d)
+        if mark is None or not mark.active:
+            if initial_invite and callid and from_tag:
+                self.tracker.invite_completed(callid, from_tag, to_tag, status, reason, ts, False, (), None, {})
+            return
+        types = mark.types_tuple()
+        extra = self._extras(request, source_addr)
+        if status < 300:
+            if initial_invite and mark.cdr and callid and from_tag and to_tag:
+                d = self.tracker.invite_completed(callid, from_tag, to_tag, status, reason, ts, True, types, mark.table, extra)
+                if d is not None and self.journal is not None:
+                    self.journal.opened(d)
+                # OpenSIPS `cdr`: the answered INVITE is accounted once, as the CDR at dialog end.
+                return
+            self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra))
+            return
+        if initial_invite and callid and from_tag:
+            self.tracker.invite_completed(callid, from_tag, to_tag, status, reason, ts, False, (), None, {})
+        if method == "INVITE" and mark.missed:
+            self._missed(mark, types, request, status, reason, to_tag, ts, extra)
+        if mark.failed:
+            self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra))
+
+    def branch_failed(
+        self,
+        mark: AccMark | None,
+        request: Any,
+        status: int,
+        reason: str,
+        to_tag: str | None,
+        source_addr: tuple[str, int] | None,
+        ts: float,
+    ) -> None:
+        """Optional: a branch of a forwarded INVITE failed and the failure route is about to run.
+        Writes the missed-call record for that destination now and clears the flag (the failure
+        route may re-arm it with do_accounting for the next destination), as OpenSIPS does."""
+        if mark is None or not mark.active or not mark.missed or status < 300:
+            return
+        if getattr(request, "method", None) != "INVITE":
+            return
+        self._missed(mark, mark.types_tuple(), request, status, reason, to_tag, ts, self._extras(request, source_addr))
+
+    def observe_request(self, request: Any, source_addr: tuple[str, int] | None, ts: float) -> None:
+        """Every request the proxy receives (INVITE arrival time, ACK/BYE/re-INVITE matching)."""
+        method, from_tag, to_tag, callid = request_fields(request)
+        if not (callid and from_tag):
+            return
+        if method == "INVITE" and not to_tag:
+            self.tracker.invite_arrived(callid, from_tag, ts)
+        elif to_tag and method is not None:
+            d = self.tracker.in_dialog_request(method, callid, from_tag, to_tag, ts)
+            if d is not None and self.journal is not None:
+                if method == "BYE":
+                    self.journal.bye(d, ts)
+                else:
+                    self.journal.touch(d, ts)
+
+    def observe_response(self, response: Any, ts: float) -> None:
+        """Every response forwarded upstream: the first 2xx to an initial INVITE is the answer."""
+        status = getattr(response, "status", 0)
+        if not (200 <= status < 300):
+            return
+        try:
+            cseq = response.cseq
+            if cseq is None or cseq.method != "INVITE":
+                return
+            callid = response.call_id
+            from_tag = response.from_.tag if response.from_ is not None else None
+        except ValueError:
+            return
+        if callid and from_tag:
+            self.tracker.invite_answered(callid, from_tag, ts)
+
+    def log_request(self, request: Any, comment: str, ts: float) -> None:
+        """acc_log_request(comment): one record to the log backend now."""
+        code, reason = split_comment(comment)
+        self._emit(self._record(KIND_REQUEST, ("log",), None, request, code, reason, None, ts, self._extras(request, None)))
+
+    def db_request(self, request: Any, comment: str, table: str | None, ts: float) -> None:
+        """acc_db_request(comment, table): one record to the db backend now."""
+        if table:
+            from .records import check_identifier
+
+            check_identifier(table, "acc_db_request table")
+        code, reason = split_comment(comment)
+        self._emit(self._record(KIND_REQUEST, ("db",), table or None, request, code, reason, None, ts, self._extras(request, None)))
+
+    def subscribe(self, event_name: str, callback: Callable[[str, dict[str, Any]], Any]) -> None:
+        """In-process evi subscriber: callback(event_name, params) for E_ACC_EVENT,
+        E_ACC_MISSED_EVENT or E_ACC_CDR (records marked with the evi type)."""
+        from .backends.evi import EVENTS
+
+        if event_name not in EVENTS:
+            raise ValueError(f"unknown acc event {event_name!r} (known: {', '.join(EVENTS)})")
+        self._subscribers.setdefault(event_name, []).append(callback)
+
+    def stats(self) -> dict[str, Any]:
+        """{backend: {written, spooled, replayed, failed, lost, queued, spool_pending}, 'dialogs': n}."""
+        out: dict[str, Any] = {}
+        for name, w in self.workers.items():
+            c = dataclasses.asdict(w.counters)
+            c["queued"] = len(w.queue)
+            c["spool_pending"] = w.spool.pending
+            out[name] = c
+        out["dialogs"] = len(self.tracker)
+        return out
+
+    # -- internals ------------------------------------------------------------------------
+    def _extras(self, request: Any, source_addr: tuple[str, int] | None) -> dict[str, Any]:
+        return {col: get(request, source_addr) for col, get in self._extra.items()}
+
+    def _record(
+        self,
+        kind: str,
+        types: tuple[str, ...],
+        table: str | None,
+        request: Any,
+        code: int | None,
+        reason: str | None,
+        to_tag: str | None,
+        ts: float,
+        extra: dict[str, Any],
+    ) -> AccRecord:
+        method, from_tag, req_to_tag, callid = request_fields(request)
+        return AccRecord(
+            kind=kind,
+            types=types,
+            table=table,
+            method=method,
+            from_tag=from_tag,
+            to_tag=to_tag if to_tag else req_to_tag,
+            callid=callid,
+            sip_code=code,
+            sip_reason=reason,
+            time=ms(ts) or 0,
+            extra=extra,
+        )
+
+    def _missed(self, mark: AccMark, types: tuple[str, ...], request: Any, status: int, reason: str, to_tag: str | None, ts: float, extra: dict[str, Any]) -> None:
+        self._emit(self._record(KIND_MISSED, types, mark.table, request, status, reason, to_tag, ts, extra))
+        mark.missed = False  # OpenSIPS: cleared after the first missed call; re-arm in failure_route
+
+    def _emit_cdr(self, d: Dialog) -> None:
+        assert d.ended is not None
+        ms_duration = max(0, (ms(d.ended) or 0) - (ms(d.answered) or 0))
+        r = AccRecord(
+            kind=KIND_CDR,
+            types=d.types,
+            table=d.table,
+            method="INVITE",
+            from_tag=d.caller_tag,
+            to_tag=d.callee_tag,
+            callid=d.callid,
+            sip_code=d.sip_code,
+            sip_reason=d.sip_reason,
+            time=ms(d.answered) or 0,
+            duration=ms_duration // 1000,
+            ms_duration=ms_duration,
+            setuptime=max(0, (ms(d.answered) or 0) - (ms(d.created) or 0)),
+            created=ms(d.created),
+            end_reason=d.end_reason,
+            extra=dict(d.extra),
+            record_id=cdr_record_id(d),
+        )
+        if self.journal is not None:
+            self.journal.closed(d)
+        self._emit(r)
+
+    def _emit(self, r: AccRecord) -> None:
+        if not self._started or self._closed:
+            # Before start()/after close() there is no writer: count it, say it loudly.
+            self.dropped_before_start += 1
+            logger.error("acc: record {} {} for {} while accounting is not running", r.kind, r.method, r.callid)
+            return
+        for t in r.types:
+            self.workers[t].put(r)

@@ -1,0 +1,212 @@
+"""Accounting records: the one row shape every backend writes, and how it is built from SIP messages.
+
+OpenSIPS acc semantics (modules/acc, "fixed minimal accounting information"): method, from_tag,
+to_tag, callid, sip_code, sip_reason, time.  CDRs (the `cdr` flag) add duration, ms_duration,
+setuptime and created.  Unlike OpenSIPS, which keeps whole seconds, every time here is in
+milliseconds: `time` and `created` are Unix epoch milliseconds, `setuptime` and `ms_duration` are
+milliseconds; `duration` stays whole seconds (floor of ms_duration) only because OpenSIPS readers
+expect it.  Every record kind has the same columns, None (SQL NULL) where a field does not apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+import uuid
+from typing import Any, Callable, Mapping
+
+# Record kinds.  The kind decides the log prefix, the evi event and the default DB table.
+KIND_ACC = "acc"  # a transaction accounted on its final reply
+KIND_MISSED = "missed"  # a failed INVITE with the `missed` flag
+KIND_CDR = "cdr"  # a whole dialog, written when its BYE is answered (or on lifetime expiry)
+KIND_REQUEST = "request"  # one-shot acc_log_request / acc_db_request
+KINDS = (KIND_ACC, KIND_MISSED, KIND_CDR, KIND_REQUEST)
+
+# CDR end reasons (column end_reason); None for every other kind.
+END_BYE = "bye"
+END_LIFETIME = "lifetime"
+
+# The fixed columns, in the order the schema and the log lines use (OpenSIPS column names).
+CORE_COLUMNS = (
+    "method",
+    "from_tag",
+    "to_tag",
+    "callid",
+    "sip_code",
+    "sip_reason",
+    "time",
+    "duration",
+    "ms_duration",
+    "setuptime",
+    "created",
+)
+
+# Default extra columns: what operators bill and debug with (source IP, parties, user agent).
+# Values use the OpenSIPS pseudo-variable names so a config reads like an OpenSIPS `extra` list.
+DEFAULT_EXTRA: dict[str, str] = {
+    "src_ip": "$si",
+    "src_port": "$sp",
+    "from_user": "$fU",
+    "from_host": "$fd",
+    "to_user": "$tU",
+    "to_host": "$td",
+    "ruri_user": "$rU",
+    "ruri_host": "$rd",
+    "user_agent": "$hdr(User-Agent)",
+}
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_HDR = re.compile(r"^\$hdr\(([A-Za-z0-9!%*_+`'~.-]+)\)$")
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Return `name` if it is safe as an SQL identifier (table or column); raise ValueError otherwise."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise ValueError(f"{what}: {name!r} is not a valid identifier (letters, digits, _; max 63)")
+    return name
+
+
+def new_record_id() -> str:
+    """A globally unique, roughly time-ordered record id (the exactly-once dedup key of every backend)."""
+    # uuid7-like: 48 bits of ms time then random bits; sorting by id follows creation order.
+    ms = int(time.time() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    return uuid.UUID(int=(ms << 80) | rand).hex
+
+
+def ms(ts: float | None) -> int | None:
+    """Seconds (float) -> integer milliseconds; None stays None."""
+    return None if ts is None else int(round(ts * 1000))
+
+
+@dataclasses.dataclass
+class AccRecord:
+    """One accounting record.  Serialisable to a JSON line for the spool (to_json / from_json)."""
+
+    kind: str
+    types: tuple[str, ...]  # backends this record goes to: log, db, aaa, evi
+    table: str | None  # DB table; None means the kind's default table
+    method: str | None
+    from_tag: str | None
+    to_tag: str | None
+    callid: str | None
+    sip_code: int | None
+    sip_reason: str | None
+    time: int  # epoch ms: completion time (acc/missed/request), answer time (cdr)
+    duration: int | None = None  # whole seconds (cdr only)
+    ms_duration: int | None = None  # ms (cdr only)
+    setuptime: int | None = None  # ms from INVITE arrival to answer (cdr only)
+    created: int | None = None  # epoch ms of the INVITE arrival (cdr only)
+    end_reason: str | None = None  # cdr only: "bye" or "lifetime"
+    extra: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    record_id: str = dataclasses.field(default_factory=new_record_id)
+
+    def columns(self, extra_names: tuple[str, ...]) -> dict[str, Any]:
+        """All column values for a row: record_id, the core columns, end_reason, then the extras."""
+        row: dict[str, Any] = {"record_id": self.record_id}
+        for c in CORE_COLUMNS:
+            row[c] = getattr(self, c)
+        row["end_reason"] = self.end_reason
+        for name in extra_names:
+            row[name] = self.extra.get(name)
+        return row
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> "AccRecord":
+        d = json.loads(line)
+        d["types"] = tuple(d["types"])
+        return cls(**d)
+
+
+# --- Extracting fields from fastsip messages -------------------------------------------------
+# Requests are fastsip.Request objects (docs/fastsip-api.md); only attribute access is used, so
+# any object with the same attributes works (the unit tests use small stand-ins).
+
+
+def _tag(nameaddr: Any) -> str | None:
+    return getattr(nameaddr, "tag", None) if nameaddr is not None else None
+
+
+def _uri_part(nameaddr_or_uri: Any, part: str) -> str | None:
+    uri = getattr(nameaddr_or_uri, "uri", nameaddr_or_uri)
+    return getattr(uri, part, None) if uri is not None else None
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    # fastsip parses lazily and raises ParseError on a malformed header at access time
+    # (docs/fastsip-api.md); accounting must record what it can instead of failing.
+    try:
+        return fn()
+    except ValueError:
+        return None
+
+
+def compile_extra(spec: Mapping[str, str]) -> dict[str, Callable[[Any, tuple[str, int] | None], str | None]]:
+    """Compile {column: pseudo-variable} into {column: getter(request, source_addr)}.
+
+    Supported (OpenSIPS names): $si $sp (source IP/port), $fu $fU $fd (From URI/user/host),
+    $tu $tU $td (To), $ru $rU $rd (Request-URI), $ci (Call-ID), $ua (User-Agent),
+    $hdr(Name) (first value of any header).  Raises ValueError naming the bad column or value.
+    """
+    out: dict[str, Callable[[Any, tuple[str, int] | None], str | None]] = {}
+    for col, pv in spec.items():
+        check_identifier(col, f"acc.extra column {col!r}")
+        if col in CORE_COLUMNS or col in ("record_id", "end_reason", "id"):
+            raise ValueError(f"acc.extra: column {col!r} clashes with a fixed column")
+        if not isinstance(pv, str):
+            raise ValueError(f"acc.extra.{col}: value must be a string like '$si' or '$hdr(User-Agent)'")
+        out[col] = _getter(col, pv.strip())
+    return out
+
+
+def _getter(col: str, pv: str) -> Callable[[Any, tuple[str, int] | None], str | None]:
+    m = _HDR.match(pv)
+    if m:
+        name = m.group(1)
+        return lambda req, src: _safe(lambda: req.headers.get(name))
+    simple: dict[str, Callable[[Any, tuple[str, int] | None], Any]] = {
+        "$si": lambda req, src: src[0] if src else None,
+        "$sp": lambda req, src: str(src[1]) if src else None,
+        "$fu": lambda req, src: _safe(lambda: str(req.from_.uri) if req.from_ is not None else None),
+        "$fU": lambda req, src: _safe(lambda: _uri_part(req.from_, "user")),
+        "$fd": lambda req, src: _safe(lambda: _uri_part(req.from_, "host")),
+        "$tu": lambda req, src: _safe(lambda: str(req.to.uri) if req.to is not None else None),
+        "$tU": lambda req, src: _safe(lambda: _uri_part(req.to, "user")),
+        "$td": lambda req, src: _safe(lambda: _uri_part(req.to, "host")),
+        "$ru": lambda req, src: _safe(lambda: str(req.uri)),
+        "$rU": lambda req, src: _safe(lambda: _uri_part(req.uri, "user")),
+        "$rd": lambda req, src: _safe(lambda: _uri_part(req.uri, "host")),
+        "$ci": lambda req, src: _safe(lambda: req.call_id),
+        "$ua": lambda req, src: _safe(lambda: req.headers.get("User-Agent")),
+    }
+    if pv not in simple:
+        raise ValueError(f"acc.extra.{col}: unsupported pseudo-variable {pv!r}")
+    return simple[pv]
+
+
+def request_fields(request: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """(method, from_tag, to_tag, callid) of a request; None for anything unparsable."""
+    return (
+        getattr(request, "method", None),
+        _safe(lambda: _tag(request.from_)),
+        _safe(lambda: _tag(request.to)),
+        _safe(lambda: request.call_id),
+    )
+
+
+def split_comment(comment: str) -> tuple[int | None, str]:
+    """acc_*_request comment -> (sip_code, sip_reason): "403 Forbidden" -> (403, "Forbidden").
+
+    OpenSIPS acc_comm: a leading 3-digit code becomes the code, the rest the reason; a comment
+    without one is all reason.
+    """
+    m = re.match(r"^([1-6][0-9][0-9])(?:\s+(.*))?$", comment.strip(), re.S)
+    if m:
+        return int(m.group(1)), (m.group(2) or "")
+    return None, comment

@@ -1,0 +1,191 @@
+"""Durable per-backend spool: append-only JSON-lines segments plus a committed read cursor.
+
+When a backend is down or slow its records are appended here (fsynced per batch) and replayed in
+order when it returns.  The cursor advances only after the backend acknowledged a replayed batch,
+so a crash between "written" and "cursor saved" replays that batch again: backends deduplicate by
+record_id (UNIQUE column in SQL), which makes replay exactly-once for the db backend.
+
+Layout of <dir>/<backend>/:  seg-00000001.jsonl ...  and  cursor  ("<segment> <byte offset>").
+A segment is deleted once the cursor has moved past it.  All methods are synchronous and
+thread-safe (the engine calls them from a worker thread so fsync never blocks the event loop).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from loguru import logger
+
+from .records import AccRecord
+
+Position = tuple[int, int]  # (segment number, byte offset)
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename or a new file is durable only once its directory entry is (POSIX).
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """The spool of one backend."""
+
+    def __init__(self, directory: str | os.PathLike[str], name: str, fsync: bool = True) -> None:
+        self.dir = Path(directory) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.do_fsync = fsync
+        self._lock = threading.RLock()
+        self._fh = None  # append handle of the last segment
+        self._dirty = False
+        self.corrupt = 0  # unparsable lines skipped (counted as failed by the engine)
+        self.cursor = self._load_cursor()
+        self._repair()
+        self.pending = self._count_pending()
+
+    # -- files --------------------------------------------------------------------------
+    def _segments(self) -> list[int]:
+        out = []
+        for p in self.dir.glob("seg-*.jsonl"):
+            try:
+                out.append(int(p.stem[4:]))
+            except ValueError:
+                continue
+        return sorted(out)
+
+    def _seg_path(self, n: int) -> Path:
+        return self.dir / f"seg-{n:08d}.jsonl"
+
+    def _load_cursor(self) -> Position:
+        try:
+            seg, off = (self.dir / "cursor").read_text().split()
+            return int(seg), int(off)
+        except (FileNotFoundError, ValueError):
+            segs = self._segments()
+            return (segs[0] if segs else 1, 0)
+
+    def _save_cursor(self, pos: Position) -> None:
+        tmp = self.dir / "cursor.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{pos[0]} {pos[1]}\n")
+            f.flush()
+            if self.do_fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, self.dir / "cursor")
+        if self.do_fsync:
+            _fsync_dir(self.dir)
+        self.cursor = pos
+
+    def _repair(self) -> None:
+        """Drop segments before the cursor and a torn last line (a write cut by SIGKILL/power
+        loss: that record was never acknowledged as spooled, see engine docs)."""
+        for n in self._segments():
+            if n < self.cursor[0]:
+                self._seg_path(n).unlink(missing_ok=True)
+        segs = self._segments()
+        if segs:
+            last = self._seg_path(segs[-1])
+            data = last.read_bytes()
+            if data and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                logger.warning("acc spool {}: dropping torn last line of {}", self.name, last.name)
+                with open(last, "r+b") as f:
+                    f.truncate(cut)
+
+    def _count_pending(self) -> int:
+        n = 0
+        for seg in self._segments():
+            if seg < self.cursor[0]:
+                continue
+            with open(self._seg_path(seg), "rb") as f:
+                if seg == self.cursor[0]:
+                    f.seek(self.cursor[1])
+                n += sum(1 for _ in f)
+        return n
+
+    # -- API ----------------------------------------------------------------------------
+    def append(self, records: list[AccRecord], sync: bool = True) -> None:
+        """Append records in order; with sync, fsync before returning (the batch is durable)."""
+        if not records:
+            if sync:
+                self.sync()
+            return
+        data = "".join(r.to_json() + "\n" for r in records).encode()
+        with self._lock:
+            if self._fh is None:
+                segs = self._segments()
+                seg = max(segs[-1] if segs else 0, self.cursor[0])
+                self._fh = open(self._seg_path(seg), "ab")
+                if self.do_fsync:
+                    _fsync_dir(self.dir)
+            self._fh.write(data)
+            self._fh.flush()
+            self._dirty = True
+            self.pending += len(records)
+            if sync:
+                self.sync()
+
+    def sync(self) -> None:
+        with self._lock:
+            if self._fh is not None and self._dirty and self.do_fsync:
+                os.fsync(self._fh.fileno())
+            self._dirty = False
+
+    def read_batch(self, max_n: int) -> tuple[list[AccRecord], Position]:
+        """Up to max_n records from the cursor, in order, and the position just after them."""
+        with self._lock:
+            out: list[AccRecord] = []
+            seg, off = self.cursor
+            segs = [s for s in self._segments() if s >= seg]
+            for s in segs:
+                if s != seg:
+                    seg, off = s, 0
+                with open(self._seg_path(s), "rb") as f:
+                    f.seek(off)
+                    while len(out) < max_n:
+                        line = f.readline()
+                        if not line.endswith(b"\n"):
+                            break  # end of segment (or a line still being written)
+                        off += len(line)
+                        try:
+                            out.append(AccRecord.from_json(line))
+                        except (ValueError, TypeError, KeyError):
+                            self.corrupt += 1
+                            logger.error("acc spool {}: skipping unparsable line at {}:{}", self.name, s, off)
+                if len(out) >= max_n:
+                    break
+            return out, (seg, off)
+
+    def commit(self, pos: Position, count: int) -> None:
+        """The backend acknowledged everything before pos: persist the cursor, drop used segments."""
+        with self._lock:
+            segs = self._segments()
+            last = segs[-1] if segs else pos[0]
+            at_end = pos[0] == last and self._seg_path(last).exists() and pos[1] >= self._seg_path(last).stat().st_size
+            if at_end:
+                # Everything replayed: move the cursor to a fresh segment, then delete the old ones.
+                if self._fh is not None:
+                    self._fh.close()
+                    self._fh = None
+                self._save_cursor((last + 1, 0))
+                for s in segs:
+                    self._seg_path(s).unlink(missing_ok=True)
+            else:
+                self._save_cursor(pos)
+                for s in segs:
+                    if s < pos[0]:
+                        self._seg_path(s).unlink(missing_ok=True)
+            self.pending = max(0, self.pending - count - self.corrupt)
+            self.corrupt = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self.sync()
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None

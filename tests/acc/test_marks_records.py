@@ -1,0 +1,85 @@
+"""do_accounting argument parsing, mark semantics, record extraction and the config table."""
+
+import pytest
+
+from proxyapp.acc import AccConfig, AccMark, AccRecord
+from proxyapp.acc.records import compile_extra, split_comment
+
+from .sipfakes import request
+
+
+def test_parse_seed_example():
+    m = AccMark.parse(types="db|log", flags="cdr|missed", table="my_acc")
+    assert m.types == {"db", "log"} and m.cdr and m.missed and not m.failed and m.table == "my_acc"
+    assert m.types_tuple() == ("log", "db")
+    b = AccMark.parse("aaa")
+    assert b.types == {"aaa"} and not (b.cdr or b.missed or b.failed) and b.table is None
+
+
+@pytest.mark.parametrize(
+    "types,flags,table,msg",
+    [("db|sms", "", None, "unknown type 'sms'"), ("", "", None, "at least one type"), ("db", "cdr|lost", None, "unknown flag 'lost'"), ("db", "", "acc; drop", "not a valid identifier")],
+)
+def test_parse_rejects(types, flags, table, msg):
+    with pytest.raises(ValueError, match=msg):
+        AccMark.parse(types, flags, table)
+
+
+def test_update_rearms_and_drop():
+    m = AccMark.parse("db", "missed")
+    m.missed = False  # cleared by the first missed record
+    m.update("db", "missed")  # failure route re-arms
+    assert m.missed and m.types == {"db"}
+    m.update("log", "failed", "t2")
+    assert m.types == {"db", "log"} and m.failed and m.table == "t2"
+    m.drop(types="log")
+    assert m.types == {"db"} and m.active
+    m.drop(flags="missed")
+    assert not m.missed and m.failed
+    m.drop()
+    assert not m.active and not m.failed
+
+
+def test_split_comment():
+    assert split_comment("403 Forbidden") == (403, "Forbidden")
+    assert split_comment("200") == (200, "")
+    assert split_comment("Call screened") == (None, "Call screened")
+
+
+def test_extra_getters():
+    req = request("INVITE", "c1", "ft", ua="Bria 3 release 3.5.5")
+    get = compile_extra({"src_ip": "$si", "src_port": "$sp", "fu": "$fU", "fd": "$fd", "tu": "$tU", "ru": "$rU", "rd": "$rd", "ua": "$hdr(User-Agent)", "ci": "$ci", "furi": "$fu"})
+    vals = {k: g(req, ("192.0.2.7", 4539)) for k, g in get.items()}
+    assert vals == {
+        "src_ip": "192.0.2.7",
+        "src_port": "4539",
+        "fu": "8887779996",
+        "fd": "198.51.100.1",
+        "tu": "2222222222",
+        "ru": "2222222222",
+        "rd": "203.0.113.9",
+        "ua": "Bria 3 release 3.5.5",
+        "ci": "c1",
+        "furi": "sip:8887779996@198.51.100.1",
+    }
+    with pytest.raises(ValueError, match="unsupported pseudo-variable"):
+        compile_extra({"x": "$xyz"})
+    with pytest.raises(ValueError, match="clashes"):
+        compile_extra({"callid": "$ci"})
+
+
+def test_record_json_roundtrip():
+    r = AccRecord(kind="cdr", types=("db", "log"), table="my_acc", method="INVITE", from_tag="a", to_tag="b", callid="c", sip_code=200, sip_reason="OK", time=1, duration=2, ms_duration=2500, setuptime=30, created=0, end_reason="bye", extra={"src_ip": "1.2.3.4"})
+    assert AccRecord.from_json(r.to_json()) == r
+
+
+def test_config_defaults_and_errors():
+    cfg = AccConfig.from_dict({})
+    assert cfg.db_url == "var/acc.db" and "src_ip" in cfg.extra_names
+    cfg = AccConfig.from_dict({"db_url": "postgresql://u@h/db", "evi_udp": "127.0.0.1:9", "cdr_lifetime_s": 5})
+    assert cfg.db_is_postgres and cfg.evi_addresses() == [("127.0.0.1", 9)] and cfg.cdr_lifetime_s == 5.0
+    assert AccConfig.from_dict({"db_url": "sqlite:////tmp/x.db"}).sqlite_path.as_posix() == "/tmp/x.db"
+    assert AccConfig.from_dict({"db_url": "sqlite:///rel/x.db"}).sqlite_path.as_posix() == "rel/x.db"
+    for bad, key in [({"nope": 1}, "acc.nope"), ({"batch_max": 0}, "acc.batch_max"), ({"fsync": "yes"}, "acc.fsync"), ({"evi_format": "xml"}, "acc.evi_format"), ({"db_table_acc": "a b"}, "acc.db_table_acc"), ({"extra": {"ua": "$nope"}}, "acc.extra.ua"), ({"radius_server": "h:99999"}, "acc.radius_server"), ({"log_level": "LOUD"}, "acc.log_level")]:
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            AccConfig.from_dict(bad)
