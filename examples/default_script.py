@@ -1,0 +1,58 @@
+"""The built-in routing script: the OpenSIPS 2.2 configuration of the seed, in Python.
+
+Copy it (examples/default_script.py is the same file) and point ``script =`` in the TOML file at
+your copy to change the routing. ``route(msg, ctx)`` runs for every request that is not a
+retransmission; ``msg`` is the fastsip Request, ``ctx`` carries the OpenSIPS-like verbs.
+"""
+
+
+def route(msg, ctx):
+    # Max-Forwards check (OpenSIPS maxfwd): 0 -> 483, otherwise decremented (70 when absent).
+    if not ctx.mf_process_maxfwd_header(70):
+        ctx.sl_send_reply(483, "Too Many Hops")
+        return
+
+    if ctx.has_totag():
+        # Sequential request within a dialog: follow the Route set we Record-Routed.
+        if ctx.loose_route():
+            if ctx.is_method("INVITE"):
+                ctx.record_route()  # re-INVITE: keep us in the route set
+            ctx.t_relay()
+            return
+        if ctx.is_method("ACK"):
+            # An ACK without Route: relay it only if it belongs to a transaction of ours
+            # (the ACK of a non-2xx is already absorbed by its transaction).
+            if ctx.t_check_trans():
+                ctx.t_relay()
+            return
+        ctx.sl_send_reply(404, "Not here")
+        return
+
+    if ctx.is_method("CANCEL"):
+        if ctx.t_check_trans():
+            ctx.t_relay()  # 200 hop by hop, then CANCEL the branches that rang
+        else:
+            ctx.forward()  # RFC 3261 §16.10: no transaction -> stateless
+        return
+
+    # Initial request: stay in the path of the dialog.
+    if not ctx.is_method("REGISTER"):
+        ctx.record_route()
+
+    # "Request URI is different, possibly outbound, append header" (the seed's log line).
+    if not ctx.is_myself(msg.uri):
+        ctx.append_hf("P-hint: outbound\r\n")
+
+    ctx.t_on_failure(failure_route)
+    if not ctx.t_relay():
+        ctx.sl_reply_error()
+
+
+def failure_route(msg, ctx):
+    """Serial forking: when the first destination failed, try the configured fallback once."""
+    if ctx.t_was_cancelled():
+        return
+    fallback = ctx.params.get("failover_destination")
+    codes = ctx.params.get("failover_codes", [408, 500, 503])
+    if fallback and ctx.t_reply_code in codes:
+        ctx.t_relay(fallback)

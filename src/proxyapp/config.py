@@ -1,0 +1,227 @@
+"""Validated proxyapp configuration from one TOML file; transaction timers derived from T1/T2/T4."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+DEFAULT_LISTEN = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
+DEFAULT_SERVER_HEADER = f"proxyapp ({__version__})"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; ``key`` names the offending TOML key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config: {key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One listening socket, ``udp:IP:PORT`` or ``tcp:IP:PORT``."""
+
+    transport: str  # "udp" | "tcp"
+    host: str  # IP literal, IPv6 without brackets
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, key: str = "listen") -> "Listen":
+        proto, sep, rest = text.partition(":")
+        proto = proto.lower()
+        if not sep or proto not in ("udp", "tcp"):
+            raise ConfigError(key, f"{text!r}: expected 'udp:IP:PORT' or 'tcp:IP:PORT'")
+        host, sep, port_s = rest.rpartition(":")
+        if not sep:
+            host, port_s = rest, "5060"
+        host = host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(key, f"{text!r}: {host!r} is not an IP address") from None
+        try:
+            port = int(port_s)
+        except ValueError:
+            raise ConfigError(key, f"{text!r}: port {port_s!r} is not a number") from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(key, f"{text!r}: port {port} out of range")
+        return cls(proto, host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerConfig:
+    """Transaction timers in seconds (RFC 3261 §17 and Table 4; names as OpenSIPS tm's knobs).
+
+    T1, T2 and T4 are given in milliseconds in the TOML file (like OpenSIPS ``T1_timer``);
+    ``fr_timeout``, ``fr_inv_timeout`` and ``wt_timer`` in seconds.
+    """
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    # Timer B / F (RFC 3261 §17.1.1.2, §17.1.2.2): no final response; default 64*T1.
+    fr_timeout: float = 32.0
+    # Timer C (RFC 3261 §16.6 step 11): INVITE after a provisional; MUST be > 3 min.
+    fr_inv_timeout: float = 180.0
+    # Timer D / J on unreliable transports: how long a completed transaction absorbs
+    # retransmissions before it is freed (RFC: D >= 32 s, J = 64*T1).
+    wt_timer: float = 32.0
+
+    @property
+    def b(self) -> float:
+        return self.fr_timeout
+
+    @property
+    def f(self) -> float:
+        return self.fr_timeout
+
+    @property
+    def h(self) -> float:
+        """Timer H, wait for ACK (RFC 3261 §17.2.1): 64*T1."""
+        return 64 * self.t1
+
+    @property
+    def l(self) -> float:  # noqa: E743 - RFC 6026 names it L
+        """Timer L, INVITE server Accepted state (RFC 6026 §8.7): 64*T1."""
+        return 64 * self.t1
+
+    @property
+    def m(self) -> float:
+        """Timer M, INVITE client Accepted state (RFC 6026 §8.4): 64*T1."""
+        return 64 * self.t1
+
+
+@dataclass(slots=True)
+class Config:
+    """Everything the proxy needs to run."""
+
+    listen: list[Listen] = field(default_factory=lambda: [Listen.parse(s) for s in DEFAULT_LISTEN])
+    advertised_address: str | None = None  # host or host:port written in Via / Record-Route
+    aliases: list[str] = field(default_factory=list)  # extra "host" or "host:port" that are us
+    script: str | None = None  # path of a routing script; None = built-in default script
+    server_header: str = DEFAULT_SERVER_HEADER
+    trying_reason: str = "Giving a try"
+    log_level: str = "INFO"
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    max_message_size: int = 65535
+    acc: dict[str, Any] = field(default_factory=dict)  # passed through to proxyapp.acc.AccConfig
+    script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        """Read and validate a TOML file; raises ConfigError (invalid value) or OSError."""
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(p), f"invalid TOML: {exc}") from None
+        cfg = cls.from_dict(data)
+        if cfg.script is not None and not Path(cfg.script).is_absolute():
+            # A relative script path is relative to the config file, as includes usually are.
+            cand = (p.parent / cfg.script).resolve()
+            if cand.exists() or not Path(cfg.script).exists():
+                cfg.script = str(cand)
+        return cfg
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Validate a parsed TOML document; raises ConfigError naming the key."""
+        known = {
+            "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
+            "log_level", "timers", "max_message_size", "acc", "script_params",
+        }
+        for key in data:
+            if key not in known:
+                raise ConfigError(key, f"unknown key (known: {', '.join(sorted(known))})")
+        cfg = cls()
+        if "listen" in data:
+            value = data["listen"]
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise ConfigError("listen", "expected a non-empty list of 'udp:IP:PORT' / 'tcp:IP:PORT'")
+            cfg.listen = [Listen.parse(v, f"listen[{i}]") for i, v in enumerate(value)]
+        if "advertised_address" in data:
+            cfg.advertised_address = _str(data, "advertised_address")
+            if not cfg.advertised_address:
+                raise ConfigError("advertised_address", "must not be empty")
+        if "aliases" in data:
+            value = data["aliases"]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError("aliases", "expected a list of 'host' or 'host:port' strings")
+            cfg.aliases = list(value)
+        if "script" in data:
+            cfg.script = _str(data, "script")
+        if "server_header" in data:
+            cfg.server_header = _str(data, "server_header")
+            if "\r" in cfg.server_header or "\n" in cfg.server_header:
+                raise ConfigError("server_header", "must be one line")
+        if "trying_reason" in data:
+            cfg.trying_reason = _str(data, "trying_reason")
+            if not cfg.trying_reason or "\r" in cfg.trying_reason or "\n" in cfg.trying_reason:
+                raise ConfigError("trying_reason", "must be a non-empty single line")
+        if "log_level" in data:
+            level = _str(data, "log_level").upper()
+            if level not in LOG_LEVELS:
+                raise ConfigError("log_level", f"{data['log_level']!r}: expected one of {', '.join(LOG_LEVELS)}")
+            cfg.log_level = level
+        if "max_message_size" in data:
+            v = data["max_message_size"]
+            if not isinstance(v, int) or isinstance(v, bool) or not 1024 <= v <= 1 << 20:
+                raise ConfigError("max_message_size", "expected an integer between 1024 and 1048576")
+            cfg.max_message_size = v
+        if "timers" in data:
+            cfg.timers = _timers(data["timers"])
+        for table in ("acc", "script_params"):
+            if table in data:
+                if not isinstance(data[table], dict):
+                    raise ConfigError(table, "expected a table")
+                setattr(cfg, table, dict(data[table]))
+        return cfg
+
+
+def _str(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _timers(table: Any) -> TimerConfig:
+    if not isinstance(table, dict):
+        raise ConfigError("timers", "expected a table")
+    ms_keys = {"T1": "t1", "T2": "t2", "T4": "t4"}
+    s_keys = ("fr_timeout", "fr_inv_timeout", "wt_timer")
+    values: dict[str, float] = {}
+    for key, raw in table.items():
+        if key not in ms_keys and key not in s_keys:
+            raise ConfigError(f"timers.{key}", f"unknown timer (known: T1, T2, T4 in ms; {', '.join(s_keys)} in s)")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
+            raise ConfigError(f"timers.{key}", f"expected a positive number, got {raw!r}")
+        if key in ms_keys:
+            values[ms_keys[key]] = raw / 1000.0
+        else:
+            values[key] = float(raw)
+    t1 = values.get("t1", 0.5)
+    t2 = values.get("t2", max(4.0, t1))
+    if t2 < t1:
+        raise ConfigError("timers.T2", "must not be smaller than T1")
+    return TimerConfig(
+        t1=t1,
+        t2=t2,
+        t4=values.get("t4", 5.0),
+        fr_timeout=values.get("fr_timeout", 64 * t1),
+        fr_inv_timeout=values.get("fr_inv_timeout", 180.0),
+        wt_timer=values.get("wt_timer", 64 * t1),
+    )

@@ -1,0 +1,414 @@
+"""The routing-script API: loading a script module and the context with OpenSIPS-like verbs.
+
+A script is a Python module with ``route(msg, ctx)`` (the request route, like opensips.cfg's
+``route{}``). Failure, reply and branch routes are plain functions of the same module, armed per
+transaction with ``ctx.t_on_failure(fn_or_name)``, ``ctx.t_on_reply(...)``, ``ctx.t_on_branch(...)``.
+A module-level ``onreply_route(msg, ctx)`` (if present) sees every response of every stateful
+transaction, like OpenSIPS' unnamed onreply_route. Any exception in a route is logged with its
+traceback and the request is answered 500; it never takes the proxy down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from loguru import logger
+
+from .proxy import Proxy, ScriptError, Target, TxContext
+
+try:
+    from .acc import AccMark
+except Exception:  # accounting not installed yet: do_accounting still validates nothing
+    AccMark = None  # type: ignore[assignment,misc]
+
+
+class ScriptLoadError(Exception):
+    """The script file cannot be loaded or has no ``route`` function."""
+
+
+def _split_top(value: str) -> list[str]:
+    """Split a header value at commas outside <> and quotes."""
+    out, depth, quote, start = [], 0, False, 0
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quote = False
+        elif c == '"':
+            quote = True
+        elif c == "<":
+            depth += 1
+        elif c == ">":
+            depth -= 1
+        elif c == "," and depth <= 0:
+            out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    out.append(value[start:].strip())
+    return [v for v in out if v]
+
+
+class Script:
+    """A loaded routing script."""
+
+    def __init__(self, module: Any, path: str | None) -> None:
+        self.module = module
+        self.path = path
+        route = getattr(module, "route", None)
+        if not callable(route):
+            raise ScriptLoadError(f"script {path or module.__name__}: no route(msg, ctx) function")
+        self.route = route
+        self.onreply_route = getattr(module, "onreply_route", None)
+        self.proxy: Any = None  # set by the Proxy that runs this script
+
+    @classmethod
+    def load(cls, path: str | None) -> "Script":
+        """Load a script file (None: the built-in default script). Raises ScriptLoadError."""
+        if path is None:
+            from . import default_script
+
+            return cls(default_script, None)
+        p = Path(path)
+        if not p.is_file():
+            raise ScriptLoadError(f"script {path}: no such file")
+        name = f"proxyapp_script_{abs(hash(str(p.resolve()))):x}"
+        spec = importlib.util.spec_from_file_location(name, p)
+        if spec is None or spec.loader is None:
+            raise ScriptLoadError(f"script {path}: cannot be loaded")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ScriptLoadError(f"script {path}: {type(exc).__name__}: {exc}") from exc
+        return cls(module, str(p))
+
+    def resolve(self, route: Any) -> Callable[..., Any]:
+        """A route given as a function or as the name of a function of the script."""
+        if callable(route):
+            return route
+        fn = getattr(self.module, str(route), None)
+        if not callable(fn):
+            raise ScriptError(f"no route named {route!r} in the script")
+        return fn
+
+    # -------------------------------------------------------------- running routes
+
+    def run_request(self, ctx: "ScriptContext") -> None:
+        proxy = ctx.proxy
+        msg = ctx.msg
+        try:
+            self.route(msg, ctx)
+        except Exception:
+            proxy.stats.script_errors += 1
+            logger.exception("routing script failed on {} {} call-id={}", msg.method, msg.raw_uri, msg.call_id)
+            if msg.method != "ACK":
+                self._answer_500(ctx)
+            return
+        tctx = ctx.tctx
+        if tctx is not None and not tctx.branches and not tctx.final_sent:
+            # A transaction nobody answers would live forever: say so instead.
+            logger.warning("script created a transaction for {} but neither relayed nor replied", msg.method)
+            proxy.t_reply(tctx, 500, "Server Internal Error")
+
+    def _answer_500(self, ctx: "ScriptContext") -> None:
+        proxy = ctx.proxy
+        try:
+            tctx = ctx.tctx
+            if tctx is not None:
+                if not tctx.final_sent and not tctx.branches:
+                    proxy.t_reply(tctx, 500, "Server Internal Error")
+            elif not ctx.replied:
+                proxy.sl_reply(ctx.msg, ctx.reply_dest, 500, "Server Internal Error")
+        except Exception:
+            logger.exception("cannot answer 500 after a script error")
+
+    def run_failure(self, tctx: TxContext, route: Any, best: Any) -> None:
+        ctx = ScriptContext.for_transaction(self.proxy, tctx)
+        ctx.reply = best.final
+        ctx.reply_code = best.final_status
+        tctx.in_failure = True
+        try:
+            self.resolve(route)(tctx.request, ctx)
+        except Exception:
+            self.proxy.stats.script_errors += 1
+            logger.exception("failure route failed for call-id={}", tctx.request.call_id)
+        finally:
+            tctx.in_failure = False
+
+    def run_reply(self, tctx: TxContext, resp: Any, branch: Any) -> Any:
+        ctx = ScriptContext.for_transaction(self.proxy, tctx)
+        ctx.reply = resp
+        ctx.reply_code = resp.status
+        try:
+            result = None
+            if self.onreply_route is not None:
+                result = self.onreply_route(resp, ctx)
+            if tctx.reply_route is not None:
+                result = self.resolve(tctx.reply_route)(resp, ctx)
+            return result
+        except Exception:
+            self.proxy.stats.script_errors += 1
+            logger.exception("reply route failed for call-id={}", tctx.request.call_id)
+            return None
+
+    def run_branch(self, sctx: "ScriptContext", tctx: TxContext, branch: Any) -> None:
+        ctx = ScriptContext.for_transaction(sctx.proxy, tctx)
+        ctx.branch = branch
+        try:
+            self.resolve(tctx.branch_route)(tctx.request, ctx)
+        except Exception:
+            sctx.proxy.stats.script_errors += 1
+            logger.exception("branch route failed for call-id={}", tctx.request.call_id)
+
+
+class ScriptContext:
+    """What a route gets beside the message: the verbs, named as in OpenSIPS."""
+
+    def __init__(self, proxy: Proxy, msg: Any, source: Target, reply_dest: Target, key: Any) -> None:
+        self.proxy = proxy
+        self.msg = msg
+        self.source = source
+        self.reply_dest = reply_dest
+        self.key = key
+        self.tctx: TxContext | None = None
+        self.acc_mark: Any = None
+        self.record_route_flag = False
+        self.maxfwd_done = False
+        self.failure_route: Any = None
+        self.reply_route: Any = None
+        self.branch_route: Any = None
+        self.dst_uri: str | None = None
+        self.replied = False
+        self.reply: Any = None  # the winning response, in a failure or reply route
+        self.reply_code = 0
+        self.branch: Any = None
+        self.params = proxy.cfg.script_params
+
+    @classmethod
+    def for_transaction(cls, proxy: Proxy, tctx: TxContext) -> "ScriptContext":
+        ctx = cls(proxy, tctx.request, tctx.source, tctx.reply_dest, tctx.key)
+        ctx.tctx = tctx
+        ctx.acc_mark = tctx.acc_mark
+        ctx.maxfwd_done = True
+        ctx.record_route_flag = tctx.record_route
+        return ctx
+
+
+    # ---------------------------------------------------------- facts about the request
+
+    @property
+    def source_ip(self) -> str:
+        """$si"""
+        return self.source.host
+
+    @property
+    def source_port(self) -> int:
+        """$sp"""
+        return self.source.port
+
+    @property
+    def proto(self) -> str:
+        """$proto"""
+        return self.source.transport
+
+    @property
+    def ruri(self) -> str:
+        """$ru (assignable)."""
+        return self.msg.raw_uri
+
+    @ruri.setter
+    def ruri(self, value: str) -> None:
+        self.msg.set_uri(value)
+
+    def has_totag(self) -> bool:
+        to = self.msg.to
+        return to is not None and to.tag is not None
+
+    def is_method(self, methods: str) -> bool:
+        """is_method("INVITE") or is_method("INVITE|BYE")."""
+        m = self.msg.method
+        return any(m == x.strip().upper() for x in methods.split("|"))
+
+    def is_myself(self, what: Any = None) -> bool:
+        """OpenSIPS ``uri == myself``: a URI object or text, ``host[:port]``; default the R-URI."""
+        proxy = self.proxy
+        if what is None:
+            what = self.msg.uri
+        if isinstance(what, str):
+            text = what.strip().strip("<>")
+            if text.lower().startswith(("sip:", "sips:")):
+                import fastsip
+
+                what = fastsip.parse_uri(text)
+            else:
+                host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+                return proxy.is_myself(host, int(port) if port else None)
+        return proxy.is_myself_uri(what)
+
+    def t_was_cancelled(self) -> bool:
+        return self.tctx is not None and self.tctx.cancelled
+
+    @property
+    def t_reply_code(self) -> int:
+        """$T_reply_code in a failure route."""
+        return self.reply_code
+
+    # ---------------------------------------------------------- edits
+
+    def append_hf(self, text: str, value: str | None = None) -> None:
+        """append_hf("P-hint: outbound\\r\\n") or append_hf("P-hint", "outbound")."""
+        if value is None:
+            name, sep, value = text.rstrip("\r\n").partition(":")
+            if not sep:
+                raise ScriptError(f"append_hf: {text!r} is not 'Name: value'")
+        else:
+            name = text
+        self.msg.append_header(name.strip(), value.strip())
+
+    def remove_hf(self, name: str) -> int:
+        return self.msg.remove_header(name)
+
+    def mf_process_maxfwd_header(self, max_value: int = 70) -> bool:
+        """False when Max-Forwards is 0 (reply 483); else decrement it (add max_value when absent)."""
+        if self.maxfwd_done:
+            return True
+        ok = self.proxy.process_maxfwd(self.msg, int(max_value))
+        if ok:
+            self.maxfwd_done = True
+        return ok
+
+    def record_route(self) -> bool:
+        """Add our Record-Route (``<sip:ADDR;lr>``) when the request is relayed."""
+        self.record_route_flag = True
+        if self.tctx is not None:
+            self.tctx.record_route = True
+        return True
+
+    def loose_route(self) -> bool:
+        """RFC 3261 §16.4: strip the Route values naming us; True when the request had a Route set."""
+        msg = self.msg
+        routes = msg.route
+        if not routes:
+            return False
+        proxy = self.proxy
+        try:
+            uri = msg.uri
+        except Exception:
+            uri = None
+        if uri is not None and getattr(uri, "user", None) is None and proxy.is_myself_uri(uri):
+            # A strict router before us put our Record-Route URI into the Request-URI: the real
+            # Request-URI is the last Route value.
+            values = []
+            for v in msg.headers.getall("Route"):
+                values.extend(_split_top(v))
+            last = values.pop()
+            msg.remove_header("Route")
+            if values:
+                msg.append_header("Route", ", ".join(values))
+            msg.set_uri(last.strip().lstrip("<").split(">")[0])
+            routes = msg.route
+        while routes and proxy.is_myself_uri(routes[0].uri):
+            msg.pop_route()
+            routes = msg.route
+        return True
+
+    # ---------------------------------------------------------- replies and transactions
+
+    def sl_send_reply(self, code: int, reason: str | None = None) -> bool:
+        self.proxy.sl_reply(self.msg, self.reply_dest, int(code), reason)
+        self.replied = True
+        return True
+
+    def sl_reply_error(self) -> bool:
+        return self.sl_send_reply(500, "Server Internal Error")
+
+    def t_newtran(self) -> bool:
+        """Create the server transaction now (an INVITE gets its 100 at once)."""
+        if self.msg.method == "ACK":
+            raise ScriptError("t_newtran on an ACK")
+        if self.tctx is not None:
+            return False
+        self.proxy.new_server_tx(self)
+        return True
+
+    def t_check_trans(self) -> bool:
+        """CANCEL: True when the INVITE it cancels has a transaction. ACK / others: a matching one."""
+        msg = self.msg
+        method = msg.method
+        target = "INVITE" if method in ("CANCEL", "ACK") else method
+        key = self.proxy.server_key(msg, msg.via[0], target)
+        return key in self.proxy.server_txs
+
+    def t_reply(self, code: int, reason: str | None = None) -> bool:
+        if self.msg.method == "ACK":
+            raise ScriptError("t_reply on an ACK")
+        tctx = self.tctx or self.proxy.new_server_tx(self, send_trying=False)
+        if tctx.final_sent and int(code) >= 200:
+            return False
+        self.proxy.t_reply(tctx, int(code), reason)
+        self.replied = True
+        return True
+
+    def t_relay(self, dest: str | None = None) -> bool:
+        """Forward statefully (to ``dest``: 'udp:IP:PORT', 'tcp:host:port', a SIP URI, or host)."""
+        return self.proxy.relay(self, dest)
+
+    def forward(self, dest: str | None = None) -> bool:
+        """Forward statelessly (RFC 3261 §16.11)."""
+        return self.proxy.forward_stateless(self, dest)
+
+    def set_dst_uri(self, uri: str) -> None:
+        """$du: where t_relay sends, without touching the Request-URI."""
+        self.dst_uri = uri
+
+    def t_on_failure(self, route: Any) -> None:
+        self.failure_route = self.proxy.script.resolve(route)
+        if self.tctx is not None:
+            self.tctx.failure_route = self.failure_route
+
+    def t_on_reply(self, route: Any) -> None:
+        self.reply_route = self.proxy.script.resolve(route)
+        if self.tctx is not None:
+            self.tctx.reply_route = self.reply_route
+
+    def t_on_branch(self, route: Any) -> None:
+        self.branch_route = self.proxy.script.resolve(route)
+        if self.tctx is not None:
+            self.tctx.branch_route = self.branch_route
+
+    # ---------------------------------------------------------- accounting
+
+    def do_accounting(self, types: str, flags: str = "", table: str | None = None) -> bool:
+        """Mark the transaction for accounting (proxyapp.acc.AccMark)."""
+        if AccMark is None:
+            raise ScriptError("do_accounting: accounting (proxyapp.acc) is not available")
+        if self.acc_mark is not None:
+            self.acc_mark.update(types, flags, table)
+        else:
+            self.acc_mark = AccMark.parse(types, flags, table)
+        if self.tctx is not None:
+            self.tctx.acc_mark = self.acc_mark
+        return True
+
+    def acc_log_request(self, comment: str) -> bool:
+        acc = self.proxy.acc
+        if acc is not None:
+            acc.log_request(self.msg, comment, self.proxy.wallclock())
+        return True
+
+    def acc_db_request(self, comment: str, table: str) -> bool:
+        acc = self.proxy.acc
+        if acc is not None:
+            acc.db_request(self.msg, comment, table, self.proxy.wallclock())
+        return True
+
+    def log(self, text: str, level: str = "INFO") -> None:
+        """xlog()."""
+        logger.log(level.upper(), text)
