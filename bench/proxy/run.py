@@ -1,0 +1,535 @@
+"""Proxy benchmark runner: SIPp caller -> proxy under test -> SIPp callee on loopback, call rate stepped up.
+
+    python bench/proxy/run.py --proxy kamailio --rates 250,500,1000 --duration 10
+    python bench/proxy/run.py --proxy both --variants plain,acc_log,acc_db --rates 100,200,400 --duration 10
+    python bench/proxy/run.py --proxy mine --proxy-cmd 'mine=/path/to/proxy --port {port}' --rates 100
+
+For every proxy, variant and rate it starts the callee (uas.xml), the proxy, then the caller (uac.xml),
+which places rate*duration calls (INVITE/180/200/ACK, hold, BYE/200) at that rate. The callee fails any
+call whose INVITE lacks the proxy's Record-Route, the proxy's Via or the appended P-hint header, so a
+successful call is one that went through the proxy. Reported per rate: calls attempted, succeeded and
+failed, retransmissions (caller + callee), achieved rate, setup latency (INVITE -> 200, median and p99,
+from SIPp's -trace_rtt), proxy CPU seconds per call (utime+stime of the proxy and all its processes, from
+/proc/PID/stat) and peak RSS (VmHWM from /proc/PID/status); then the highest rate with zero failed calls
+(the session establishment rate of RFC 7501 §3.3 / RFC 7502 §5.1, stepped rather than searched unless
+--bisect is given). With --proxy both, proxyapp/Kamailio ratios follow.
+
+Loopback only, ports 45000-45999 only, every run bounded (--max-wall for the whole invocation, a per-run
+cap of duration + 60 s), every process stopped by its pid (and its process group, for Kamailio's children).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+PROXY_PORT, CALLEE_PORT, CALLER_PORT = 45060, 45070, 45080
+CALLEE_CTL, CALLER_CTL = 45090, 45091  # SIPp control sockets (default 8888 is outside our range)
+CALLEE_MEDIA, CALLER_MEDIA = 45100, 45110  # SIPp RTP echo ports (unused, but SIPp binds them)
+VARIANTS = ("plain", "acc_log", "acc_db")
+
+KAMAILIO_DEFINES = {"plain": "WITH_PLAIN", "acc_log": "WITH_ACC_LOG", "acc_db": "WITH_ACC_DB"}
+SQLITE_SCHEMA = [Path("/usr/share/kamailio/db_sqlite/standard-create.sql"),
+                 Path("/usr/share/kamailio/db_sqlite/acc-create.sql")]
+
+
+@dataclass
+class RunResult:
+    proxy: str
+    variant: str
+    rate: int
+    duration: float
+    attempted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retransmissions: int = 0
+    achieved_rate: float = 0.0
+    setup_median_ms: float | None = None
+    setup_p99_ms: float | None = None
+    cpu_s: float | None = None
+    cpu_ms_per_call: float | None = None
+    rss_peak_kb: int | None = None  # largest VmHWM of one proxy process
+    rss_sum_kb: int | None = None  # sum of VmHWM over the proxy's processes (shared memory counted twice)
+    nprocs: int = 0
+    callee_failed: int = 0
+    error: str | None = None
+    rundir: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- /proc accounting
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(ppid, own cpu s, reaped children's cpu s) of pid, or None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = raw[raw.rindex(")") + 2:].split()
+    ppid = int(rest[1])
+    utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
+    return ppid, (utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st:
+                children.setdefault(st[0], []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by root, its live descendants, and the children it has reaped."""
+    total = 0.0
+    for pid in process_tree(root):
+        st = _stat(pid)
+        if st:
+            total += st[1] + (st[2] if pid == root else 0.0)
+    return total
+
+
+def tree_hwm(root: int) -> tuple[int, int, int]:
+    """(largest VmHWM, sum of VmHWM, number of processes) in kB over root's tree."""
+    vals = []
+    for pid in process_tree(root):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    vals.append(int(line.split()[1]))
+        except OSError:
+            pass
+    return (max(vals) if vals else 0), sum(vals), len(vals)
+
+
+def udp_bound(port: int) -> bool:
+    want = f"0100007F:{port:04X}"
+    try:
+        return any(line.split()[1] == want for line in Path("/proc/net/udp").read_text().splitlines()[1:])
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- processes
+
+class Proc:
+    """A started process; stop() ends it and everything in its process group, by pid."""
+
+    def __init__(self, name: str, cmd: list[str], rundir: Path, env: dict | None = None):
+        self.name = name
+        self.cmd = cmd
+        self.log = open(rundir / f"{name}.log", "wb")
+        self.p = subprocess.Popen(cmd, cwd=rundir, stdin=subprocess.DEVNULL, stdout=self.log,
+                                  stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        self.pid = self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, grace: float = 5.0) -> None:
+        pids = process_tree(self.pid) if self.alive() else []
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self.wait(grace)
+        for pid in pids:  # children the main process did not take down (Kamailio's workers)
+            if _stat(pid) is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.wait(grace)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)  # the group we created for it at start, nothing else
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.log.close()
+
+
+# --------------------------------------------------------------------------- proxies under test
+
+def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
+    exe = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    cmd = [exe, "-f", str(HERE / "kamailio.cfg"), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}",
+           "-Y", str(rundir), "-P", str(rundir / "kamailio.pid"), "-m", "128", "-A", KAMAILIO_DEFINES[variant]]
+    if variant == "acc_db":
+        db = rundir / "acc.db"
+        script = "".join(p.read_text() for p in SQLITE_SCHEMA)
+        subprocess.run(["sqlite3", str(db)], input=script, text=True, check=True)
+        cmd += ["-A", f'DBURL="sqlite://{db}"']
+    return cmd
+
+
+def proxyapp_cmd(variant: str, rundir: Path, port: int) -> list[str]:
+    """Write a proxyapp TOML config for the variant (bench/proxy/proxyapp-VARIANT.toml) and return the command."""
+    tmpl = (HERE / f"proxyapp-{variant}.toml").read_text()
+    cfg = rundir / "proxyapp.toml"
+    cfg.write_text(tmpl.replace("@PORT@", str(port)).replace("@RUNDIR@", str(rundir))
+                   .replace("@HERE@", str(HERE)))
+    return [sys.executable, "-m", "proxyapp", "--config", str(cfg)]
+
+
+def custom_cmd(template: str):
+    def build(variant: str, rundir: Path, port: int) -> list[str]:
+        return shlex.split(template.format(port=port, variant=variant, rundir=rundir, here=HERE))
+    return build
+
+
+def db_rows(variant: str, rundir: Path) -> str | None:
+    """Rows the acc_db variant wrote, as a note (proves accounting happened)."""
+    if variant != "acc_db":
+        return None
+    for db in rundir.glob("*.db"):
+        out = []
+        for table in ("acc", "acc_cdrs", "cdrs", "cdr"):
+            p = subprocess.run(["sqlite3", str(db), f"select count(*) from {table}"], capture_output=True, text=True)
+            if p.returncode == 0:
+                out.append(f"{table}={p.stdout.strip()}")
+        if out:
+            return f"{db.name}: " + ", ".join(out)
+    return "no SQLite database found in the run directory"
+
+
+# --------------------------------------------------------------------------- SIPp
+
+def scenario(name: str, rundir: Path, port: int) -> Path:
+    """Copy a scenario with the proxy's port filled in (SIPp compiles ereg regexps before keywords apply)."""
+    out = rundir / name
+    out.write_text((HERE / name).read_text().replace("@PROXY_PORT@", str(port)))
+    return out
+
+
+def read_stat(path: Path) -> dict[str, str]:
+    """The last line of a SIPp -trace_stat CSV as {column: value}."""
+    try:
+        lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    head = lines[0].rstrip(";").split(";")
+    vals = lines[-1].rstrip(";").split(";")
+    return dict(zip(head, vals))
+
+
+def read_rtt(rundir: Path) -> list[float]:
+    vals = []
+    for f in rundir.glob("uac*_rtt.csv"):
+        for line in f.read_text(errors="replace").splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 3:
+                try:
+                    vals.append(float(parts[1]))
+                except ValueError:
+                    pass
+    return vals
+
+
+def _int(d: dict, key: str) -> int:
+    try:
+        return int(float(d.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def p99(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
+
+
+def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) -> RunResult:
+    res = RunResult(proxy, variant, rate, args.duration)
+    rundir = base / f"{proxy}-{variant}-{rate}"
+    rundir.mkdir(parents=True, exist_ok=True)
+    res.rundir = str(rundir)
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        res.error = "sipp not installed (apt-get install sip-tester)"
+        return res
+    calls = max(1, int(rate * args.duration))
+    started: list[Proc] = []
+    try:
+        uas = Proc("uas", [sipp, "-sf", str(scenario("uas.xml", rundir, PROXY_PORT)), "-i", "127.0.0.1",
+                           "-p", str(CALLEE_PORT), "-cp", str(CALLEE_CTL), "-mp", str(CALLEE_MEDIA), "-nostdin",
+                           "-trace_stat", "-stf", "uas_stat.csv", "-fd", "1", "-trace_err",
+                           "-max_recv_loops", "10000", "-timer_resol", "1", "-timeout", str(int(args.duration + 50)), "-nd"],
+                   rundir)
+        started.append(uas)
+        try:
+            cmd = build_cmd(variant, rundir, PROXY_PORT)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            res.error = f"cannot prepare {proxy}: {exc}"
+            return res
+        px = Proc("proxy", cmd, rundir, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        started.append(px)
+        t0 = time.monotonic()
+        while not (udp_bound(PROXY_PORT) and udp_bound(CALLEE_PORT)):
+            if not px.alive():
+                res.error = f"{proxy} exited with {px.p.returncode} before listening (see {rundir}/proxy.log)"
+                return res
+            if time.monotonic() - t0 > 20:
+                res.error = f"{proxy} or the callee did not bind its UDP port within 20 s"
+                return res
+            time.sleep(0.05)
+        time.sleep(1.0)  # let worker processes finish starting
+        cpu0 = tree_cpu(px.pid)
+        uac = Proc("uac", [sipp, f"127.0.0.1:{PROXY_PORT}", "-sf", str(scenario("uac.xml", rundir, PROXY_PORT)),
+                           "-s", "bench", "-key", "callee_port", str(CALLEE_PORT), "-i", "127.0.0.1",
+                           "-p", str(CALLER_PORT), "-cp", str(CALLER_CTL), "-mp", str(CALLER_MEDIA), "-nostdin",
+                           "-r", str(rate), "-rp", "1000", "-m", str(calls), "-d", str(args.hold_ms),
+                           "-l", str(max(100, rate * 4)), "-recv_timeout", "8000",
+                           "-timeout", str(int(args.duration + 40)), "-trace_stat", "-stf", "uac_stat.csv",
+                           "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-max_recv_loops", "10000", "-timer_resol", "1"],
+                   rundir)
+        started.append(uac)
+        t_start = time.monotonic()
+        if uac.wait(args.duration + 55) is None:
+            res.notes.append("caller did not finish in time; stopped")
+        wall = time.monotonic() - t_start
+        cpu1 = tree_cpu(px.pid)
+        hwm, hwm_sum, n = tree_hwm(px.pid)
+        res.cpu_s = round(cpu1 - cpu0, 3)
+        res.rss_peak_kb, res.rss_sum_kb, res.nprocs = hwm, hwm_sum, n
+        if not px.alive():
+            res.notes.append(f"{proxy} died during the run (exit {px.p.returncode})")
+        time.sleep(0.5)
+    finally:
+        for p in reversed(started):
+            p.stop()
+
+    st, cst = read_stat(rundir / "uac_stat.csv"), read_stat(rundir / "uas_stat.csv")
+    res.attempted = _int(st, "TotalCallCreated")
+    res.succeeded = _int(st, "SuccessfulCall(C)")
+    res.failed = _int(st, "FailedCall(C)") + max(0, res.attempted - res.succeeded - _int(st, "FailedCall(C)"))
+    res.callee_failed = _int(cst, "FailedCall(C)")
+    res.retransmissions = _int(st, "Retransmissions(C)") + _int(cst, "Retransmissions(C)")
+    send_window = max(1e-9, wall - args.hold_ms / 1000.0)
+    res.achieved_rate = round(res.succeeded / send_window, 1) if res.succeeded else 0.0
+    rtt = read_rtt(rundir)
+    if rtt:
+        res.setup_median_ms = round(statistics.median(rtt), 2)
+        res.setup_p99_ms = round(p99(rtt), 2)
+    if res.cpu_s is not None and res.attempted:
+        res.cpu_ms_per_call = round(res.cpu_s * 1000 / res.attempted, 3)
+    note = db_rows(variant, rundir)
+    if note:
+        res.notes.append(note)
+    if not st:
+        res.error = res.error or f"no SIPp statistics (see {rundir}/uac.log)"
+    return res
+
+
+# --------------------------------------------------------------------------- report
+
+def machine_facts() -> dict[str, str]:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    def ver(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "not installed"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return {
+        "cpu": cpu, "nproc": str(os.cpu_count()), "python": platform.python_version(),
+        "kernel": platform.release(), "commit": commit, "kamailio": ver(["kamailio", "-v"]),
+        "sipp": ver(["sipp", "-v"]).strip(), "load average at start": " ".join(
+            Path("/proc/loadavg").read_text().split()[:3]),
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "command": "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
+    }
+
+
+def fmt(v, nd=2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def report(results: list[RunResult], facts: dict) -> str:
+    out = ["## Machine", ""] + [f"- {k}: {v}" for k, v in facts.items()]
+    keys = []
+    for r in results:
+        if (r.proxy, r.variant) not in keys:
+            keys.append((r.proxy, r.variant))
+    best: dict[tuple[str, str], RunResult | None] = {}
+    for proxy, variant in keys:
+        rows = [r for r in results if (r.proxy, r.variant) == (proxy, variant)]
+        out += ["", f"### {proxy} / {variant}", "",
+                "| rate/s | attempted | ok | failed | retrans | achieved/s | setup median ms | setup p99 ms |"
+                " proxy CPU ms/call | peak RSS MiB (max / sum of procs) | notes |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r in sorted(rows, key=lambda r: r.rate):
+            notes = "; ".join(([r.error] if r.error else []) + r.notes)
+            if r.callee_failed:
+                notes = (notes + "; " if notes else "") + f"callee failed {r.callee_failed}"
+            rss = "-" if r.rss_peak_kb is None else f"{r.rss_peak_kb / 1024:.1f} / {r.rss_sum_kb / 1024:.1f} ({r.nprocs})"
+            out.append(f"| {r.rate} | {r.attempted} | {r.succeeded} | {r.failed} | {r.retransmissions} | "
+                       f"{fmt(r.achieved_rate, 1)} | {fmt(r.setup_median_ms)} | {fmt(r.setup_p99_ms)} | "
+                       f"{fmt(r.cpu_ms_per_call, 3)} | {rss} | {notes} |")
+        clean = [r for r in rows if not r.error and r.attempted and r.failed == 0 and r.succeeded == r.attempted]
+        b = max(clean, key=lambda r: r.rate) if clean else None
+        best[(proxy, variant)] = b
+        out += ["", f"Highest rate with zero failed calls: **{b.rate}/s**" if b else
+                "Highest rate with zero failed calls: none of the rates tried"]
+    variants = sorted({v for _, v in keys})
+    if any(p == "kamailio" for p, _ in keys) and any(p == "proxyapp" for p, _ in keys):
+        out += ["", "### proxyapp / Kamailio", "",
+                "| variant | zero-failure rate ratio | CPU ms/call ratio (at the highest rate both passed) |"
+                " setup median ratio |", "|---|---:|---:|---:|"]
+        for v in variants:
+            a, k = best.get(("proxyapp", v)), best.get(("kamailio", v))
+            if not (a and k):
+                out.append(f"| {v} | - | - | - |")
+                continue
+            common = [r.rate for r in results if r.proxy == "proxyapp" and r.variant == v and not r.failed
+                      and r.attempted] 
+            common = [x for x in common if any(r.rate == x and r.proxy == "kamailio" and r.variant == v
+                                                and not r.failed and r.attempted for r in results)]
+            cpu_ratio = med_ratio = "-"
+            if common:
+                x = max(common)
+                ra = next(r for r in results if (r.proxy, r.variant, r.rate) == ("proxyapp", v, x))
+                rk = next(r for r in results if (r.proxy, r.variant, r.rate) == ("kamailio", v, x))
+                if ra.cpu_ms_per_call and rk.cpu_ms_per_call:
+                    cpu_ratio = f"{ra.cpu_ms_per_call / rk.cpu_ms_per_call:.1f}x (at {x}/s)"
+                if ra.setup_median_ms and rk.setup_median_ms:
+                    med_ratio = f"{ra.setup_median_ms / rk.setup_median_ms:.1f}x (at {x}/s)"
+            out.append(f"| {v} | {a.rate / k.rate:.2f} | {cpu_ratio} | {med_ratio} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proxy", default="kamailio",
+                    help="kamailio, proxyapp, both, or names given with --proxy-cmd (comma-separated)")
+    ap.add_argument("--proxy-cmd", action="append", default=[],
+                    help="NAME=COMMAND with {port}, {variant}, {rundir}, {here} placeholders")
+    ap.add_argument("--variants", default="plain")
+    ap.add_argument("--rates", default="250,500,1000")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of calls per rate")
+    ap.add_argument("--hold-ms", type=int, default=100, help="call hold between ACK and BYE")
+    ap.add_argument("--keep-going", action="store_true", help="try higher rates after a rate had failures")
+    ap.add_argument("--bisect", type=int, default=0,
+                    help="after the step-up, this many bisection runs between the last clean and first failing rate")
+    ap.add_argument("--max-wall", type=float, default=1500.0, help="seconds for the whole invocation")
+    ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--workdir", help="keep run directories here (default: a temporary directory, removed)")
+    args = ap.parse_args()
+
+    builders = {"kamailio": kamailio_cmd, "proxyapp": proxyapp_cmd}
+    for spec in args.proxy_cmd:
+        name, _, tmpl = spec.partition("=")
+        builders[name] = custom_cmd(tmpl)
+    proxies = ["kamailio", "proxyapp"] if args.proxy == "both" else args.proxy.split(",")
+    variants = args.variants.split(",")
+    rates = [int(x) for x in args.rates.split(",")]
+    for p in proxies:
+        if p not in builders:
+            ap.error(f"unknown proxy {p!r}")
+    for v in variants:
+        if v not in VARIANTS:
+            ap.error(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    facts = machine_facts()
+    deadline = time.monotonic() + args.max_wall
+    base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fastsip-proxybench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    results: list[RunResult] = []
+    per_run = args.duration + 70
+
+    def run(proxy, variant, rate) -> RunResult | None:
+        if time.monotonic() + per_run > deadline:
+            print(f"# skipped {proxy}/{variant}@{rate}: --max-wall {args.max_wall:.0f}s reached", file=sys.stderr)
+            return None
+        r = one_run(proxy, builders[proxy], variant, rate, args, base)
+        results.append(r)
+        print(f"# {proxy}/{variant} {rate}/s: {r.succeeded}/{r.attempted} ok, {r.failed} failed, "
+              f"{r.retransmissions} retrans, cpu {r.cpu_ms_per_call} ms/call, setup p50 {r.setup_median_ms} ms"
+              + (f" ERROR {r.error}" if r.error else ""), file=sys.stderr, flush=True)
+        return r
+
+    for variant in variants:
+        for proxy in proxies:
+            last_ok, first_bad = None, None
+            for rate in rates:
+                r = run(proxy, variant, rate)
+                if r is None:
+                    break
+                if r.error and not r.attempted:
+                    break  # the proxy does not even start: no point in higher rates
+                if r.failed or r.succeeded < r.attempted:
+                    first_bad = first_bad or rate
+                    if not args.keep_going:
+                        break
+                elif first_bad is None:
+                    last_ok = rate
+            lo, hi = last_ok, first_bad
+            for _ in range(args.bisect):
+                if lo is None or hi is None or hi - lo <= max(10, lo // 20):
+                    break
+                mid = (lo + hi) // 2
+                r = run(proxy, variant, mid)
+                if r is None:
+                    break
+                if r.failed or r.succeeded < r.attempted or r.error:
+                    hi = mid
+                else:
+                    lo = mid
+
+    text = report(results, facts)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": facts, "results": [asdict(r) for r in results]},
+                                              indent=1))
+    if not args.workdir:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
