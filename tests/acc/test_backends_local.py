@@ -1,0 +1,172 @@
+"""Real local backends: SQLite file, loguru log lines (file and syslog over UDP), evi datagrams."""
+
+import asyncio
+import json
+import socket
+import sqlite3
+
+import pytest
+
+from proxyapp.acc import AccConfig, Accounting, AccMark
+from proxyapp.acc.backends.evi import decode_datagram
+from proxyapp.acc.backends.log import parse_line
+from proxyapp.acc.schema import schema_script
+
+from .memory import settle
+from .sipfakes import request, response
+
+SRC = ("192.0.2.7", 4539)
+T0 = 1_700_000_000.0
+
+
+def one_call(acc, types="db|log|evi", callid="c1"):
+    mark = AccMark.parse(types, "cdr|missed", "my_acc")
+    inv = request("INVITE", callid, "ft")
+    acc.observe_request(inv, SRC, T0)
+    acc.observe_response(response(inv, 200, "OK", "tt"), T0 + 1.5)
+    acc.transaction_completed(mark, inv, 200, "OK", "tt", SRC, T0 + 1.5)
+    bye = request("BYE", callid, "ft", "tt", cseq=2)
+    acc.observe_request(bye, SRC, T0 + 4.25)
+    acc.transaction_completed(None, bye, 200, "OK", "tt", SRC, T0 + 4.3)
+    miss = request("INVITE", callid + "-m", "ft2")
+    acc.observe_request(miss, SRC, T0)
+    acc.transaction_completed(AccMark.parse(types, "missed"), miss, 486, "Busy Here", "tm", SRC, T0 + 2)
+    acc.transaction_completed(AccMark.parse(types), request("OPTIONS", callid + "-o", "ft3"), 200, "OK", "to", SRC, T0 + 3)
+
+
+def test_sqlite_created_with_schema_and_rows_field_by_field(tmp_path):
+    db = tmp_path / "sub" / "acc.db"
+    cfg = AccConfig.from_dict({"db_url": str(db), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1})
+
+    async def go():
+        acc = Accounting(cfg)
+        await acc.start()
+        one_call(acc, "db")
+        await settle(acc)
+        await acc.close()
+
+    asyncio.run(go())
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"acc", "missed_calls", "my_acc"} <= tables
+    [cdr] = conn.execute("SELECT * FROM my_acc WHERE callid='c1'").fetchall()
+    assert dict(cdr) | {"id": 0, "record_id": ""} == {
+        "id": 0, "record_id": "", "method": "INVITE", "from_tag": "ft", "to_tag": "tt", "callid": "c1", "sip_code": 200,
+        "sip_reason": "OK", "time": 1_700_000_001_500, "duration": 2, "ms_duration": 2750, "setuptime": 1500,
+        "created": 1_700_000_000_000, "end_reason": "bye", "src_ip": "192.0.2.7", "src_port": "4539",
+        "from_user": "8887779996", "from_host": "198.51.100.1", "to_user": "2222222222", "to_host": "203.0.113.9",
+        "ruri_user": "2222222222", "ruri_host": "203.0.113.9", "user_agent": "Bria 3",
+    }
+    [m] = conn.execute("SELECT method, to_tag, sip_code, sip_reason, time, duration, ms_duration, setuptime, created, end_reason FROM missed_calls").fetchall()
+    assert tuple(m) == ("INVITE", "tm", 486, "Busy Here", 1_700_000_002_000, None, None, None, None, None)
+    [o] = conn.execute("SELECT method, sip_code, time, duration FROM acc").fetchall()  # no table given -> acc
+    assert tuple(o) == ("OPTIONS", 200, 1_700_000_003_000, None)
+    # every table has the same columns
+    cols = {t: [r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')] for t in ("acc", "missed_calls", "my_acc")}
+    assert cols["acc"] == cols["missed_calls"] == cols["my_acc"]
+
+
+def test_sqlite_migration_adds_columns_to_an_opensips_table(tmp_path):
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    # the OpenSIPS 2.2 acc table shape (CHAR(64) callid, DATETIME time)
+    conn.execute("CREATE TABLE acc (id INTEGER PRIMARY KEY AUTOINCREMENT, method CHAR(16), from_tag CHAR(64), to_tag CHAR(64), callid CHAR(64), sip_code CHAR(3), sip_reason CHAR(32), time DATETIME, duration INTEGER, ms_duration INTEGER, setuptime INTEGER, created DATETIME)")
+    conn.commit()
+    conn.close()
+    from proxyapp.acc.cli import main
+
+    assert main(["migrate", "--db", str(db)]) == 0
+    conn = sqlite3.connect(db)
+    cols = [r[1] for r in conn.execute('PRAGMA table_info("acc")')]
+    assert {"record_id", "end_reason", "src_ip", "user_agent"} <= set(cols)
+    assert {r[1] for r in conn.execute('PRAGMA index_list("acc")')} >= {"acc_record_id_idx"}
+    assert main(["migrate", "--db", str(db)]) == 0  # idempotent
+
+
+def test_shipped_sql_files_match_generated_schema():
+    from importlib.resources import files
+
+    from proxyapp.acc.config import AccConfig as C
+
+    cfg = C()
+    for dialect in ("sqlite", "postgres"):
+        shipped = files("proxyapp.acc").joinpath(f"acc-{dialect}.sql").read_text()
+        assert shipped == schema_script([cfg.db_table_acc, cfg.db_table_missed_calls], cfg.extra_names, dialect)
+
+
+def test_log_lines_file_and_syslog(tmp_path):
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    logf = tmp_path / "acc.log"
+    cfg = AccConfig.from_dict({"db_url": str(tmp_path / "a.db"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "log_file": str(logf), "log_syslog": True, "log_syslog_address": f"127.0.0.1:{rx.getsockname()[1]}", "log_syslog_facility": "local3"})
+
+    async def go():
+        acc = Accounting(cfg)
+        await acc.start()
+        one_call(acc, "log")
+        await settle(acc)
+        await acc.close()
+
+    asyncio.run(go())
+    lines = [l for l in logf.read_text().splitlines() if "ACC: " in l]
+    assert len(lines) == 3
+    prefixes = [parse_line(l)[0] for l in lines]
+    assert prefixes == ["ACC: call ended: ", "ACC: call missed: ", "ACC: transaction answered: "]
+    cdr_line = lines[0][lines[0].index("ACC: "):]
+    assert cdr_line.startswith(
+        "ACC: call ended: created=1700000000000;call_start_time=1700000001500;duration=2;ms_duration=2750;setuptime=1500;"
+        "method=INVITE;from_tag=ft;to_tag=tt;call_id=c1;code=200;reason=OK;src_ip=192.0.2.7;src_port=4539;"
+    )
+    _, kv = parse_line(lines[1])
+    assert (kv["timestamp"], kv["method"], kv["from_tag"], kv["to_tag"], kv["call_id"], kv["code"], kv["reason"]) == ("1700000002000", "INVITE", "ft2", "tm", "c1-m", "486", "Busy Here")
+    got = []
+    for _ in range(3):
+        got.append(rx.recv(65535).decode())
+    rx.close()
+    # RFC 3164 priority: local3 (19) * 8 + info (6) = 158
+    assert all(g.startswith("<158>proxyapp: ACC: ") for g in got)
+    assert [g.split("ACC: ", 1)[1].split(":")[0] for g in got] == ["call ended", "call missed", "transaction answered"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "datagram"])
+def test_evi_datagrams_and_subscribers(tmp_path, fmt):
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    cfg = AccConfig.from_dict({"db_url": str(tmp_path / "a.db"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "evi_udp": [f"127.0.0.1:{rx.getsockname()[1]}"], "evi_format": fmt})
+    seen = []
+
+    async def go():
+        acc = Accounting(cfg)
+        acc.subscribe("E_ACC_CDR", lambda name, p: seen.append((name, p)))
+        acc.subscribe("E_ACC_MISSED_EVENT", lambda name, p: seen.append((name, p)))
+        with pytest.raises(ValueError):
+            acc.subscribe("E_NOPE", print)
+        await acc.start()
+        one_call(acc, "evi")
+        await settle(acc)
+        await acc.close()
+
+    asyncio.run(go())
+    events = []
+    for _ in range(3):
+        data = rx.recv(65535)
+        if fmt == "json":
+            j = json.loads(data)
+            assert j["jsonrpc"] == "2.0"
+            events.append((j["method"], {k: (None if v is None else str(v)) for k, v in j["params"].items()}))
+        else:
+            events.append(decode_datagram(data))
+    rx.close()
+    assert [e[0] for e in events] == ["E_ACC_CDR", "E_ACC_MISSED_EVENT", "E_ACC_EVENT"]
+    cdr = events[0][1]
+    assert {k: cdr[k] for k in ("method", "from_tag", "to_tag", "callid", "sip_code", "sip_reason", "time", "duration", "ms_duration", "setuptime", "created", "src_ip", "user_agent")} == {
+        "method": "INVITE", "from_tag": "ft", "to_tag": "tt", "callid": "c1", "sip_code": "200", "sip_reason": "OK",
+        "time": "1700000001500", "duration": "2", "ms_duration": "2750", "setuptime": "1500", "created": "1700000000000",
+        "src_ip": "192.0.2.7", "user_agent": "Bria 3",
+    }
+    assert events[1][1]["sip_code"] == "486" and events[2][1]["method"] == "OPTIONS"
+    assert [s[0] for s in seen] == ["E_ACC_CDR", "E_ACC_MISSED_EVENT"]
+    assert seen[0][1]["ms_duration"] == 2750 and seen[1][1]["sip_reason"] == "Busy Here"
