@@ -99,7 +99,8 @@ def postgres_server():
 def pg(postgres_server):
     """A fresh database per test (CREATE DATABASE), on the session's server."""
     name = f"acc_{os.getpid()}_{time.monotonic_ns()}"
-    postgres_server.start() if postgres_server.pid() is None else None
+    if postgres_server.pid() is None:  # a previous test stopped it and failed before restarting
+        postgres_server.start()
     postgres_server.query(f'CREATE DATABASE "{name}"')
     url = postgres_server.url.rsplit("/", 1)[0] + "/" + name
     yield postgres_server, url
