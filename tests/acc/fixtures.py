@@ -144,10 +144,17 @@ class FreeRadius:
             "}\n" % self.port
         )
         (self.raddb / "clients.conf").write_text("client localhost {\n\tipaddr = 127.0.0.1\n\tsecret = %s\n}\n" % self.SECRET)
-        # The SIP attributes of the shipped dictionary, so the detail file names them.
-        sip = [l for l in ACC_DICTIONARY.read_text().splitlines() if "Sip-" in l and l.startswith(("ATTRIBUTE", "VALUE"))]
-        with open(self.raddb / "dictionary", "a") as f:
-            f.write("\n" + "\n".join(sip) + "\n")
+        # The SIP attributes of the shipped dictionary, so the detail file names them.  The
+        # stock dictionary defines a Columbia-University VSA also called Sip-Method: use a
+        # private dictionary directory (freeradius -D) without that one include.
+        self.dictdir = self.dir / "dict"
+        self.dictdir.mkdir()
+        for p in Path("/usr/share/freeradius").iterdir():
+            if p.name != "dictionary":
+                (self.dictdir / p.name).symlink_to(p)
+        main = Path("/usr/share/freeradius/dictionary").read_text().replace("$INCLUDE dictionary.columbia_university", "#")
+        sip = [l for l in ACC_DICTIONARY.read_text().splitlines() if l.split()[:2] and l.split()[0] in ("ATTRIBUTE", "VALUE") and l.split()[1].startswith("Sip-")]
+        (self.dictdir / "dictionary").write_text(main + "\n" + "\n".join(sip) + "\n")
         conf = (self.raddb / "radiusd.conf").read_text()
         conf = conf.replace("raddbdir = /etc/freeradius/3.0", f"raddbdir = {self.raddb}")
         conf = conf.replace("radacctdir = ${logdir}/radacct", f"radacctdir = {self.acct}")
@@ -160,7 +167,7 @@ class FreeRadius:
 
     def start(self) -> None:
         self.log = open(self.dir / "radiusd.out", "wb")
-        self.proc = subprocess.Popen([self.exe, "-X", "-d", str(self.raddb)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.exe, "-X", "-d", str(self.raddb), "-D", str(self.dictdir)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
