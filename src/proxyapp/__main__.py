@@ -1,0 +1,156 @@
+"""Command line: ``proxyapp --config FILE`` (or ``python -m proxyapp``) -> config -> run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import signal
+import sys
+from typing import Any
+
+from loguru import logger
+
+from . import __version__
+from .config import LOG_LEVELS, Config, ConfigError
+
+EXIT_CONFIG = 2
+
+
+def version_text() -> str:
+    """Version and build facts, in the spirit of ``opensips -V``."""
+    import fastsip
+
+    impl = getattr(fastsip, "IMPLEMENTATION", "py")
+    parser = "compiled (Cython)" if impl == "c" else "pure Python"
+    try:
+        import uvloop
+
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop = "asyncio (uvloop not installed)"
+    try:
+        import dns.version
+
+        dns_s = f"dnspython {dns.version.version}"
+    except ImportError:
+        dns_s = "no dnspython (A/AAAA via getaddrinfo only)"
+    try:
+        from . import acc  # noqa: F401
+
+        acc_s = "available"
+    except Exception:
+        acc_s = "not available"
+    return "\n".join([
+        f"version: proxyapp {__version__} ({platform.machine()}/{sys.platform})",
+        f"parser: fastsip {fastsip.__version__}, {parser} backend",
+        f"event loop: {loop}",
+        f"dns: {dns_s}",
+        f"accounting: {acc_s}",
+        f"python: {platform.python_implementation()} {platform.python_version()} ({platform.python_compiler()})",
+    ])
+
+
+def setup_logging(level: str) -> None:
+    logger.remove()
+    logger.add(
+        sys.stderr,
+        level=level,
+        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}",
+        backtrace=False,
+        diagnose=False,
+    )
+
+
+def make_accounting(cfg: Config) -> Any:
+    """Accounting from the [acc] table when proxyapp.acc is there; None otherwise.
+
+    Raises ConfigError (key "acc") when the table is invalid."""
+    try:
+        from .acc import AccConfig, Accounting
+    except Exception as exc:
+        if cfg.acc:
+            raise ConfigError("acc", f"accounting is not available ({exc})") from None
+        return None
+    try:
+        return Accounting(AccConfig.from_dict(cfg.acc))
+    except Exception as exc:
+        raise ConfigError("acc", str(exc)) from None
+
+
+async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None = None) -> None:
+    """Run the proxy until ``stop`` is set (or SIGTERM / SIGINT)."""
+    from .proxy import Proxy
+    from .transport import Edge
+
+    proxy = Proxy(cfg, script, acc)
+    edge = Edge(proxy, cfg)
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if acc is not None:
+        await acc.start()
+    try:
+        await edge.start()
+        logger.info("proxyapp {} ready (script {})", __version__, cfg.script or "built-in default")
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        await edge.close()
+        if acc is not None:
+            await acc.close()  # flushes pending records (the SIGTERM path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="proxyapp", description="A stateful SIP proxy on fastsip.")
+    ap.add_argument("-c", "--config", help="TOML configuration file (default: listen on 127.0.0.1:5060 UDP+TCP)")
+    ap.add_argument("-V", "--version", action="store_true", help="print version and build facts, then exit")
+    ap.add_argument("--log-level", help=f"override log_level ({', '.join(LOG_LEVELS)})")
+    ap.add_argument("--check", action="store_true", help="validate the configuration and the script, then exit")
+    args = ap.parse_args(argv)
+    if args.version:
+        print(version_text())
+        return 0
+    try:
+        cfg = Config.load(args.config) if args.config else Config()
+        if args.log_level:
+            level = args.log_level.upper()
+            if level not in LOG_LEVELS:
+                raise ConfigError("--log-level", f"{args.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
+            cfg.log_level = level
+        from .script import Script, ScriptLoadError
+
+        try:
+            script = Script.load(cfg.script)
+        except ScriptLoadError as exc:
+            raise ConfigError("script", str(exc)) from None
+        acc = make_accounting(cfg)
+    except ConfigError as exc:
+        print(f"proxyapp: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"proxyapp: cannot read config: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check:
+        print("configuration OK")
+        return 0
+    setup_logging(cfg.log_level)
+    from .transport import new_event_loop
+
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(serve(cfg, script, acc))
+    except OSError as exc:
+        logger.error("cannot start: {}", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The asyncio edge: UDP and TCP sockets, TCP framing, the clock, one timer heap, DNS; runs actions.
+
+Everything that waits or touches the network lives here; the proxy core (proxyapp.proxy) only
+returns actions. Timers are one heap driven by a single ``loop.call_at`` handle: arming a timer
+is a heappush, cancelling one marks its entry dead (cheap at thousands of transactions/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import socket
+from typing import Any
+
+import fastsip
+from loguru import logger
+
+from .config import Config, Listen
+from .proxy import Proxy, Resolve, Target
+from .transaction import CancelTimer, Send, StartTimer, Terminated
+
+DNS_TIMEOUT = 5.0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when it is installed (the faster loop), else the default asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def resolve_sip(name: str, port: int | None, transport: str) -> list[tuple[str, str, int]]:
+    """RFC 3263 §4.2 for a host name: SRV (_sip._udp / _sip._tcp) when no port is given, then A/AAAA.
+
+    Returns [(transport, ip, port), ...] in preference order; [] when nothing resolves."""
+    loop = asyncio.get_running_loop()
+    targets: list[tuple[str, int]] = []
+    if port is None:
+        try:
+            import dns.asyncresolver
+            import dns.exception
+
+            resolver = dns.asyncresolver.Resolver()
+            resolver.lifetime = DNS_TIMEOUT / 2
+            answer = await resolver.resolve(f"_sip._{transport}.{name}", "SRV")
+            recs = sorted(answer, key=lambda r: (r.priority, -r.weight))
+            targets = [(str(r.target).rstrip("."), r.port) for r in recs]
+        except Exception:  # no SRV (NXDOMAIN, NoAnswer, no resolver, no dnspython): plain A/AAAA
+            targets = []
+    if not targets:
+        targets = [(name, port or 5060)]
+    out: list[tuple[str, str, int]] = []
+    proto = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    for host, p in targets:
+        try:
+            infos = await loop.getaddrinfo(host, p, type=proto)
+        except OSError:
+            continue
+        for family, _, _, _, sockaddr in infos:
+            entry = (transport, sockaddr[0], p)
+            if family in (socket.AF_INET, socket.AF_INET6) and entry not in out:
+                out.append(entry)
+    return out
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, edge: "Edge", listen: Listen) -> None:
+        self.edge = edge
+        self.listen = listen
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        edge = self.edge
+        edge.run(edge.proxy.receive(data, Target("udp", addr[0], addr[1], None, self.listen)))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("udp socket {}: {}", self.listen, exc)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One TCP connection, inbound or outbound; framed by fastsip.StreamParser."""
+
+    def __init__(self, edge: "Edge", listen: Listen | None) -> None:
+        self.edge = edge
+        self.listen = listen
+        self.parser = fastsip.StreamParser(max_size=edge.cfg.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.closed = False
+        self._pings = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.edge.conns[self.peer] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            msgs = self.parser.feed(data)
+        except fastsip.ParseError as exc:
+            # The byte stream cannot be framed any more (RFC 3261 §18.3): close the connection.
+            logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
+            self.edge.proxy.stats.dropped += 1
+            self.close()
+            return
+        if self.parser.pings != self._pings:
+            # RFC 5626 §3.5.1: answer each CRLFCRLF ping with a CRLF pong.
+            self.transport.write(b"\r\n" * (self.parser.pings - self._pings))  # type: ignore[union-attr]
+            self._pings = self.parser.pings
+        edge = self.edge
+        for msg in msgs:
+            edge.run(edge.proxy.receive_message(msg, Target("tcp", self.peer[0], self.peer[1], self, self.listen)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.edge.conns.get(self.peer) is self:
+            del self.edge.conns[self.peer]
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+class Edge:
+    """Sockets, timers and DNS around one Proxy; ``run(actions)`` executes what the core decided."""
+
+    def __init__(self, proxy: Proxy, cfg: Config) -> None:
+        self.proxy = proxy
+        self.cfg = cfg
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.udp: dict[Listen, _UdpProtocol] = {}
+        self.tcp_servers: list[asyncio.AbstractServer] = []
+        self.tcp_listen: list[Listen] = []
+        self.conns: dict[tuple[str, int], TcpConnection] = {}
+        self._connecting: dict[tuple[str, int], list[tuple[bytes, Any]]] = {}
+        self._heap: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = math.inf
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        """Bind every listen socket; raises OSError when one cannot be bound."""
+        self.loop = loop = asyncio.get_running_loop()
+        for listen in self.cfg.listen:
+            if listen.transport == "udp":
+                family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+                _, proto = await loop.create_datagram_endpoint(
+                    lambda listen=listen: _UdpProtocol(self, listen), local_addr=(listen.host, listen.port), family=family,
+                )
+                self.udp[listen] = proto  # type: ignore[assignment]
+            else:
+                server = await loop.create_server(
+                    lambda listen=listen: TcpConnection(self, listen), listen.host, listen.port, reuse_address=True,
+                )
+                self.tcp_servers.append(server)
+                self.tcp_listen.append(listen)
+            logger.info("listening on {}", listen)
+
+    async def close(self) -> None:
+        for proto in self.udp.values():
+            if proto.transport is not None:
+                proto.transport.close()
+        for server in self.tcp_servers:
+            server.close()
+        for conn in list(self.conns.values()):
+            conn.close()
+        for server in self.tcp_servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        if self._handle is not None:
+            self._handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ------------------------------------------------------------------ actions
+
+    def run(self, actions: list[Any]) -> None:
+        for a in actions:
+            t = type(a)
+            if t is Send:
+                self._send(a)
+            elif t is StartTimer:
+                self._start_timer(a.tx, a.name, a.delay)
+            elif t is CancelTimer:
+                entry = a.tx.timers.pop(a.name, None)
+                if entry is not None:
+                    entry[2] = None
+            elif t is Terminated:
+                timers = a.tx.timers
+                for entry in timers.values():
+                    entry[2] = None
+                timers.clear()
+            elif t is Resolve:
+                self._spawn(self._resolve(a))
+            else:
+                logger.error("unknown action {!r}", a)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send(self, a: Send) -> None:
+        dest: Target = a.dest
+        if dest.transport == "udp":
+            proto = self.udp.get(dest.local) if dest.local is not None else None
+            if proto is None:
+                proto = next(iter(self.udp.values()), None)
+            if proto is None or proto.transport is None:
+                logger.warning("no UDP socket to send to {}:{}", dest.host, dest.port)
+                self.run(self.proxy.transport_error(a.tx))
+                return
+            try:
+                proto.transport.sendto(a.data, (dest.host, dest.port))
+            except OSError as exc:
+                logger.info("udp send to {}:{} failed: {}", dest.host, dest.port, exc)
+                self.run(self.proxy.transport_error(a.tx))
+            return
+        conn = dest.conn
+        if conn is None or conn.closed:
+            conn = self.conns.get((dest.host, dest.port))
+        if conn is not None and not conn.closed:
+            conn.send(a.data)
+            return
+        # RFC 3261 §18.2.2: the connection is gone (or there never was one): open a new one.
+        key = (dest.host, dest.port)
+        pending = self._connecting.get(key)
+        if pending is not None:
+            pending.append((a.data, a.tx))
+            return
+        self._connecting[key] = [(a.data, a.tx)]
+        self._spawn(self._connect(key, dest))
+
+    async def _connect(self, key: tuple[str, int], dest: Target) -> None:
+        loop = self.loop
+        assert loop is not None
+        listen = dest.local if dest.local is not None else (self.tcp_listen[0] if self.tcp_listen else None)
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: TcpConnection(self, listen), dest.host, dest.port), 10.0,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            logger.info("tcp connect to {}:{} failed: {}", dest.host, dest.port, exc)
+            for _, tx in self._connecting.pop(key, []):
+                self.run(self.proxy.transport_error(tx))
+            return
+        for data, _ in self._connecting.pop(key, []):
+            conn.send(data)  # type: ignore[attr-defined]
+
+    async def _resolve(self, r: Resolve) -> None:
+        try:
+            addrs = await asyncio.wait_for(resolve_sip(r.name, r.port, r.transport), DNS_TIMEOUT)
+        except Exception as exc:
+            logger.info("resolving {} failed: {}", r.name, exc)
+            addrs = []
+        self.run(self.proxy.resolved(r.token, addrs))
+
+    # ------------------------------------------------------------------ timers
+
+    def _start_timer(self, tx: Any, name: str, delay: float) -> None:
+        old = tx.timers.get(name)
+        if old is not None:
+            old[2] = None
+        when = self.loop.time() + delay  # type: ignore[union-attr]
+        entry = [when, next(self._seq), tx, name]
+        tx.timers[name] = entry
+        heapq.heappush(self._heap, entry)
+        if when < self._next:
+            self._schedule(when)
+
+    def _schedule(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._next = when
+        self._handle = self.loop.call_at(when, self._fire)  # type: ignore[union-attr]
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._next = math.inf
+        heap = self._heap
+        now = self.loop.time()  # type: ignore[union-attr]
+        proxy = self.proxy
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            tx = entry[2]
+            if tx is None:
+                continue
+            name = entry[3]
+            if tx.timers.get(name) is entry:
+                del tx.timers[name]
+                self.run(proxy.timer_fired(tx, name))
+        # Drop dead entries at the top so the next wake-up is for a live timer.
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)
+        if heap and heap[0][0] < self._next:
+            self._schedule(heap[0][0])
+
+    @property
+    def pending_timers(self) -> int:
+        return sum(1 for e in self._heap if e[2] is not None)
