@@ -18,6 +18,8 @@ import time
 import uuid
 from typing import Any, Callable, Mapping
 
+from loguru import logger
+
 # Record kinds.  The kind decides the log prefix, the evi event and the default DB table.
 KIND_ACC = "acc"  # a transaction accounted on its final reply
 KIND_MISSED = "missed"  # a failed INVITE with the `missed` flag
@@ -139,11 +141,15 @@ def _uri_part(nameaddr_or_uri: Any, part: str) -> str | None:
 
 
 def _safe(fn: Callable[[], Any]) -> Any:
-    # fastsip parses lazily and raises ParseError on a malformed header at access time
-    # (docs/fastsip-api.md); accounting must record what it can instead of failing.
+    # fastsip parses lazily and raises ParseError (a ValueError) on a malformed header at access
+    # time (docs/fastsip-api.md); accounting must record what it can instead of failing.  Any
+    # other exception is a parser bug: still record the rest, but say so.
     try:
         return fn()
     except ValueError:
+        return None
+    except Exception:
+        logger.opt(exception=True).warning("acc: unexpected error reading a SIP field (parser bug?)")
         return None
 
 
