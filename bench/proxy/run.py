@@ -291,8 +291,8 @@ def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) ->
         uas = Proc("uas", [sipp, "-sf", str(scenario("uas.xml", rundir, PROXY_PORT)), "-i", "127.0.0.1",
                            "-p", str(CALLEE_PORT), "-cp", str(CALLEE_CTL), "-mp", str(CALLEE_MEDIA), "-nostdin",
                            "-trace_stat", "-stf", "uas_stat.csv", "-fd", "1", "-trace_err",
-                           "-max_recv_loops", "10000", "-timer_resol", "1", "-timeout", str(int(args.duration + 50)), "-nd"],
-                   rundir)
+                           "-max_recv_loops", "10000", "-timer_resol", "1", "-timeout", str(int(args.duration + 50)), "-nd"]
+                   + (["-trace_msg"] if args.trace_msg else []), rundir)
         started.append(uas)
         try:
             cmd = build_cmd(variant, rundir, PROXY_PORT)
@@ -318,8 +318,8 @@ def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) ->
                            "-r", str(rate), "-rp", "1000", "-m", str(calls), "-d", str(args.hold_ms),
                            "-l", str(max(100, rate * 4)), "-recv_timeout", "8000",
                            "-timeout", str(int(args.duration + 40)), "-trace_stat", "-stf", "uac_stat.csv",
-                           "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-max_recv_loops", "10000", "-timer_resol", "1"],
-                   rundir)
+                           "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-max_recv_loops", "10000", "-timer_resol", "1"]
+                   + (["-trace_msg"] if args.trace_msg else []), rundir)
         started.append(uac)
         t_start = time.monotonic()
         if uac.wait(args.duration + 55) is None:
@@ -458,6 +458,7 @@ def main() -> int:
     ap.add_argument("--bisect", type=int, default=0,
                     help="after the step-up, this many bisection runs between the last clean and first failing rate")
     ap.add_argument("--max-wall", type=float, default=1500.0, help="seconds for the whole invocation")
+    ap.add_argument("--trace-msg", action="store_true", help="SIPp -trace_msg on both sides (debugging)")
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--workdir", help="keep run directories here (default: a temporary directory, removed)")
     args = ap.parse_args()
