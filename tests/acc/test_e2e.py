@@ -234,3 +234,26 @@ def test_proxy_restart_during_50_open_calls(tmp_path):
     for r in rows:
         assert abs(r["ms_duration"] - hold) <= 50 and r["end_reason"] == "bye" and r["user_agent"] == "acc-e2e-uac"
     assert "restored 50 open CDR dialog(s)" in proxy.logs()
+
+
+def test_dead_ua_dialog_ends_on_lifetime(tmp_path):
+    """Both UAs die after the call is set up (no BYE ever): the CDR is still written when the
+    dialog lifetime runs out, marked end_reason=lifetime."""
+    db = str(tmp_path / "acc.db")
+    proxy = ProxyProcess(tmp_path, {"db_url": db, "spool_dir": str(tmp_path / "spool"), "cdr_lifetime_s": 2})
+    proxy.start()
+    try:
+        callee = uas(tmp_path, "uas_answer.xml", 2)
+        caller = uac(tmp_path, "uac_call.xml", proxy.port, callee.port, 2, rate=10, hold_ms=60000)
+        time.sleep(1.0)  # both calls answered and ACKed
+        caller.kill()
+        callee.kill()
+        wait_for(lambda: len(_cdrs(db)) >= 2, 10, "2 lifetime CDRs")
+    finally:
+        assert proxy.stop() == 0
+    rows = _cdrs(db)
+    assert len(rows) == 2
+    for r in rows:
+        assert r["end_reason"] == "lifetime" and r["sip_code"] == 200
+        # lifetime counts from the last in-dialog request (the ACK, right after the answer)
+        assert 2000 <= r["ms_duration"] <= 2100, r

@@ -29,7 +29,7 @@ def run(coro):
 
 
 async def _started(cfg, backends):
-    acc = Accounting(cfg, backends=backends)
+    acc = Accounting(cfg, backends=backends, clock=lambda: T0)
     await acc.start()
     return acc
 

@@ -47,7 +47,7 @@ def test_backend_down_spools_then_replays_in_order_exactly_once(tmp_path):
     cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1, "retry_interval_ms": 50, "batch_max": 7})
 
     async def go():
-        acc = Accounting(cfg, backends=b)
+        acc = Accounting(cfg, backends=b, clock=lambda: 1_700_000_000.0)
         await acc.start()
         mark = AccMark.parse("db|log")
         for i in range(20):
@@ -82,7 +82,7 @@ def test_close_spools_when_down_and_restart_replays(tmp_path):
     b1["db"].delay = 5.0  # slow: every write times out
 
     async def first():
-        acc = Accounting(cfg, backends=b1)
+        acc = Accounting(cfg, backends=b1, clock=lambda: 1_700_000_000.0)
         await acc.start()
         for i in range(30):
             acc.transaction_completed(AccMark.parse("db"), request("INVITE", f"k{i}", "a"), 200, "OK", "t", SRC, 2.0)
@@ -96,7 +96,7 @@ def test_close_spools_when_down_and_restart_replays(tmp_path):
     b2 = memory_backends()
 
     async def second():
-        acc = Accounting(cfg, backends=b2)
+        acc = Accounting(cfg, backends=b2, clock=lambda: 1_700_000_000.0)
         await acc.start()
         await settle(acc)
         s = acc.stats()
@@ -113,7 +113,7 @@ def test_queue_overflow_goes_to_spool_not_lost(tmp_path):
     b = memory_backends()
 
     async def go():
-        acc = Accounting(cfg, backends=b)
+        acc = Accounting(cfg, backends=b, clock=lambda: 1_700_000_000.0)
         await acc.start()
         for i in range(100):  # synchronous burst, the writer cannot run in between
             acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"o{i}", "a"), 200, "OK", "t", SRC, 2.0)
@@ -131,7 +131,7 @@ def test_open_dialogs_survive_restart(tmp_path):
     t0 = 1_700_000_000.0
 
     async def first():
-        acc = Accounting(cfg, backends=b1)
+        acc = Accounting(cfg, backends=b1, clock=lambda: 1_700_000_000.0)
         await acc.start()
         for i in range(50):
             inv = request("INVITE", f"d{i}", "a")
@@ -152,7 +152,7 @@ def test_open_dialogs_survive_restart(tmp_path):
     b2 = memory_backends()
 
     async def second():
-        acc = Accounting(cfg, backends=b2)
+        acc = Accounting(cfg, backends=b2, clock=lambda: 1_700_000_000.0)
         await acc.start()
         assert acc.stats()["dialogs"] == 45
         for i in range(5, 50):
@@ -168,3 +168,31 @@ def test_open_dialogs_survive_restart(tmp_path):
     assert sorted(got) == sorted(f"d{i}" for i in range(5, 50))
     assert got["d5"].ms_duration == (101 - 6) * 1000  # BYE arrival journaled before the restart
     assert got["d7"].ms_duration == (200 - 8) * 1000 and got["d7"].created == 1_700_000_007_000
+
+
+def test_journal_compacts_while_running(tmp_path):
+    from proxyapp.acc.journal import DialogJournal
+
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1})
+    b = memory_backends()
+    t0 = 1_700_000_000.0
+
+    async def go():
+        acc = Accounting(cfg, backends=b, clock=lambda: 1_700_000_000.0)
+        await acc.start()
+        for i in range(6000):  # 6000 finished calls (12000 journal lines) and 3 still open
+            inv = request("INVITE", f"j{i}", "a")
+            acc.transaction_completed(AccMark.parse("db", "cdr"), inv, 200, "OK", "b", SRC, t0)
+            if i >= 3:
+                acc.transaction_completed(None, request("BYE", f"j{i}", "a", "b"), 200, "OK", "b", SRC, t0 + 1)
+            if i % 500 == 0:
+                await asyncio.sleep(0.01)
+        await settle(acc, timeout=30)
+        await asyncio.sleep(0.1)
+        await acc.close()
+
+    asyncio.run(go())
+    lines = (tmp_path / "dialogs.journal").read_text().splitlines()
+    assert len(lines) < 2000  # compacted, not 12000
+    assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
+    assert len(b["db"].records) == 5997

@@ -88,6 +88,7 @@ class BackendWorker:
         self.closing = False
         self.next_retry = 0.0
         self.opened = False
+        self.down = False
         self._timeout = cfg.backend_timeout_ms / 1000
 
     # -- called synchronously from the proxy's code path ----------------------------------
@@ -151,13 +152,19 @@ class BackendWorker:
                 await asyncio.wait_for(self.backend.open(), self._timeout)
                 self.opened = True
             await asyncio.wait_for(self.backend.write(batch), self._timeout)
+            if self.down:
+                logger.info("acc {}: backend is back", self.name)
+                self.down = False
             return True, []
         except (Exception, asyncio.TimeoutError) as exc:
             done = exc.done if isinstance(exc, BackendError) else set()
             rest = [r for r in batch if r.record_id not in done]
             self.counters.failed += len(rest)
             self.next_retry = time.monotonic() + self.cfg.retry_interval_ms / 1000
-            logger.warning("acc {}: backend write failed ({}: {}); {} record(s) to spool", self.name, type(exc).__name__, exc, len(rest))
+            # Say it once per outage (a retry every second must not flood the log).
+            log = logger.debug if self.down else logger.warning
+            log("acc {}: backend write failed ({}: {}); {} record(s) to spool", self.name, type(exc).__name__, exc, len(rest))
+            self.down = True
             return False, rest
 
     async def _to_spool(self, records: list[AccRecord], failed: bool) -> None:
@@ -234,8 +241,17 @@ def make_backends(cfg: AccConfig, subscribers: dict[str, list[Callable[..., Any]
 class Accounting:
     """The accounting service the proxy talks to.  See the package docstring for the contract."""
 
-    def __init__(self, config: AccConfig | None = None, *, backends: dict[str, Backend] | None = None) -> None:
+    def __init__(
+        self,
+        config: AccConfig | None = None,
+        *,
+        backends: dict[str, Backend] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """backends and clock are for tests (in-memory backends, a frozen clock for the
+        lifetime timer); the proxy passes only the config."""
         self.cfg = config or AccConfig()
+        self._clock = clock
         self._extra = compile_extra(self.cfg.extra)
         self._subscribers: dict[str, list[Callable[..., Any]]] = {}
         self._backends = backends
@@ -294,16 +310,19 @@ class Accounting:
         assert self.journal is not None
         while True:
             await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
-            if self.journal.dirty:
-                try:
+            try:
+                if self.journal.dirty:
                     await asyncio.to_thread(self.journal.write, self.journal.take())
-                except OSError:
-                    logger.exception("acc: dialog journal write failed")
+                if self.journal.should_compact(len(self.tracker)):
+                    snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
+                    await asyncio.to_thread(self.journal.compact, snapshot)
+            except OSError:
+                logger.exception("acc: dialog journal write failed")
 
     async def _timer_loop(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.cfg.cdr_lifetime_s / 4))
-            self.expire(time.time())
+            self.expire(self._clock())
 
     def expire(self, now: float) -> int:
         """End dialogs whose lifetime ran out (the timer calls this every second)."""

@@ -5,6 +5,8 @@ Append-only JSON lines: {"op":"open","d":{dialog}}, {"op":"bye","k":key,"ts":t},
 fsynced in batches by the engine's journal task; on start the file is replayed into the open
 dialogs and rewritten compacted (temp file + rename).  After SIGKILL the worst case is the last
 unflushed batch (one flush interval) of journal lines; a dialog opened in that window has no CDR.
+While running, the file is compacted again once it holds far more lines than open dialogs
+(every call adds an open and a close line), so it stays proportional to the open calls.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class DialogJournal:
         self.do_fsync = fsync
         self._buf: list[str] = []
         self._fh: Any = None
+        self.lines = 0  # lines in the file (for compaction)
 
     def load(self) -> list[Dialog]:
         """Replay the journal into the dialogs still open, then compact the file to just them."""
@@ -54,16 +57,34 @@ class DialogJournal:
                     except (ValueError, KeyError, TypeError) as exc:
                         logger.error("acc journal {}: bad line {}: {}", self.path, n, exc)
         dialogs = list(open_.values())
+        self.compact([d.to_dict() for d in dialogs])
+        return dialogs
+
+    def should_compact(self, open_dialogs: int) -> bool:
+        return self.lines > 10000 and self.lines > 4 * open_dialogs
+
+    def compact(self, snapshot: list[dict[str, Any]]) -> None:
+        """Replace the file by one "open" line per dialog of the snapshot (temp file + rename,
+        so a crash leaves either the old or the new file).  Lines buffered after the snapshot
+        are written to the new file later; replaying them again is harmless (idempotent ops)."""
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            for d in dialogs:
-                f.write(json.dumps({"op": "open", "d": d.to_dict()}, separators=(",", ":")) + "\n")
+            for d in snapshot:
+                f.write(json.dumps({"op": "open", "d": d}, separators=(",", ":")) + "\n")
             f.flush()
             if self.do_fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, self.path)
+        if self.do_fsync:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if self._fh is not None:
+            self._fh.close()
         self._fh = open(self.path, "a")
-        return dialogs
+        self.lines = len(snapshot)
 
     @staticmethod
     def key_str(key: tuple[str, str, str]) -> str:
@@ -95,6 +116,7 @@ class DialogJournal:
             return
         self._fh.write("".join(line + "\n" for line in lines))
         self._fh.flush()
+        self.lines += len(lines)
         if self.do_fsync:
             os.fsync(self._fh.fileno())
 
