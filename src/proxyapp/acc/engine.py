@@ -89,6 +89,7 @@ class BackendWorker:
         self.next_retry = 0.0
         self.opened = False
         self.down = False
+        self._acked: set[str] = set()
         self._timeout = cfg.backend_timeout_ms / 1000
 
     # -- called synchronously from the proxy's code path ----------------------------------
@@ -185,14 +186,16 @@ class BackendWorker:
             if not batch:
                 await asyncio.to_thread(self.spool.commit, pos, 0)
                 break
-            ok, rest = await self._write(batch)
+            # Records of this batch a previous attempt got acknowledged (a partial RADIUS
+            # failure) are not sent again: the cursor can only move past the whole batch.
+            todo = [r for r in batch if r.record_id not in self._acked]
+            ok, rest = await self._write(todo) if todo else (True, [])
             if not ok:
-                if rest and len(rest) != len(batch):
-                    # Partially acknowledged (RADIUS): keep order by re-spooling nothing and
-                    # retrying the whole batch later; acknowledged ones are re-sent.
-                    pass
+                left = {r.record_id for r in rest}
+                self._acked |= {r.record_id for r in todo if r.record_id not in left}
                 return
             await asyncio.to_thread(self.spool.commit, pos, len(batch))
+            self._acked.clear()
             self.counters.replayed += len(batch)
             rounds += 1
             if self.queue and not final and rounds >= 4:
