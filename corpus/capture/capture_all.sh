@@ -39,6 +39,14 @@ step sipp-timeout;  run_uac uac-timeout.xml unavail; gap
 step sipp-503;      run_uac uac-503.xml svc503;      gap
 step sipp-register; run_uac uac-register.xml alice;  gap
 
+# --- baresip: REGISTER with auth, call bob through kamailio, hang up, unregister ---
+# (the call ends right after 200/ACK because the ausine source wants 48 kHz; baresip then sends BYE)
+step baresip
+rm -rf "$OUT/baresip-conf"; cp -r "$HERE/baresip" "$OUT/baresip-conf"   # baresip writes a uuid file there
+start_uas uas-answer.xml
+timeout 30 baresip -f "$OUT/baresip-conf" -t 6 -e "/dial sip:bob@127.0.0.1:15060" >"$OUT/baresip.log" 2>&1; echo "  rc=$?"
+wait_uas; gap
+
 # --- sipsak -------------------------------------------------------------------
 # (sipsak 0.9.8.1 -M "message" mode segfaults here, so MESSAGE comes from SIPp only)
 SK="-l 15090 -S -k 127.0.0.1"  # -S: send from the listening port too (stay in 15000-15999)

@@ -8,7 +8,8 @@ is filed under the step whose time window contains it.
 UDP: one datagram = one message (udp.payload, hex, decoded verbatim).
 TCP: payload of each segment carrying data (the corpus captures use short
 messages, each in one segment; checked by Content-Length by the caller).
-Keep-alive datagrams (only CR/LF) are skipped.
+Keep-alive datagrams (only CR/LF) and datagrams whose first line has no
+"SIP/2.0" (RTP/RTCP from baresip/SIPp media) are skipped.
 """
 import os, re, subprocess, sys
 
@@ -32,6 +33,8 @@ for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdo
     data = bytes.fromhex(hexdata.replace(':', ''))
     if not data.strip(b'\r\n'):
         continue
+    if b'SIP/2.0' not in data.split(b'\n', 1)[0]:
+        continue  # RTP/RTCP or other non-SIP datagram
     proto = 'udp' if up else 'tcp'
     first = data.split(b'\n', 1)[0].strip()
     slug = re.sub(rb'[^A-Za-z0-9]+', b'_', first)[:40].decode()
