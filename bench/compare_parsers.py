@@ -109,11 +109,12 @@ def _edits_ok(original: bytes, produced: bytes) -> bool:
     """Did the serialize mode really produce the edited message?"""
     import adapters
 
-    text = produced.decode("utf-8", "replace")
-    ok = adapters.EDIT_VIA in text and adapters.EDIT_RR in text and "P-hint: outbound" in text
+    lines = [line.lower() for line in produced.decode("utf-8", "replace").split("\r\n")]
+    # header names are case-insensitive (RFC 3261 §7.3.1): aiosipua writes "P-Hint"
+    want = [f"via: {adapters.EDIT_VIA}", f"record-route: {adapters.EDIT_RR}", "p-hint: outbound"]
     if b"Max-Forwards: 70" in original:
-        ok = ok and "Max-Forwards: 69" in text
-    return ok
+        want.append("max-forwards: 69")
+    return all(w.lower() in lines for w in want)
 
 
 # --------------------------------------------------------------------------- C reference parsers
