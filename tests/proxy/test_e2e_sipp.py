@@ -1,0 +1,255 @@
+"""End to end on loopback: a real proxyapp process between real SIPp callers and callees."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SRC, free_port
+from seed import BODY, INVITE, PVT_IP
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+FAST_TIMERS = """
+[timers]
+T1 = 100
+fr_timeout = 2
+fr_inv_timeout = 3
+wt_timer = 1
+"""
+
+
+def _assert_ok(result, uas_rc, proxy, sipp, what):
+    out = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
+    detail = f"{what}\nUAC rc={result.returncode} UAS rc={uas_rc}\n{out[-3000:]}\n{sipp.logs()}\n==== proxy\n{proxy.log()[-6000:]}"
+    assert result.returncode == 0, detail
+    assert uas_rc == 0, detail
+    assert "internal error" not in proxy.log(), detail
+    assert "Traceback" not in proxy.log(), detail
+
+
+def test_basic_call_udp(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_call.xml", uas_port)
+    res = sipp.uac("uac_call.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "basic call")
+    log = proxy.log()
+    # One INVITE, one BYE forwarded statefully; the 2xx ACK statelessly, by its Route.
+    assert len(re.findall(r"forward INVITE sip:service@127\.0\.0\.1", log)) == 1
+    assert len(re.findall(r"forward BYE ", log)) == 1
+    assert len(re.findall(r"stateless forward ACK ", log)) == 1
+
+
+def test_busy_486(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_486.xml", uas_port)
+    res = sipp.uac("uac_486.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "486")
+    # The caller's ACK for the 486 is absorbed by the server transaction, never forwarded.
+    log = proxy.log()
+    assert re.search(r"request ACK .* transaction found", log), log
+    assert "forward ACK" not in log
+
+
+def test_cancel_after_180(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_cancelled.xml", uas_port)
+    res = sipp.uac("uac_cancel.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "cancel after 180")
+    assert "CANCEL branch" in proxy.log()
+
+
+def test_no_answer_408_after_timer_c(proxy_factory, sipp):
+    # The callee rings and never answers: Timer C (fr_inv_timeout) fires, the proxy CANCELs the
+    # branch and answers 408 upstream; the callee's 487 is ACKed hop by hop.
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_cancelled.xml", uas_port)
+    t0 = time.monotonic()
+    res = sipp.uac("uac_408.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "no answer -> 408")
+    assert time.monotonic() - t0 >= 3.0  # not before fr_inv_timeout
+    assert "(timer C)" in proxy.log()
+
+
+def test_callee_down_udp_408(proxy_factory, sipp):
+    # Nothing listens on the callee's UDP port: no response at all, Timer B (fr_timeout) -> 408.
+    proxy = proxy_factory(FAST_TIMERS)
+    res = sipp.uac("uac_408.xml", proxy.port, f"127.0.0.1:{free_port()}")
+    _assert_ok(res, 0, proxy, sipp, "callee down (udp) -> 408")
+    log = proxy.log()
+    assert "(timer B)" in log
+    # Timer A retransmitted the INVITE (T1 = 100 ms, doubling) before Timer B fired at 2 s.
+    assert len(re.findall(r"forward INVITE", log)) == 1
+
+
+def test_callee_down_tcp_503(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    res = sipp.uac("uac_503.xml", proxy.port, f"127.0.0.1:{free_port()};transport=tcp")
+    _assert_ok(res, 0, proxy, sipp, "callee down (tcp) -> 503")
+    assert "transport error on branch" in proxy.log()
+
+
+def test_max_forwards_zero_483(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    res = sipp.uac("uac_483.xml", proxy.port, f"127.0.0.1:{free_port()}")
+    _assert_ok(res, 0, proxy, sipp, "Max-Forwards 0 -> 483")
+    assert "forward INVITE" not in proxy.log()
+
+
+def test_options_and_message(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_options_message.xml", uas_port)
+    res = sipp.uac("uac_options_message.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "OPTIONS and MESSAGE")
+    log = proxy.log()
+    assert "forward OPTIONS" in log and "forward MESSAGE" in log
+
+
+def test_call_over_tcp(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_call.xml", uas_port, transport="tcp")
+    res = sipp.uac("uac_call.xml", proxy.port, f"127.0.0.1:{uas_port};transport=tcp", transport="tcp")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "call over TCP")
+    log = proxy.log()
+    assert re.search(r"request INVITE .* from tcp:127\.0\.0\.1", log)
+    assert re.search(r"forward INVITE .* to tcp:127\.0\.0\.1:%d" % uas_port, log)
+
+
+@pytest.mark.timeout(120)
+def test_retransmissions_with_loss(proxy_factory, sipp):
+    # The callee drops 30 % of the INVITEs and BYEs it gets, the caller 30 % of the 100s and of the
+    # BYE's 200s: the proxy's Timer A / Timer E retransmissions and its absorption of the caller's
+    # retransmissions (resending the last response) carry every call, and nothing is forwarded twice.
+    # wt_timer (Timer J) must outlast the callers' own retransmission window (64 * their T1 = 32 s).
+    proxy = proxy_factory(FAST_TIMERS.replace("fr_timeout = 2", "fr_timeout = 8").replace("wt_timer = 1", "wt_timer = 32"))
+    uas_port = free_port()
+    calls = 10
+    uas = sipp.uas("uas_call_lossy.xml", uas_port, calls=calls)
+    res = sipp.uac("uac_call_lossy.xml", proxy.port, f"127.0.0.1:{uas_port}", calls=calls, timeout=60,
+                   extra=["-r", "5", "-l", "5"])
+    _assert_ok(res, sipp.wait(uas, 60), proxy, sipp, "calls with loss")
+    log = proxy.log()
+    assert len(re.findall(r"forward INVITE ", log)) == calls
+    assert len(re.findall(r"forward BYE ", log)) == calls
+    absorbed = len(re.findall(r"request (INVITE|BYE) .* transaction found", log))
+    out = res.stdout.decode(errors="replace")
+    # SIPp counts what it dropped; every drop of a 100 or a 200 makes the caller retransmit.
+    assert absorbed > 0 or " 0     \n" in out, out
+
+
+# ------------------------------------------------------------------------------------------------
+# The seed flow over real UDP sockets, compared header by header.
+
+
+def _headers(data: bytes) -> tuple[str, list[str], bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    return lines[0], lines[1:], body
+
+
+def test_seed_flow_header_by_header(proxy_factory):
+    callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        callee.bind(("127.0.0.1", 0))
+        caller.bind(("127.0.0.1", 0))
+        callee.settimeout(5)
+        caller.settimeout(5)
+        cport = callee.getsockname()[1]
+        sport = caller.getsockname()[1]
+        proxy = proxy_factory('server_header = "OpenSIPS (2.2.7 (x86_64/linux))"\n')
+        from seed import OUT_IP
+
+        invite = INVITE.replace(f"@{OUT_IP}".encode(), f"@127.0.0.1:{cport}".encode())
+        caller.sendto(invite, ("127.0.0.1", proxy.port))
+        trying, _ = caller.recvfrom(65535)
+        fwd, addr = callee.recvfrom(65535)
+    finally:
+        callee.close()
+        caller.close()
+    stamped = (f"Via: SIP/2.0/UDP {PVT_IP}:58088;received=127.0.0.1;"
+               f"branch=z9hG4bK-d8754z-1cf67b12fff3ba66-1---d8754z-;rport={sport}")
+    start, hdrs, body = _headers(trying)
+    assert start == "SIP/2.0 100 Giving a try"
+    assert hdrs == [
+        stamped,
+        f"To: <sip:2222222222@127.0.0.1:{cport}>",
+        f"From: <sip:8887779996@198.51.100.11>;tag=fd542335",
+        "Call-ID: Y2UzN2VmYTFhMzczNDk3ZGE1NzM0YjI4NzUzYzQyZTA",
+        "CSeq: 1 INVITE",
+        "Server: OpenSIPS (2.2.7 (x86_64/linux))",
+        "Content-Length: 0",
+    ]
+    assert body == b""
+    start, hdrs, body = _headers(fwd)
+    assert start == f"INVITE sip:2222222222@127.0.0.1:{cport};transport=udp SIP/2.0"
+    assert hdrs[0] == f"Record-Route: <sip:127.0.0.1:{proxy.port};lr>"
+    m = re.fullmatch(rf"Via: SIP/2\.0/UDP 127\.0\.0\.1:{proxy.port};branch=(z9hG4bK[0-9a-f]+\.[0-9a-f]+\.0)", hdrs[1])
+    assert m, hdrs[1]
+    assert hdrs[2:] == [
+        stamped,
+        "Max-Forwards: 69",
+        f"Contact: <sip:8887779996@{PVT_IP}:58088;transport=udp>",
+        f"To: <sip:2222222222@127.0.0.1:{cport}>",
+        "From: <sip:8887779996@198.51.100.11>;tag=fd542335",
+        "Call-ID: Y2UzN2VmYTFhMzczNDk3ZGE1NzM0YjI4NzUzYzQyZTA",
+        "CSeq: 1 INVITE",
+        "Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, MESSAGE, SUBSCRIBE, INFO",
+        "Content-Type: application/sdp",
+        "Supported: replaces",
+        "User-Agent: Bria 3 release 3.5.5 stamp 71243",
+        f"Content-Length: {len(BODY)}",
+        "P-hint: outbound",
+    ]
+    assert body == BODY.encode()
+    assert addr == ("127.0.0.1", proxy.port)  # sent from the socket the INVITE came in on
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "proxyapp", *args], capture_output=True, text=True, timeout=30, env=env, cwd=cwd)
+
+
+def test_cli_version():
+    res = _cli("-V")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("version: proxyapp 0.1.0")
+    assert re.match(r"parser: fastsip \S+, (compiled \(Cython\)|pure Python) backend", lines[1])
+    assert lines[2].startswith("event loop: ")
+    assert any(ln.startswith("python: ") for ln in lines)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('listen = ["sctp:127.0.0.1:5060"]\n', "listen[0]"),
+        ('listen = ["udp:localhost:5060"]\n', "listen[0]"),
+        ("[timers]\nT1 = -5\n", "timers.T1"),
+        ("[timers]\nfoo = 1\n", "timers.foo"),
+        ('log_level = "LOUD"\n', "log_level"),
+        ("frobnicate = 1\n", "frobnicate"),
+        ('script = "does-not-exist.py"\n', "script"),
+    ],
+)
+def test_cli_invalid_config_exit_2(tmp_path, toml, key):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    res = _cli("--config", str(cfg))
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert f"config: {key}:" in res.stderr
