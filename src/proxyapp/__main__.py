@@ -63,15 +63,16 @@ def setup_logging(level: str) -> None:
 
 
 def make_accounting(cfg: Config) -> Any:
-    """Accounting from the [acc] table when proxyapp.acc is there; None otherwise.
+    """Accounting from the [acc] table; None when the config has no [acc] table (do_accounting
+    then marks transactions but nothing is recorded).
 
-    Raises ConfigError (key "acc") when the table is invalid."""
+    Raises ConfigError (key "acc") when the table is invalid or accounting is not installed."""
+    if not cfg.acc:
+        return None
     try:
         from .acc import AccConfig, Accounting
     except Exception as exc:
-        if cfg.acc:
-            raise ConfigError("acc", f"accounting is not available ({exc})") from None
-        return None
+        raise ConfigError("acc", f"accounting is not available ({exc})") from None
     try:
         return Accounting(AccConfig.from_dict(cfg.acc))
     except Exception as exc:

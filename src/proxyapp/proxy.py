@@ -705,6 +705,20 @@ class Proxy:
         except Exception:
             logger.exception("accounting transaction_completed failed")
 
+    def _acc_branch_failed(self, tctx: TxContext, best: Branch) -> None:
+        """Per-destination missed-call accounting, before the failure route may try another one."""
+        fn = getattr(self.acc, "branch_failed", None)
+        if fn is None:
+            return
+        try:
+            resp = best.final
+            to = resp.to if resp is not None else None
+            reason = resp.reason if resp is not None else best.local_reason
+            fn(tctx.acc_mark, tctx.request, best.final_status, reason, to.tag if to else None,
+               tctx.source.addr, self.wallclock())
+        except Exception:
+            logger.exception("accounting branch_failed failed")
+
     def _acc_response(self, resp: Any) -> None:
         try:
             self.acc.observe_response(resp, self.wallclock())
@@ -1126,6 +1140,8 @@ class Proxy:
         if tctx.final_sent or any(not b.done for b in tctx.branches):
             return
         best = self._best_branch(tctx)
+        if best is not None and tctx.acc_mark is not None and tctx.method == "INVITE" and self.acc is not None:
+            self._acc_branch_failed(tctx, best)
         if tctx.failure_route is not None and best is not None and best.final_status >= 300:
             route = tctx.failure_route
             tctx.failure_route = None  # OpenSIPS: one shot; the failure route may arm it again
