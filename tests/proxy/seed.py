@@ -80,3 +80,7 @@ def forwarded_invite(branch: str, proxy_ip: str = PROXY_IP, proxy_port: int = 50
         "P-hint: outbound\r\n"
         "\r\n" + BODY
     ).encode()
+
+# Our branch: magic cookie, loop-detection hash, per-transaction unique part, branch index
+# (the shape of OpenSIPS' z9hG4bK07be.cf297d74.0).
+FORWARDED_BRANCH_RE = r"z9hG4bK[0-9a-f]{8}\.[0-9a-z]+\.0"
