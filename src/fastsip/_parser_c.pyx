@@ -19,7 +19,8 @@ Design (mirrors ``_parser_py``; read that module's docstring first):
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdlib cimport free, malloc, realloc
+cimport cython
+from libc.stdlib cimport free, realloc
 from libc.string cimport memchr, memcpy, memmove
 
 import re
@@ -254,6 +255,7 @@ cdef dict _METHODS = {m.encode(): m for m in (
 # ---------------------------------------------------------------------------
 
 
+@cython.freelist(8)
 cdef class SipURI:
     """A sip: or sips: URI (RFC 3261 §19.1). ``str(uri)`` is the exact text it was parsed from."""
 
@@ -303,6 +305,7 @@ cdef class SipURI:
         return hash(self._raw)
 
 
+@cython.freelist(8)
 cdef class AbsoluteURI:
     """Any URI that is not sip:/sips: (tel:, urn:, mailto:, ...); keeps the raw text (RFC 3261 §25.1)."""
 
@@ -354,6 +357,7 @@ cdef class AbsoluteURI:
         return hash(self._raw)
 
 
+@cython.freelist(8)
 cdef class Via:
     """One via-parm of a Via header (RFC 3261 §20.42), with RFC 3581 rport."""
 
@@ -413,6 +417,7 @@ cdef class Via:
     __hash__ = None
 
 
+@cython.freelist(8)
 cdef class NameAddr:
     """A name-addr or addr-spec with header params: From, To, Contact, Route (RFC 3261 §20.10, §20.20)."""
 
@@ -446,6 +451,7 @@ cdef class NameAddr:
     __hash__ = None
 
 
+@cython.freelist(8)
 cdef class CSeq:
     """CSeq: sequence number and method (RFC 3261 §20.16)."""
 
@@ -1151,7 +1157,7 @@ cdef struct Field:
     Py_ssize_t le  # line end (after the line break)
 
 
-DEF INLINE_FIELDS = 24
+DEF INITIAL_FIELDS = 16
 
 cdef object _UNSET = object()
 
@@ -1160,7 +1166,6 @@ cdef class Message:
     """Common base of ``Request`` and ``Response``: headers, body, lazy accessors, edits."""
 
     cdef Field* _f
-    cdef Field _inline[INLINE_FIELDS]
     cdef Py_ssize_t _nf
     cdef Py_ssize_t _cap
     cdef list _bufs
@@ -1173,9 +1178,9 @@ cdef class Message:
     is_request = False
 
     def __cinit__(self):
-        self._f = self._inline
+        self._f = NULL
         self._nf = 0
-        self._cap = INLINE_FIELDS
+        self._cap = 0
         self._c_headers = _UNSET
         self._c_via = _UNSET
         self._c_from = _UNSET
@@ -1187,8 +1192,7 @@ cdef class Message:
         self._c_uri = _UNSET
 
     def __dealloc__(self):
-        if self._f != self._inline:
-            free(self._f)
+        free(self._f)
 
     def __init__(self):
         raise TypeError("use fastsip.parse() to build messages")
@@ -1199,18 +1203,12 @@ cdef class Message:
         cdef Field* nf
         if need <= self._cap:
             return 0
-        cap = self._cap * 2
+        cap = self._cap * 2 if self._cap else INITIAL_FIELDS
         while cap < need:
             cap *= 2
-        if self._f == self._inline:
-            nf = <Field*>malloc(cap * sizeof(Field))
-            if nf == NULL:
-                raise MemoryError()
-            memcpy(nf, self._f, self._nf * sizeof(Field))
-        else:
-            nf = <Field*>realloc(self._f, cap * sizeof(Field))
-            if nf == NULL:
-                raise MemoryError()
+        nf = <Field*>realloc(self._f, cap * sizeof(Field))
+        if nf == NULL:
+            raise MemoryError()
         self._f = nf
         self._cap = cap
         return 0
@@ -1651,6 +1649,7 @@ cdef bint _all_digits(str v):
     return True
 
 
+@cython.freelist(8)
 cdef class Request(Message):
     """A SIP request (RFC 3261 §7.1)."""
 
@@ -1690,6 +1689,7 @@ cdef class Request(Message):
         return f"<Request {self.method} {self._uri_text}>"
 
 
+@cython.freelist(8)
 cdef class Response(Message):
     """A SIP response (RFC 3261 §7.2)."""
 
