@@ -56,6 +56,7 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object o)
     unsigned int PyUnicode_READ(int kind, void* data, Py_ssize_t index) nogil
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    bint PyUnicode_IS_ASCII(object o)
 
 __all__ = [
     "IMPLEMENTATION",
@@ -221,6 +222,21 @@ cdef int _classify(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     if n == 14:
         return K_CLEN if _ieq(p, b"content-length", 14) else K_OTHER
     return K_OTHER
+
+
+cdef int _kind_of(object name) except -1:
+    """The kind of a header name given by the caller: ``_KIND_BY_KEY.get(header_key(name))``, fast for ASCII tokens."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, k
+    if type(name) is str and PyUnicode_IS_ASCII(name):
+        p = <const unsigned char*>PyUnicode_DATA(name)
+        n = PyUnicode_GET_LENGTH(name)
+        for k in range(n):
+            if not (CLS[p[k]] & C_TOKEN):
+                break
+        else:
+            return _classify(p, n)
+    return _KIND_BY_KEY.get(header_key(name), K_OTHER)
 
 
 cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
@@ -1257,24 +1273,41 @@ cdef class Message:
                 return k
         return -1
 
-    cdef bint _matches(self, Py_ssize_t k, int kind, str key):
+    cdef bint _matches(self, Py_ssize_t k, int kind, object key) except -1:
         if kind != K_OTHER:
             return self._f[k].kind == kind
         return self._f[k].kind == K_OTHER and self._key(k) == key
 
     cdef int _new_field(self, Field* f, name, value) except -1:
         """Fill ``f`` with a new line ``name: value`` in a buffer of its own (``_Field.new``)."""
-        bname = name.encode("utf-8")
-        bvalue = value.encode("utf-8")
-        cdef bytes buf = bname + b": " + bvalue + b"\r\n"
-        key = header_key(name)
-        f.kind = _KIND_BY_KEY.get(key, K_OTHER)
+        cdef Py_ssize_t nn, nv
+        cdef bytes buf
+        cdef char* o
+        if type(name) is str and type(value) is str and PyUnicode_IS_ASCII(name) and PyUnicode_IS_ASCII(value):
+            # ASCII text is its own UTF-8: one allocation, two copies.
+            nn = PyUnicode_GET_LENGTH(name)
+            nv = PyUnicode_GET_LENGTH(value)
+            buf = PyBytes_FromStringAndSize(NULL, nn + nv + 4)
+            o = PyBytes_AS_STRING(buf)
+            memcpy(o, PyUnicode_DATA(name), nn)
+            o[nn] = b':'
+            o[nn + 1] = b' '
+            memcpy(o + nn + 2, PyUnicode_DATA(value), nv)
+            o[nn + 2 + nv] = b'\r'
+            o[nn + 3 + nv] = b'\n'
+        else:
+            bname = name.encode("utf-8")
+            bvalue = value.encode("utf-8")
+            buf = bname + b": " + bvalue + b"\r\n"
+            nn = len(bname)
+            nv = len(bvalue)
+        f.kind = _kind_of(name)
         f.bufi = self._add_buf(buf)
         f.ls = 0
-        f.ne = len(bname)
-        f.vs = len(bname) + 2
-        f.ve = f.vs + len(bvalue)
-        f.le = len(buf)
+        f.ne = nn
+        f.vs = nn + 2
+        f.ve = f.vs + nv
+        f.le = nn + nv + 4
         return 0
 
     cdef int _insert_field(self, Py_ssize_t at, Field* f) except -1:
@@ -1519,8 +1552,8 @@ cdef class Message:
 
     def set_header(self, name, value):
         """Replace the value of the first ``name`` header, keeping its place and its name as written; append when absent."""
-        key = header_key(name)
-        cdef int kind = _KIND_BY_KEY.get(key, K_OTHER)
+        cdef int kind = _kind_of(name)
+        key = None if kind != K_OTHER else header_key(name)
         cdef Py_ssize_t k
         cdef Field f
         for k in range(self._nf):
@@ -1533,8 +1566,8 @@ cdef class Message:
 
     def remove_header(self, name):
         """Remove every ``name`` header line; returns how many were removed."""
-        key = header_key(name)
-        cdef int kind = _KIND_BY_KEY.get(key, K_OTHER)
+        cdef int kind = _kind_of(name)
+        key = None if kind != K_OTHER else header_key(name)
         cdef Py_ssize_t k = 0, w = 0, removed
         for k in range(self._nf):
             if not self._matches(k, kind, key):

@@ -81,6 +81,12 @@ EDITS = (
     ("set_uri", ("sip:changed@example.org;lr",)),
     ("set_body", (b"v=0\r\n", "application/sdp")),
     ("set_body", (b"",)),
+    ("append_header", ("X-\u00dc", "wert \u00e9")),
+    ("set_header", ("\u212a", "kelvin")),
+    ("set_header", ("CALL-ID", "new-id")),
+    ("remove_header", ("l",)),
+    ("set_header", ("Via", "SIP/2.0/UDP \u00e9h")),
+    ("set_header", (b"Via", "x")),
 )
 
 
