@@ -234,3 +234,25 @@ def test_partial_ack_during_replay_is_not_resent(tmp_path):
     sent = b["aaa"].sent
     assert sent == [[f"r{i}" for i in range(6)], [f"r{i}" for i in range(6)], ["r1", "r3", "r5"]]
     assert [r.callid for r in b["aaa"].records] == ["r1", "r3", "r5"]
+
+
+def test_close_during_an_inflight_write_loses_nothing(tmp_path):
+    """SIGTERM while a batch is being written: close() lets that write finish (bounded by the
+    backend timeout) instead of cancelling it and dropping the batch."""
+    b = memory_backends()
+    b["db"].delay = 0.4
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1, "backend_timeout_ms": 2000})
+
+    async def go():
+        acc = Accounting(cfg, backends=b, clock=lambda: 1_700_000_000.0)
+        await acc.start()
+        for i in range(10):
+            acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"f{i}", "a"), 200, "OK", "t", SRC, 2.0)
+        await asyncio.sleep(0.1)
+        assert acc.stats()["db"]["queued"] == 10  # all in the batch being written
+        await acc.close()
+        return acc.stats()["db"]
+
+    s = asyncio.run(go())
+    assert [r.callid for r in b["db"].records] == [f"f{i}" for i in range(10)]
+    assert s["written"] == 10 and s["spooled"] == 0

@@ -90,6 +90,7 @@ class BackendWorker:
         self.opened = False
         self.down = False
         self._acked: set[str] = set()
+        self._inflight: list[AccRecord] = []
         self._timeout = cfg.backend_timeout_ms / 1000
 
     # -- called synchronously from the proxy's code path ----------------------------------
@@ -117,6 +118,8 @@ class BackendWorker:
                 except asyncio.TimeoutError:
                     pass
                 self.wake.clear()
+                if self.closing:
+                    break
                 # Let a burst accumulate into one batch (the flush interval bounds the latency).
                 await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
                 await self.step()
@@ -127,18 +130,24 @@ class BackendWorker:
                 await asyncio.sleep(self.cfg.retry_interval_ms / 1000)
 
     async def step(self, final: bool = False) -> None:
-        """One round: write or spool what is queued, replay backlog when due."""
+        """One round: write or spool what is queued, replay backlog when due.  The final round
+        (close) does not replay: shutting down must not wait for a long backlog, which stays
+        in the spool for the next start."""
         while self.queue:
             if self.spool.pending:
-                await self._to_spool(self._take(len(self.queue)), failed=False)
+                await self._to_spool(self._take(len(self.queue)))
                 break
             batch = self._take(self.cfg.batch_max)
+            # Kept referenced until it is written or spooled: close() spools it if it has to
+            # cancel this write (a record taken off the queue must never just vanish).
+            self._inflight = batch
             ok, rest = await self._write(batch)
             self.counters.written += len(batch) - len(rest)
             if not ok:
-                await self._to_spool(rest, failed=True)
-        if self.spool.pending and (final or time.monotonic() >= self.next_retry):
-            await self._replay(final)
+                await self._to_spool(rest)
+            self._inflight = []
+        if self.spool.pending and not final and time.monotonic() >= self.next_retry:
+            await self._replay()
         elif self.spool.pending:
             await asyncio.to_thread(self.spool.sync)  # make overflow appends durable
 
@@ -168,7 +177,7 @@ class BackendWorker:
             self.down = True
             return False, rest
 
-    async def _to_spool(self, records: list[AccRecord], failed: bool) -> None:
+    async def _to_spool(self, records: list[AccRecord]) -> None:
         if not records:
             return
         try:
@@ -178,7 +187,7 @@ class BackendWorker:
             self.counters.lost += len(records)
             logger.exception("acc {}: {} record(s) lost: spool not writable", self.name, len(records))
 
-    async def _replay(self, final: bool) -> None:
+    async def _replay(self) -> None:
         """Replay the backlog in order until it is empty, a write fails, or new records wait."""
         rounds = 0
         while self.spool.pending:
@@ -198,25 +207,36 @@ class BackendWorker:
             self._acked.clear()
             self.counters.replayed += len(batch)
             rounds += 1
-            if self.queue and not final and rounds >= 4:
+            if self.closing or (self.queue and rounds >= 4):
                 break  # let fresh records in (they are spooled behind the backlog anyway)
         if not self.spool.pending:
             logger.info("acc {}: spool drained, backend back to direct writes", self.name)
 
     async def close(self) -> None:
-        """Flush: queue -> backend or spool; one last replay attempt; close the backend."""
+        """Flush: queue -> backend (or spool when it is down or has a backlog); close it."""
         self.closing = True
+        self.wake.set()
         if self.task is not None:
-            self.task.cancel()
+            # Let the current round finish (its write is bounded by the backend timeout); only a
+            # writer stuck beyond that is cancelled, and its in-flight batch is spooled.
             try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self.task), 2 * self._timeout + 1)
+            except asyncio.TimeoutError:
+                self.task.cancel()
+                try:
+                    await self.task
+                except (asyncio.CancelledError, Exception):
+                    pass
+            except Exception:
                 pass
+            if self._inflight:
+                await self._to_spool(self._inflight)
+                self._inflight = []
         try:
             await self.step(final=True)
         except Exception:
             logger.exception("acc {}: final flush", self.name)
-            await self._to_spool(self._take(len(self.queue)), failed=True)
+            await self._to_spool(self._take(len(self.queue)))
         await asyncio.to_thread(self.spool.close)
         try:
             await asyncio.wait_for(self.backend.close(), self._timeout)
@@ -450,11 +470,12 @@ class Accounting:
         self._subscribers.setdefault(event_name, []).append(callback)
 
     def stats(self) -> dict[str, Any]:
-        """{backend: {written, spooled, replayed, failed, lost, queued, spool_pending}, 'dialogs': n}."""
+        """{backend: {written, spooled, replayed, failed, lost, queued, spool_pending}, 'dialogs': n}.
+        queued counts the records in memory: waiting in the queue or in the batch being written."""
         out: dict[str, Any] = {}
         for name, w in self.workers.items():
             c = dataclasses.asdict(w.counters)
-            c["queued"] = len(w.queue)
+            c["queued"] = len(w.queue) + len(w._inflight)
             c["spool_pending"] = w.spool.pending
             out[name] = c
         out["dialogs"] = len(self.tracker)
