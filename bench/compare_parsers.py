@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def machine_facts() -> dict[str, str]:
         pass
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "(no commit)"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src", "bench"],
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", "src", "bench"],
                            capture_output=True, text=True).stdout.strip()
     try:
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -207,7 +208,8 @@ def spawn_worker(lib: str, workload: str, mode: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", lib, workload, mode, "--repeat", str(args.repeat),
            "--min-time", str(args.min_time)]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+        # cwd: a scratch directory, because PySIPio writes PySIP.log into the working directory
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=args.scratch)
     except subprocess.TimeoutExpired:
         return {"lib": lib, "workload": workload, "mode": mode, "ok": False, "error": "timed out"}
     for line in reversed(p.stdout.strip().splitlines()):
@@ -270,6 +272,7 @@ def main() -> int:
         return 0
 
     facts = machine_facts()
+    args.scratch = tempfile.mkdtemp(prefix="fastsip-bench-")
     libs = [x for x in args.libs.split(",") if x]
     wls = [x for x in args.workloads.split(",") if x]
     modes = [x for x in args.modes.split(",") if x]
@@ -311,6 +314,7 @@ def main() -> int:
         print(f"- {lib}: {note}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": facts, "results": results}, indent=1))
+    shutil.rmtree(args.scratch, ignore_errors=True)
     return 0
 
 
