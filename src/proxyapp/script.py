@@ -62,7 +62,7 @@ class Script:
         self.path = path
         route = getattr(module, "route", None)
         if not callable(route):
-            raise ScriptLoadError(f"script {path or module.__name__}: no route(msg, ctx) function")
+            raise ScriptLoadError(f"script {path or getattr(module, '__name__', '?')}: no route(msg, ctx) function")
         self.route = route
         self.onreply_route = getattr(module, "onreply_route", None)
         self.proxy: Any = None  # set by the Proxy that runs this script

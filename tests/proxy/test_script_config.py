@@ -1,0 +1,202 @@
+"""The routing-script layer, the example scripts, accounting calls and config validation (sans-IO)."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+
+from proxyapp.config import Config, ConfigError, Listen
+from proxyapp.script import Script, ScriptLoadError
+from test_proxy import CALLEE, CALLER, Harness, req, resp_for, sends
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_examples_default_script_is_the_builtin_one():
+    assert (ROOT / "examples" / "default_script.py").read_text() == (ROOT / "src" / "proxyapp" / "default_script.py").read_text()
+
+
+def test_example_configs_are_valid():
+    for name in ("proxyapp.toml", "trunk.toml"):
+        cfg = Config.load(ROOT / "examples" / name)
+        if cfg.script:
+            Script.load(cfg.script)
+    cfg = Config.load(ROOT / "examples" / "trunk.toml")
+    assert cfg.script == str((ROOT / "examples" / "trunk_script.py").resolve())
+    assert cfg.timers.fr_timeout == 5 and cfg.timers.t1 == 0.5
+    assert cfg.acc == {"log_level": "INFO"}
+
+
+# ------------------------------------------------------------------ the trunk example
+
+
+def trunk(**params):
+    base = {
+        "trusted": ["10.0.0.0/8"],
+        "default_gateway": "udp:192.0.2.30:5060",
+        "backup_gateway": "udp:192.0.2.31:5060",
+        "gateways": {"1": "udp:192.0.2.10:5060", "44": "udp:192.0.2.20:5060"},
+    }
+    base.update(params)
+    return Harness(script=Script.load(str(ROOT / "examples" / "trunk_script.py")), script_params=base)
+
+
+@pytest.mark.parametrize(
+    ("user", "gateway", "ruri_user"),
+    [("+442071234567", ("192.0.2.20", 5060), "442071234567"), ("0012125551234", ("192.0.2.10", 5060), "12125551234"),
+     ("3312345", ("192.0.2.30", 5060), "3312345")],
+)
+def test_trunk_routes_by_longest_prefix_after_normalising(user, gateway, ruri_user):
+    h = trunk()
+    s = sends(h.rx(req(ruri=f"sip:{user}@example.net")))
+    fwd = s[1]
+    assert fwd.dest.addr == gateway
+    assert fwd.data.startswith(f"INVITE sip:{ruri_user}@example.net SIP/2.0\r\nRecord-Route: ".encode())
+    assert b"\r\nP-hint: outbound\r\n\r\n" in fwd.data
+
+
+def test_trunk_rejects_untrusted_and_answers_options_to_itself():
+    h = trunk(trusted=["192.168.0.0/16"])
+    s = sends(h.rx(req(ruri="sip:123@example.net")))
+    assert len(s) == 1 and s[0].data.startswith(b"SIP/2.0 403 Forbidden\r\n")
+    s = sends(h.rx(req("OPTIONS", ruri="sip:198.51.100.10", branch="z9hG4bKopt")))
+    assert len(s) == 1 and s[0].data.startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_trunk_fails_over_to_the_backup_then_gives_up():
+    h = trunk()
+    s = sends(h.rx(req(ruri="sip:3312345@example.net")))
+    first = s[1]
+    s = sends(h.rx(resp_for(first.data, 500, "Oops"), first.dest.addr))
+    assert s[1].dest.addr == ("192.0.2.31", 5060)
+    s = sends(h.rx(resp_for(s[1].data, 486, "Busy"), ("192.0.2.31", 5060)))
+    # best of (500 -> 486): the 4xx wins (RFC 3261 §16.7 step 6); no third attempt
+    assert [x.data.split(b"\r\n")[0] for x in s] == [b"ACK sip:3312345@example.net SIP/2.0", b"SIP/2.0 486 Busy"]
+
+
+# ------------------------------------------------------------------ reply and branch routes
+
+
+def test_reply_route_sees_responses_and_can_drop_provisionals_branch_route_runs():
+    seen = []
+
+    def route(msg, ctx):
+        ctx.t_on_reply("on_reply")
+        ctx.t_on_branch("on_branch")
+        ctx.t_relay()
+
+    def on_reply(resp, ctx):
+        seen.append(resp.status)
+        return False if resp.status == 183 else None
+
+    def on_branch(msg, ctx):
+        ctx.append_hf("X-Branch", str(ctx.branch.index))
+
+    h = Harness(script=Script(types.SimpleNamespace(route=route, on_reply=on_reply, on_branch=on_branch), None))
+    fwd = sends(h.rx(req()))[1]
+    assert b"\r\nX-Branch: 0\r\n" in fwd.data
+    assert sends(h.rx(resp_for(fwd.data, 183, "Progress"), CALLEE)) == []
+    assert len(sends(h.rx(resp_for(fwd.data, 180, "Ringing"), CALLEE))) == 1
+    assert seen == [183, 180]
+
+
+def test_script_load_errors():
+    with pytest.raises(ScriptLoadError, match="no such file"):
+        Script.load("/nonexistent/script.py")
+    with pytest.raises(ScriptLoadError, match="no route"):
+        Script(types.SimpleNamespace(), None)
+
+
+# ------------------------------------------------------------------ accounting calls
+
+
+class FakeAcc:
+    def __init__(self):
+        self.calls = []
+
+    def observe_request(self, request, source, ts):
+        self.calls.append(("request", request.method, source, ts))
+
+    def observe_response(self, response, ts):
+        self.calls.append(("response", response.status))
+
+    def transaction_completed(self, mark, request, status, reason, to_tag, source, ts):
+        self.calls.append(("completed", mark, request.method, status, reason, to_tag is not None, source, ts))
+
+    def branch_failed(self, mark, request, status, reason, to_tag, source, ts):
+        self.calls.append(("branch_failed", status))
+
+
+def test_accounting_sees_marks_local_finals_and_every_upstream_response():
+    def route(msg, ctx):
+        if ctx.is_method("INVITE"):
+            ctx.do_accounting("db|log", "cdr|missed", "my_acc")
+        ctx.t_relay()
+
+    h = Harness(script=Script(types.SimpleNamespace(route=route), None))
+    acc = FakeAcc()
+    h.proxy.acc = acc
+    fwd = sends(h.rx(req()))[1]
+    h.rx(resp_for(fwd.data, 180, "Ringing"), CALLEE)
+    h.rx(resp_for(fwd.data, 480, "Unavailable"), CALLEE)
+    kinds = [c[0] for c in acc.calls]
+    # (our own 100 is hop by hop: not a response forwarded upstream)
+    assert kinds == ["request", "response", "branch_failed", "completed", "response"]
+    assert acc.calls[0] == ("request", "INVITE", CALLER, 1000.0)
+    assert acc.calls[1] == ("response", 180) and acc.calls[2] == ("branch_failed", 480)
+    assert acc.calls[4] == ("response", 480)
+    done = acc.calls[3]
+    mark = done[1]
+    assert (mark.types, mark.cdr, mark.missed, mark.table) == ({"db", "log"}, True, True, "my_acc")
+    assert done[2:] == ("INVITE", 480, "Unavailable", True, CALLER, 1000.0)
+    # a non-marked OPTIONS that times out upstream is never completed (RFC 4320: no 408 sent)
+    acc.calls.clear()
+    opt = sends(h.rx(req("OPTIONS", branch="z9hG4bKo")))[0]
+    h.fire(opt.tx, "F")
+    assert [c[0] for c in acc.calls] == ["request"]
+    # a local 408 (Timer B) on an INVITE is completed with mark None when not marked
+    h2 = Harness()
+    acc2 = FakeAcc()
+    h2.proxy.acc = acc2
+    fwd = sends(h2.rx(req()))[1]
+    h2.fire(fwd.tx, "B")
+    assert ("completed", None, "INVITE", 408, "Request Timeout", True, CALLER, 1000.0) in acc2.calls
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_config_defaults():
+    cfg = Config.from_dict({})
+    assert [str(x) for x in cfg.listen] == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert cfg.script is None and cfg.trying_reason == "Giving a try"
+    t = cfg.timers
+    assert (t.t1, t.t2, t.t4, t.fr_timeout, t.fr_inv_timeout, t.wt_timer) == (0.5, 4.0, 5.0, 32.0, 180.0, 32.0)
+
+
+def test_listen_parsing():
+    assert Listen.parse("udp:[::1]:5070") == Listen("udp", "::1", 5070)
+    assert str(Listen.parse("TCP:10.0.0.1:5061")) == "tcp:10.0.0.1:5061"
+    assert Listen.parse("udp:10.0.0.1") == Listen("udp", "10.0.0.1", 5060)
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"listen": []}, "listen"),
+        ({"listen": ["udp:1.2.3.4:99999"]}, "listen[0]"),
+        ({"aliases": "x"}, "aliases"),
+        ({"server_header": "a\nb"}, "server_header"),
+        ({"timers": {"T2": 100, "T1": 500}}, "timers.T2"),
+        ({"timers": {"fr_timeout": "5"}}, "timers.fr_timeout"),
+        ({"acc": 3}, "acc"),
+        ({"max_message_size": 10}, "max_message_size"),
+    ],
+)
+def test_config_errors_name_the_key(data, key):
+    with pytest.raises(ConfigError) as ei:
+        Config.from_dict(data)
+    assert ei.value.key == key
+    assert str(ei.value).startswith(f"config: {key}: ")
