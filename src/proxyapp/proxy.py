@@ -431,8 +431,14 @@ class Proxy:
                 logger.info("cannot resolve {} for {}", branch.target[0] if branch.target else "?", ctx.request.call_id)
                 self._branch_local_final(branch, 478, "Unresolvable destination")
             else:
-                transport, ip, port = addresses[0]
-                self._send_branch(branch, transport, ip, port)
+                # Prefer an address we have a socket for (an IPv4-only proxy skips ::1).
+                pick = addresses[0]
+                for t, ip, port in addresses:
+                    v6 = ":" in ip
+                    if any(s.transport == t and (":" in s.listen.host) == v6 for s in self.sockets):
+                        pick = (t, ip, port)
+                        break
+                self._send_branch(branch, *pick)
         except Exception:
             logger.exception("internal error after resolving a destination")
         return self._flush()

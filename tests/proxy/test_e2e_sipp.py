@@ -98,6 +98,23 @@ def test_callee_down_tcp_503(proxy_factory, sipp):
     assert "transport error on branch" in proxy.log()
 
 
+def test_call_to_a_host_name(proxy_factory, sipp):
+    # The Request-URI names "localhost": resolved asynchronously (getaddrinfo, RFC 3263 A/AAAA).
+    proxy = proxy_factory(FAST_TIMERS)
+    uas_port = free_port()
+    uas = sipp.uas("uas_call.xml", uas_port)
+    res = sipp.uac("uac_call.xml", proxy.port, f"localhost:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "call to localhost")
+    assert re.search(r"forward INVITE sip:service@localhost:%d .* to udp:127\.0\.0\.1:%d" % (uas_port, uas_port), proxy.log())
+
+
+def test_unresolvable_host_478(proxy_factory, sipp):
+    proxy = proxy_factory(FAST_TIMERS)
+    res = sipp.uac("uac_478.xml", proxy.port, "nonexistent.invalid:5060")
+    _assert_ok(res, 0, proxy, sipp, "unresolvable -> 478")
+    assert "cannot resolve nonexistent.invalid" in proxy.log()
+
+
 def test_max_forwards_zero_483(proxy_factory, sipp):
     proxy = proxy_factory(FAST_TIMERS)
     res = sipp.uac("uac_483.xml", proxy.port, f"127.0.0.1:{free_port()}")
