@@ -26,6 +26,7 @@ branches (503 -> 500, nothing -> 408), non-2xx finals ACKed hop by hop by the tr
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import os
@@ -107,6 +108,7 @@ def _norm_host(host: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=4096)
 def _host_is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(_norm_host(host))
@@ -591,20 +593,23 @@ class Proxy:
                 self.stats.retransmissions += 1
                 self._tx_actions(tx.on_request())
                 return
-        self._stamp_via(msg, via, source)
+        headers = msg.headers  # built once here; edits below invalidate it
+        lh = self._loop_hash(msg, headers)
+        self._stamp_via(msg, via, source, headers)
         reply_dest = self._reply_dest(msg, via, source)
         from .script import ScriptContext
 
         ctx = ScriptContext(self, msg, source, reply_dest, key)
+        ctx.loop_hash = lh
         self.script.run_request(ctx)
 
-    def _stamp_via(self, msg: Any, via: Any, source: Target) -> None:
+    def _stamp_via(self, msg: Any, via: Any, source: Target, headers: Any) -> None:
         """RFC 3261 §18.2.1 received / RFC 3581 rport on the client's Via, where OpenSIPS puts them."""
         received = None if _same_ip(_norm_host(via.host), source.host) and via.rport is None else source.host
         rport = source.port if via.rport is True else None
         if received is None and rport is None:
             return
-        first = msg.headers.getall("Via")[0]
+        first = headers.getall("Via")[0]
         msg.set_header("Via", stamp_via(first, received, rport))
 
     # ------------------------------------------------------------------ stateless replies
@@ -746,8 +751,11 @@ class Proxy:
 
     def loop_hash(self, msg: Any) -> int:
         """§16.6 step 8: the part of our branch that detects loops (changes when the request spirals)."""
+        return self._loop_hash(msg, msg.headers)
+
+    @staticmethod
+    def _loop_hash(msg: Any, h: Any) -> int:
         frm, to = msg.from_, msg.to
-        h = msg.headers
         seed = "|".join((
             msg.raw_uri, frm.tag or "" if frm else "", to.tag or "" if to else "", msg.call_id or "",
             str(msg.cseq.seq), h.get("Proxy-Require") or "", h.get("Proxy-Authorization") or "",
@@ -787,7 +795,7 @@ class Proxy:
                     self.t_reply(tctx, 483, "Too Many Hops")
                     return True
         if tctx is None or tctx.loop_hash is None:
-            lh = self.loop_hash(msg)
+            lh = sctx.loop_hash if sctx.loop_hash is not None else self.loop_hash(msg)
             if self.detect_loop(msg, lh):
                 # §16.3 step 4: our Via with the same loop hash: this request was here before.
                 tctx = self.new_server_tx(sctx, send_trying=False)
@@ -899,7 +907,6 @@ class Proxy:
         parts.append(raw[i:])
         data = b"".join(parts)
         branch.ruri = msg.raw_uri
-        branch.routes = msg.headers.getall("Route")
         key = (branch.id, msg.method)
         if msg.method == "INVITE":
             tx = ClientInviteTransaction(key, dest, dest.reliable, self.timers, data)
@@ -937,7 +944,7 @@ class Proxy:
             logger.info("stateless forward to a host name ({}) is not supported; dropped", host)
             return False
         via = msg.via[0]
-        lh = self.loop_hash(msg)
+        lh = sctx.loop_hash if sctx.loop_hash is not None else self.loop_hash(msg)
         det = zlib.crc32(f"{via.branch}|{via.sent_by}|{msg.method}".encode())
         bid = f"{MAGIC}{lh:08x}.s{det:08x}.0"
         sock = self._out_socket_for_source(sctx.source, transport, host)
@@ -997,6 +1004,17 @@ class Proxy:
             logger.debug("CANCEL branch {} to {}:{}", branch.id, branch.dest.host, branch.dest.port)
         self._tx_actions(ctx_tx.start())
 
+    @staticmethod
+    def _route_lines(branch: Branch) -> list[str]:
+        """The Route header lines the branch's request carried (read back from its bytes)."""
+        data = branch.tx.request
+        head = data[: data.find(b"\r\n\r\n")]
+        return [
+            "Route: " + line[6:].strip().decode("utf-8", "surrogateescape")
+            for line in head.split(b"\r\n")
+            if line[:6].lower() == b"route:"
+        ]
+
     def _build_hop_request(self, branch: Branch, method: str, to_value: str | None) -> bytes:
         """CANCEL (§9.1) or the ACK of a non-2xx (§17.1.1.3): same R-URI, branch, Route set, From,
         Call-ID and CSeq number as the INVITE this branch sent."""
@@ -1004,7 +1022,7 @@ class Proxy:
         h = req.headers
         lines = [f"{method} {branch.ruri} SIP/2.0\r\n".encode(), branch.via_line]
         out = [
-            *(f"Route: {r}" for r in branch.routes),
+            *self._route_lines(branch),
             f"Max-Forwards: 70",
             f"From: {h.get('From')}",
             f"To: {to_value}",

@@ -185,6 +185,7 @@ class ScriptContext:
         self.reply_route: Any = None
         self.branch_route: Any = None
         self.dst_uri: str | None = None
+        self.loop_hash: int | None = None  # §16.6 step 8 hash of the request as received
         self.replied = False
         self.reply: Any = None  # the winning response, in a failure or reply route
         self.reply_code = 0
