@@ -519,8 +519,10 @@ class Proxy:
             if not vias or msg.headers.get("Call-ID") is None or msg.headers.get("CSeq") is None:
                 raise ParseError("no Via, Call-ID or CSeq")
             dest = self._reply_dest(msg, vias[0], source)
-            reason = "Bad Request - " + str(exc).split("\n")[0][:80]
-            resp = fastsip.make_response(msg, 400, reason.replace("\r", " "), headers=self._server_hdr)
+            status = getattr(exc, "status_hint", 400)
+            prefix = "Bad Request" if status == 400 else fastsip.REASON_PHRASES.get(status, "Error")
+            reason = f"{prefix} - " + str(exc).split("\n")[0][:80]
+            resp = fastsip.make_response(msg, status, reason.replace("\r", " "), headers=self._server_hdr)
         except (ParseError, ValueError):
             self._drop(source, f"malformed request: {exc}")
             return
@@ -552,8 +554,8 @@ class Proxy:
         # RFC 2543 fallback (§17.2.3): Request-URI, From tag, Call-ID, CSeq number, top Via.
         frm = msg.from_
         return (
-            "2543", msg.raw_uri if method != "ACK" else msg.raw_uri, frm.tag if frm else None,
-            msg.call_id, msg.cseq.seq, via.sent_by.lower(), branch, method,
+            "2543", msg.raw_uri, frm.tag if frm else None, msg.call_id, msg.cseq.seq,
+            via.sent_by.lower(), branch, method,
         )
 
     def _on_request(self, msg: Any, source: Target) -> None:
@@ -658,6 +660,9 @@ class Proxy:
             # Answered at once (OpenSIPS tm): the caller stops retransmitting (§17.2.1, §16.2).
             resp = fastsip.make_response(msg, 100, self.cfg.trying_reason, headers=self._server_hdr)
             self._tx_actions(tx.send_response(100, bytes(resp)))
+            if self.debug:
+                logger.debug("reply 100 {} to {}:{}:{} call-id={}", self.cfg.trying_reason,
+                             tx.dest.transport, tx.dest.host, tx.dest.port, msg.call_id)
         return tctx
 
     def t_reply(self, tctx: TxContext, status: int, reason: str | None, headers: tuple = ()) -> None:
@@ -890,6 +895,9 @@ class Proxy:
         branch.sock = sock
         dest = Target(transport, ip, port, None, sock.listen)
         branch.dest = dest
+        if transport != "udp" and msg.content_length is None:
+            # §16.6 step 9 / §18.3: a stream needs Content-Length (a datagram could omit it).
+            msg.set_header("Content-Length", str(len(msg.body)))
         raw = bytes(msg)
         i = raw.index(b"\n") + 1
         via_line = sock.via_prefix + branch.id.encode() + b"\r\n"

@@ -515,3 +515,45 @@ def test_garbage_is_dropped_and_counted(junk):
     assert h.proxy.stats.dropped == 1
     # and the next good message is served
     assert len(sends(h.rx(req()))) == 2
+
+
+def test_cseq_method_mismatch_is_400():
+    h = Harness()
+    s = sends(h.rx(req().replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE")))
+    assert len(s) == 1 and s[0].data.startswith(b"SIP/2.0 400 Bad Request - CSeq method BYE does not match INVITE")
+
+
+# ------------------------------------------------------------------ RFC 2543 clients (no z9hG4bK)
+
+
+def _rfc2543(method, to_tag=None):
+    data = req(method, to_tag=to_tag).replace(b";branch=z9hG4bKc1", b"")
+    return data
+
+
+def test_rfc2543_matching_retransmission_cancel_and_ack():
+    h = Harness()
+    acts = h.rx(_rfc2543("INVITE"))
+    fwd = sends(acts)[1]
+    assert h.rx(_rfc2543("INVITE")) == [acts[0]]  # absorbed: the 100 again
+    h.rx(resp_for(fwd.data, 180, "Ringing"), CALLEE)
+    s = sends(h.rx(_rfc2543("CANCEL")))
+    assert s[0].data.startswith(b"SIP/2.0 200 OK\r\n") and s[1].data.startswith(b"CANCEL ")
+    s = sends(h.rx(resp_for(fwd.data, 487, "Request Terminated"), CALLEE))
+    assert s[1].data.startswith(b"SIP/2.0 487 ")
+    acts = h.rx(_rfc2543("ACK", to_tag="b1"))
+    assert sends(acts) == [] and h.proxy.stats.absorbed_acks == 1
+
+
+def test_forward_from_udp_to_tcp_adds_content_length_and_double_record_route():
+    h = Harness()
+    data = req(ruri=f"sip:bob@{CALLEE[0]}:{CALLEE[1]};transport=tcp").replace(b"Content-Length: 0\r\n", b"")
+    fwd = sends(h.rx(data))[1]
+    assert fwd.dest == Target("tcp", CALLEE[0], CALLEE[1], None, h.cfg.listen[1])
+    assert fwd.data.startswith(
+        f"INVITE sip:bob@{CALLEE[0]}:{CALLEE[1]};transport=tcp SIP/2.0\r\n"
+        f"Record-Route: <sip:{PROXY_IP};transport=tcp;lr>\r\n"
+        f"Record-Route: <sip:{PROXY_IP};lr>\r\n"
+        f"Via: SIP/2.0/TCP {PROXY_IP}:5060;branch=".encode()
+    )
+    assert fwd.data.endswith(b"\r\nContent-Length: 0\r\n\r\n")
