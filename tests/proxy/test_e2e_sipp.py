@@ -275,3 +275,30 @@ def test_cli_invalid_config_exit_2(tmp_path, toml, key):
     res = _cli("--config", str(cfg))
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert f"config: {key}:" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Accounting wired end to end (proxyapp.acc, SQLite backend)
+
+
+def test_accounting_records_busy_and_answered_calls(proxy_factory, sipp, tmp_path):
+    import sqlite3
+
+    from conftest import ROOT
+
+    db = tmp_path / "acc.db"
+    proxy = proxy_factory(
+        f'script = "{ROOT / "tests" / "proxy" / "scripts" / "acc_script.py"}"\n'
+        f'[acc]\ndb_url = "{db}"\nspool_dir = "{tmp_path / "spool"}"\n' + FAST_TIMERS
+    )
+    uas_port = free_port()
+    uas = sipp.uas("uas_486.xml", uas_port)
+    res = sipp.uac("uac_486.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "486 with accounting")
+    uas = sipp.uas("uas_call.xml", uas_port)
+    res = sipp.uac("uac_call.xml", proxy.port, f"127.0.0.1:{uas_port}")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "call with accounting")
+    proxy.stop()  # SIGTERM: acc.close() flushes
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT method, sip_code, sip_reason, to_tag IS NOT NULL FROM acc ORDER BY time").fetchall()
+    assert rows == [("INVITE", 486, "Busy Here", 1), ("INVITE", 200, "OK", 1)]
