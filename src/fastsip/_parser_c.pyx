@@ -271,11 +271,16 @@ cdef dict _METHODS = {m.encode(): m for m in (
 # ---------------------------------------------------------------------------
 
 
+cdef object _LAZY = object()  # an empty dict not made yet
+
+
 @cython.freelist(8)
 cdef class SipURI:
     """A sip: or sips: URI (RFC 3261 §19.1). ``str(uri)`` is the exact text it was parsed from."""
 
-    cdef public object scheme, user, password, host, port, params, headers, _raw
+    cdef public object scheme, user, password, host, port, _raw
+    # Most URIs have no params or headers: their empty dicts are made on first access.
+    cdef object _params, _headers
 
     def __init__(self, scheme, user, password, host, port, params, headers, raw):
         self.scheme = scheme
@@ -283,9 +288,29 @@ cdef class SipURI:
         self.password = password
         self.host = host
         self.port = port
-        self.params = params
-        self.headers = headers
+        self._params = params
+        self._headers = headers
         self._raw = raw
+
+    @property
+    def params(self):
+        if self._params is _LAZY:
+            self._params = {}
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        self._params = value
+
+    @property
+    def headers(self):
+        if self._headers is _LAZY:
+            self._headers = {}
+        return self._headers
+
+    @headers.setter
+    def headers(self, value):
+        self._headers = value
 
     @property
     def transport(self):
@@ -437,17 +462,30 @@ cdef class Via:
 cdef class NameAddr:
     """A name-addr or addr-spec with header params: From, To, Contact, Route (RFC 3261 §20.10, §20.20)."""
 
-    cdef public object display, uri, params, wildcard
+    cdef public object display, uri, wildcard
+    cdef object _params  # _LAZY: an empty dict not made yet
 
     def __init__(self, display, uri, params, wildcard=False):
         self.display = display
         self.uri = uri
-        self.params = params
+        self._params = params
         self.wildcard = wildcard
 
     @property
+    def params(self):
+        if self._params is _LAZY:
+            self._params = {}
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        self._params = value
+
+    @property
     def tag(self):
-        return self.params.get("tag")
+        if self._params is _LAZY:
+            return None
+        return self._params.get("tag")
 
     def __repr__(self):
         if self.wildcard:
@@ -788,15 +826,17 @@ cdef object _parse_uri(str s, Py_ssize_t base):
     if i < n and RD(t, i) == 58:
         i = _scan_port(t, i + 1, n, URIError, base, "", &port_v)
         port = port_v
-    params = {}
+    params = None
     if i < n and RD(t, i) == 59:
+        params = {}
         q = _find(t, 63, i, n)
         pend = q if q >= 0 else n
         _parse_params(s, t, i, pend, base, URIError, "", False, params)
         _check_escapes(t, i, pend, base)
         i = pend
-    cdef dict headers = {}
+    cdef dict headers = None
     if i < n and RD(t, i) == 63:
+        headers = {}
         _check_escapes(t, i, n, base)
         for part in s[i + 1 :].split("&"):
             if not part:
@@ -814,8 +854,8 @@ cdef object _parse_uri(str s, Py_ssize_t base):
     u.password = password
     u.host = host
     u.port = port
-    u.params = params
-    u.headers = headers
+    u._params = params if params else _LAZY
+    u._headers = headers if headers else _LAZY
     u._raw = s
     return u
 
@@ -929,7 +969,7 @@ cdef bint _digits_upto(str v, Py_ssize_t maxlen, long maxval):
     return x <= maxval
 
 
-cdef int _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, list out) except -1:
+cdef object _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, list out):
     """RFC 3261 §20.10/§20.20: (name-addr / addr-spec) *(SEMI param), comma-separated when ``multi``."""
     cdef Txt tt
     cdef Txt* t = &tt
@@ -979,11 +1019,12 @@ cdef int _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, list 
         na = NameAddr.__new__(NameAddr)
         na.display = display
         na.uri = uri
-        na.params = params
+        na._params = params if params else _LAZY
         na.wildcard = False
-        out.append(na)
+        if out is not None:
+            out.append(na)
         if i >= n:
-            return 0
+            return na
         i += 1  # past the comma
 
 
@@ -1395,12 +1436,9 @@ cdef class Message:
 
     cdef object _name_addr(self, int kind, str header):
         cdef Py_ssize_t k = self._first(kind)
-        cdef list out
         if k < 0:
             return None
-        out = []
-        _parse_name_addrs(self._value(k), self._f[k].vs, header, False, out)
-        return out[0]
+        return _parse_name_addrs(self._value(k), self._f[k].vs, header, False, None)
 
     @property
     def from_(self):
