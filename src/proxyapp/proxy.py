@@ -383,7 +383,11 @@ class Proxy:
         try:
             msg = fastsip.parse(data, max_size=self.cfg.max_message_size)
         except ParseError as exc:
-            self._bad_message(data, source, exc)
+            try:
+                self._bad_message(data, source, exc)
+            except Exception:
+                logger.exception("internal error while answering a malformed message")
+                self.stats.dropped += 1
             return self._flush()
         return self.receive_message(msg, source, counted=True)
 
@@ -427,7 +431,8 @@ class Proxy:
         """The result of a Resolve action: the branch is sent, or fails with 478."""
         try:
             ctx = branch.ctx
-            if branch.done or ctx.final_sent and ctx.method != "INVITE":
+            if branch.done or ctx.final_sent:
+                branch.done = True
                 return self._flush()
             if not addresses:
                 logger.info("cannot resolve {} for {}", branch.target[0] if branch.target else "?", ctx.request.call_id)

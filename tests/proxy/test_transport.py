@@ -1,0 +1,95 @@
+"""The asyncio edge: the timer heap and RFC 3263 resolution (no network: a fake SRV answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+
+import pytest
+
+from proxyapp.config import Config
+from proxyapp.transaction import CancelTimer, StartTimer, Terminated
+from proxyapp.transport import Edge, resolve_sip
+
+
+class FakeTx:
+    def __init__(self, name):
+        self.name = name
+        self.timers = {}
+
+    def __repr__(self):
+        return self.name
+
+
+class RecordingProxy:
+    def __init__(self):
+        self.fired = []
+
+    def timer_fired(self, tx, name):
+        self.fired.append((tx.name, name))
+        return []
+
+
+@pytest.mark.timeout(10)
+def test_timer_heap_fires_in_order_and_honours_cancel_rearm_and_terminated():
+    async def main():
+        proxy = RecordingProxy()
+        edge = Edge(proxy, Config())
+        edge.loop = asyncio.get_running_loop()
+        a, b, c = FakeTx("a"), FakeTx("b"), FakeTx("c")
+        edge.run([
+            StartTimer(a, "A", 0.03), StartTimer(b, "E", 0.01), StartTimer(c, "B", 0.02),
+            StartTimer(a, "B", 0.05),
+        ])
+        edge.run([CancelTimer(c, "B"), StartTimer(b, "E", 0.04)])  # re-arm replaces the 0.01 one
+        edge.run([StartTimer(c, "K", 0.045), Terminated(c)])  # termination disarms everything
+        for _ in range(100):
+            if len(proxy.fired) == 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.03)
+        assert proxy.fired == [("a", "A"), ("b", "E"), ("a", "B")]
+        assert a.timers == {} and b.timers == {} and c.timers == {}
+        assert edge.pending_timers == 0
+        await edge.close()
+
+    asyncio.run(main())
+
+
+class _Srv:
+    def __init__(self, priority, weight, port, target):
+        self.priority, self.weight, self.port = priority, weight, port
+        self.target = target
+
+
+@pytest.mark.timeout(10)
+def test_resolve_sip_uses_srv_without_port_and_a_records_with_one(monkeypatch):
+    import dns.asyncresolver
+
+    asked = []
+
+    async def fake_resolve(self, qname, rdtype):
+        asked.append((qname, rdtype))
+        return [_Srv(20, 0, 5090, "localhost."), _Srv(10, 5, 5080, "localhost.")]
+
+    monkeypatch.setattr(dns.asyncresolver.Resolver, "resolve", fake_resolve)
+    got = asyncio.run(resolve_sip("example.test", None, "udp"))
+    assert asked == [("_sip._udp.example.test", "SRV")]
+    assert [(t, p) for t, ip, p in got if ip == "127.0.0.1"] == [("udp", 5080), ("udp", 5090)]
+    asked.clear()
+    got = asyncio.run(resolve_sip("localhost", 5070, "tcp"))
+    assert asked == []  # an explicit port: no SRV (RFC 3263 §4.2)
+    assert ("tcp", "127.0.0.1", 5070) in got
+
+
+@pytest.mark.timeout(10)
+def test_resolve_sip_falls_back_to_a_records_when_srv_fails(monkeypatch):
+    import dns.asyncresolver
+    import dns.resolver
+
+    async def no_srv(self, qname, rdtype):
+        raise dns.resolver.NXDOMAIN()
+
+    monkeypatch.setattr(dns.asyncresolver.Resolver, "resolve", no_srv)
+    assert ("udp", "127.0.0.1", 5060) in asyncio.run(resolve_sip("localhost", None, "udp"))
+    assert asyncio.run(resolve_sip("nonexistent.invalid", None, "udp")) == []
