@@ -813,6 +813,12 @@ class Proxy:
                 return True
         else:
             lh = tctx.loop_hash
+        # The next hop first: a request we cannot route gets no transaction and no 100; t_relay
+        # returns False and the script answers (OpenSIPS: sl_reply_error()).
+        target = self._next_hop(msg, dest or sctx.dst_uri)
+        if target is None:
+            logger.info("t_relay: no route for {} {}", method, msg.raw_uri)
+            return False
         tctx = self.new_server_tx(sctx)
         tctx.loop_hash = lh
         if not tctx.maxfwd_done:
@@ -829,10 +835,6 @@ class Proxy:
             tctx.branch_route = sctx.branch_route
         if sctx.acc_mark is not None:
             tctx.acc_mark = sctx.acc_mark
-        target = self._next_hop(msg, dest or sctx.dst_uri)
-        if target is None:
-            self._new_branch_fail(tctx, 400, "Bad Request-URI")
-            return False
         branch = Branch(tctx, len(tctx.branches), f"{MAGIC}{lh:08x}.{self._salt}{tctx.n:x}.{len(tctx.branches)}")
         branch.target = target
         branch.ruri = msg.raw_uri
@@ -845,10 +847,6 @@ class Proxy:
         else:
             self._out.append(Resolve(host, port, transport, branch))
         return True
-
-    def _new_branch_fail(self, tctx: TxContext, status: int, reason: str) -> None:
-        if not tctx.branches and not tctx.final_sent:
-            self.t_reply(tctx, status, reason)
 
     def _next_hop(self, msg: Any, dest: str | None) -> tuple[str, int | None, str] | None:
         """§16.6 steps 6-7 (and §16.5): destination from an explicit one, the Route set or the R-URI."""

@@ -115,6 +115,21 @@ def test_unresolvable_host_478(proxy_factory, sipp):
     assert "cannot resolve nonexistent.invalid" in proxy.log()
 
 
+def test_failure_route_serial_forking_to_a_fallback(proxy_factory, sipp):
+    # The first destination refuses the TCP connection (local 503); the default script's failure
+    # route tries failover_destination, where the call is answered.
+    uas_port = free_port()
+    proxy = proxy_factory(
+        FAST_TIMERS + f'[script_params]\nfailover_destination = "udp:127.0.0.1:{uas_port}"\n'
+    )
+    uas = sipp.uas("uas_call.xml", uas_port)
+    res = sipp.uac("uac_call.xml", proxy.port, f"127.0.0.1:{free_port()};transport=tcp")
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "failover")
+    log = proxy.log()
+    assert "transport error on branch" in log
+    assert re.search(r"forward INVITE .*\.1 to udp:127\.0\.0\.1:%d" % uas_port, log)
+
+
 def test_max_forwards_zero_483(proxy_factory, sipp):
     proxy = proxy_factory(FAST_TIMERS)
     res = sipp.uac("uac_483.xml", proxy.port, f"127.0.0.1:{free_port()}")

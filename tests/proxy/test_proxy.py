@@ -557,3 +557,10 @@ def test_forward_from_udp_to_tcp_adds_content_length_and_double_record_route():
         f"Via: SIP/2.0/TCP {PROXY_IP}:5060;branch=".encode()
     )
     assert fwd.data.endswith(b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_unroutable_request_uri_gets_one_reply_and_no_100():
+    h = Harness()
+    s = sends(h.rx(req(ruri="tel:+15551234")))
+    assert [x.data.split(b"\r\n")[0] for x in s] == [b"SIP/2.0 500 Server Internal Error"]
+    assert h.proxy.server_txs == {}
