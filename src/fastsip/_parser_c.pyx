@@ -57,6 +57,9 @@ cdef extern from "Python.h":
     unsigned int PyUnicode_READ(int kind, void* data, Py_ssize_t index) nogil
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     bint PyUnicode_IS_ASCII(object o)
+    ctypedef struct PyObject
+    PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
+    PyObject* PyDict_GetItem(object d, object key)
 
 __all__ = [
     "IMPLEMENTATION",
@@ -251,6 +254,7 @@ cdef str S_TCP = "TCP"
 cdef str S_TLS = "TLS"
 cdef str S_BRANCH = "branch"
 cdef str S_RPORT = "rport"
+cdef str S_TTL = "ttl"
 cdef str S_RECEIVED = "received"
 cdef str S_TAG = "tag"
 cdef str S_TRANSPORT = "transport"
@@ -695,8 +699,7 @@ cdef Py_ssize_t _parse_params(
                 raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
             value = s[i:j]
             i = _skip_ws(t, j, n)
-        if name not in params:
-            params[name] = value
+        PyDict_SetDefault(params, name, value)  # the first of repeated names wins
     if i < n and not (comma_stops and RD(t, i) == 44):
         raise _value_error(err, f"unexpected character {s[i]!r}", base + i, header)
     return i
@@ -895,6 +898,7 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
     cdef dict params
     cdef Via via
     cdef str protocol, transport
+    cdef PyObject* pv
     while True:
         i = _skip_ws(t, i, n)
         for k in range(3):
@@ -932,12 +936,16 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
         params = {}
         i = _parse_params(s, t, i, n, base, ViaError, "Via", True, params)
         if params:
-            rport = params.get("rport", "")
-            if rport is not None and rport != "" and not _digits_upto(rport, 5, _MAX_PORT):
-                raise ViaError("Via: invalid rport", base, "Via")
-            ttl = params.get("ttl")
-            if ttl is not None and not _digits_upto(ttl, 3, 255):
-                raise ViaError("Via: invalid ttl", base, "Via")
+            pv = PyDict_GetItem(params, S_RPORT)
+            if pv != NULL:
+                rport = <object>pv
+                if rport is not None and rport != "" and not _digits_upto(rport, 5, _MAX_PORT):
+                    raise ViaError("Via: invalid rport", base, "Via")
+            pv = PyDict_GetItem(params, S_TTL)
+            if pv != NULL:
+                ttl = <object>pv
+                if ttl is not None and not _digits_upto(ttl, 3, 255):
+                    raise ViaError("Via: invalid ttl", base, "Via")
         via = Via.__new__(Via)
         via.protocol = protocol
         via.transport = transport
