@@ -1715,6 +1715,62 @@ cdef class Message:
     cdef void _copy_extra(self, Message new):
         pass
 
+    cdef tuple _extra_state(self):
+        return ()
+
+    cdef int _set_extra_state(self, tuple extra) except -1:
+        return 0
+
+    def __reduce__(self):
+        """Pickle, ``copy.copy`` and ``copy.deepcopy`` support: the buffers plus the field offsets."""
+        cdef Py_ssize_t k
+        cdef Field* f
+        fields = []
+        for k in range(self._nf):
+            f = &self._f[k]
+            fields.append((f.kind, f.bufi, f.ls, f.ne, f.vs, f.ve, f.le))
+        segs = (self._sl_b, self._sl_s, self._sl_e, self._tail_b, self._tail_s, self._tail_e,
+                self._body_b, self._body_s, self._body_e)
+        return (_restore_message, (type(self), (list(self._bufs), fields, segs, self._modified, self._extra_state())))
+
+
+def _restore_message(cls, state):
+    """Rebuild a message from ``Message.__reduce__``; offsets are checked against the buffers."""
+    cdef Message m = cls.__new__(cls)
+    bufs, fields, segs, modified, extra = state
+    bufs = list(bufs)
+    cdef Py_ssize_t nb = len(bufs)
+    for b in bufs:
+        if type(b) is not bytes:
+            raise TypeError("message state holds a non-bytes buffer")
+
+    def seg_ok(bi, a, b):
+        return 0 <= bi < nb and 0 <= a <= b <= len(bufs[bi])
+
+    cdef Field* f
+    m._bufs = bufs
+    m._p0 = <const unsigned char*>PyBytes_AS_STRING(bufs[0])
+    m._reserve(len(fields))
+    for kind, bufi, ls, ne, vs, ve, le in fields:
+        if not (0 <= kind < len(_KIND_KEYS) and seg_ok(bufi, ls, le) and ls <= ne <= le and ls <= vs <= ve <= le):
+            raise ValueError("invalid message state")
+        f = &m._f[m._nf]
+        f.kind = kind
+        f.bufi = bufi
+        f.ls = ls
+        f.ne = ne
+        f.vs = vs
+        f.ve = ve
+        f.le = le
+        m._nf += 1
+    m._sl_b, m._sl_s, m._sl_e, m._tail_b, m._tail_s, m._tail_e, m._body_b, m._body_s, m._body_e = segs
+    if not (seg_ok(m._sl_b, m._sl_s, m._sl_e) and seg_ok(m._tail_b, m._tail_s, m._tail_e)
+            and seg_ok(m._body_b, m._body_s, m._body_e)):
+        raise ValueError("invalid message state")
+    m._modified = modified
+    m._set_extra_state(tuple(extra))
+    return m
+
 
 cdef bint _all_digits(str v):
     cdef Txt t
@@ -1764,6 +1820,13 @@ cdef class Request(Message):
         r._uri_text = self._uri_text
         r._uri_offset = self._uri_offset
 
+    cdef tuple _extra_state(self):
+        return (self.method, self.version, self._uri_text, self._uri_offset)
+
+    cdef int _set_extra_state(self, tuple extra) except -1:
+        self.method, self.version, self._uri_text, self._uri_offset = extra
+        return 0
+
     def __repr__(self):
         return f"<Request {self.method} {self._uri_text}>"
 
@@ -1779,6 +1842,13 @@ cdef class Response(Message):
         r.status = self.status
         r.reason = self.reason
         r.version = self.version
+
+    cdef tuple _extra_state(self):
+        return (self.status, self.reason, self.version)
+
+    cdef int _set_extra_state(self, tuple extra) except -1:
+        self.status, self.reason, self.version = extra
+        return 0
 
     def __repr__(self):
         return f"<Response {self.status} {self.reason}>"

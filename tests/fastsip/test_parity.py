@@ -9,6 +9,8 @@ The same edits are then applied to both and compared again.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from pathlib import Path
 
 import pytest
@@ -204,6 +206,10 @@ def check(data: bytes, edits=EDITS, **kw) -> None:  # type: ignore[no-untyped-de
         assert snapshot(ca) == snapshot(cb), (name, data)
     if ca.is_request:
         assert _response(py_impl, ca) == _response(c_impl, cb)
+    # copy.copy, copy.deepcopy and pickle keep every attribute, edits included.
+    for dup in (copy.copy, copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))):
+        da, db = dup(ca), dup(cb)
+        assert snapshot(da) == snapshot(db) == snapshot(cb)
     assert snapshot(a) == snapshot(b)
     assert bytes(a.copy()) == bytes(b.copy())
 
