@@ -62,7 +62,7 @@ from .transaction import (
 MAGIC = "z9hG4bK"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Target:
     """Where a message goes or came from. ``conn`` is the TCP connection to reuse (responses go back
     on the connection the request came in on); ``local`` is the Listen socket to send from."""
