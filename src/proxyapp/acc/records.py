@@ -72,11 +72,9 @@ def check_identifier(name: str, what: str) -> str:
 
 
 def new_record_id() -> str:
-    """A globally unique, roughly time-ordered record id (the exactly-once dedup key of every backend)."""
-    # uuid7-like: 48 bits of ms time then random bits; sorting by id follows creation order.
-    ms = int(time.time() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
-    return uuid.UUID(int=(ms << 80) | rand).hex
+    """A globally unique, roughly time-ordered record id (the exactly-once dedup key of every backend):
+    48 bits of epoch milliseconds then 80 random bits, as 32 hex digits (the layout of a UUIDv7)."""
+    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
 
 
 def ms(ts: float | None) -> int | None:
@@ -135,11 +133,6 @@ def _tag(nameaddr: Any) -> str | None:
     return getattr(nameaddr, "tag", None) if nameaddr is not None else None
 
 
-def _uri_part(nameaddr_or_uri: Any, part: str) -> str | None:
-    uri = getattr(nameaddr_or_uri, "uri", nameaddr_or_uri)
-    return getattr(uri, part, None) if uri is not None else None
-
-
 def _safe(fn: Callable[[], Any]) -> Any:
     # fastsip parses lazily and raises ParseError (a ValueError) on a malformed header at access
     # time (docs/fastsip-api.md); accounting must record what it can instead of failing.  Any
@@ -171,29 +164,55 @@ def compile_extra(spec: Mapping[str, str]) -> dict[str, Callable[[Any, tuple[str
     return out
 
 
+def _guard(fn: Callable[[Any, tuple[str, int] | None], Any]) -> Callable[[Any, tuple[str, int] | None], str | None]:
+    def get(req: Any, src: tuple[str, int] | None) -> str | None:
+        # fastsip parses lazily and raises ParseError (a ValueError) on a malformed header at
+        # access time (docs/fastsip-api.md): record the rest instead of failing.
+        try:
+            v = fn(req, src)
+        except ValueError:
+            return None
+        except Exception:
+            logger.opt(exception=True).warning("acc: unexpected error reading a SIP field (parser bug?)")
+            return None
+        return None if v is None else str(v)
+
+    return get
+
+
+def _user(x: Any) -> Any:
+    uri = getattr(x, "uri", x) if x is not None else None
+    return uri.user if uri is not None else None
+
+
+def _host(x: Any) -> Any:
+    uri = getattr(x, "uri", x) if x is not None else None
+    return uri.host if uri is not None else None
+
+
 def _getter(col: str, pv: str) -> Callable[[Any, tuple[str, int] | None], str | None]:
     m = _HDR.match(pv)
     if m:
         name = m.group(1)
-        return lambda req, src: _safe(lambda: req.headers.get(name))
+        return _guard(lambda req, src: req.headers.get(name))
     simple: dict[str, Callable[[Any, tuple[str, int] | None], Any]] = {
         "$si": lambda req, src: src[0] if src else None,
-        "$sp": lambda req, src: str(src[1]) if src else None,
-        "$fu": lambda req, src: _safe(lambda: str(req.from_.uri) if req.from_ is not None else None),
-        "$fU": lambda req, src: _safe(lambda: _uri_part(req.from_, "user")),
-        "$fd": lambda req, src: _safe(lambda: _uri_part(req.from_, "host")),
-        "$tu": lambda req, src: _safe(lambda: str(req.to.uri) if req.to is not None else None),
-        "$tU": lambda req, src: _safe(lambda: _uri_part(req.to, "user")),
-        "$td": lambda req, src: _safe(lambda: _uri_part(req.to, "host")),
-        "$ru": lambda req, src: _safe(lambda: str(req.uri)),
-        "$rU": lambda req, src: _safe(lambda: _uri_part(req.uri, "user")),
-        "$rd": lambda req, src: _safe(lambda: _uri_part(req.uri, "host")),
-        "$ci": lambda req, src: _safe(lambda: req.call_id),
-        "$ua": lambda req, src: _safe(lambda: req.headers.get("User-Agent")),
+        "$sp": lambda req, src: src[1] if src else None,
+        "$fu": lambda req, src: req.from_.uri if req.from_ is not None else None,
+        "$fU": lambda req, src: _user(req.from_),
+        "$fd": lambda req, src: _host(req.from_),
+        "$tu": lambda req, src: req.to.uri if req.to is not None else None,
+        "$tU": lambda req, src: _user(req.to),
+        "$td": lambda req, src: _host(req.to),
+        "$ru": lambda req, src: req.uri,
+        "$rU": lambda req, src: _user(req.uri),
+        "$rd": lambda req, src: _host(req.uri),
+        "$ci": lambda req, src: req.call_id,
+        "$ua": lambda req, src: req.headers.get("User-Agent"),
     }
     if pv not in simple:
         raise ValueError(f"acc.extra.{col}: unsupported pseudo-variable {pv!r}")
-    return simple[pv]
+    return _guard(simple[pv])
 
 
 def request_fields(request: Any) -> tuple[str | None, str | None, str | None, str | None]:
