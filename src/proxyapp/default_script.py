@@ -35,13 +35,21 @@ def route(msg, ctx):
             ctx.forward()  # RFC 3261 §16.10: no transaction -> stateless
         return
 
+    if ctx.is_myself(msg.uri):
+        # Addressed to the proxy itself: answer keep-alive OPTIONS; there is no location
+        # service here, so anything else for a local user is not found (instead of looping).
+        if ctx.is_method("OPTIONS") and msg.uri.user is None:
+            ctx.sl_send_reply(200, "OK")
+        else:
+            ctx.sl_send_reply(404, "Not Found")
+        return
+
     # Initial request: stay in the path of the dialog.
     if not ctx.is_method("REGISTER"):
         ctx.record_route()
 
     # "Request URI is different, possibly outbound, append header" (the seed's log line).
-    if not ctx.is_myself(msg.uri):
-        ctx.append_hf("P-hint: outbound\r\n")
+    ctx.append_hf("P-hint: outbound\r\n")
 
     ctx.t_on_failure(failure_route)
     if not ctx.t_relay():

@@ -255,13 +255,34 @@ def test_max_forwards_one_is_forwarded_as_zero_and_absent_added_as_70():
 
 
 def test_loop_is_482():
-    h = Harness()
-    fwd = sends(h.rx(req(ruri=f"sip:bob@{PROXY_IP}")))  # to ourselves: it comes back
+    # An alias that is not us by our own checks routes the request back to us: the second pass
+    # carries our Via with the same loop hash.
+    def route(msg, ctx):
+        ctx.t_relay(f"udp:{PROXY_IP}:5060")
+
+    h = Harness(script=Script(types.SimpleNamespace(route=route), None))
+    fwd = sends(h.rx(req()))
     forwarded = fwd[1].data
     assert fwd[1].dest.addr == (PROXY_IP, 5060)
     acts = h.rx(forwarded, (PROXY_IP, 5060))
     s = sends(acts)
-    assert s[0].data.startswith(b"SIP/2.0 482 Loop Detected\r\n")
+    assert len(s) == 1 and s[0].data.startswith(b"SIP/2.0 482 Loop Detected\r\n")
+    # a spiral (the Request-URI changed) is not a loop
+    # a spiral: another proxy retargeted it (new Request-URI, its own Via on top) back to us
+    spiral = forwarded.replace(
+        f"INVITE sip:bob@{CALLEE[0]}:{CALLEE[1]} SIP/2.0\r\n".encode(),
+        b"INVITE sip:carol@10.0.0.9 SIP/2.0\r\nVia: SIP/2.0/UDP 10.5.5.5:5060;branch=z9hG4bKother\r\n", 1,
+    )
+    s = sends(h.rx(spiral, ("10.5.5.5", 5060)))
+    assert s[0].data.startswith(b"SIP/2.0 100 ") and s[1].data.startswith(b"INVITE sip:carol@10.0.0.9 SIP/2.0\r\n")
+
+
+def test_default_script_answers_options_to_itself_and_404_for_local_users():
+    h = Harness()
+    s = sends(h.rx(req("OPTIONS", ruri=f"sip:{PROXY_IP}")))
+    assert len(s) == 1 and s[0].data.startswith(b"SIP/2.0 200 OK\r\n")
+    s = sends(h.rx(req("INVITE", ruri=f"sip:bob@{PROXY_IP}:5060", branch="z9hG4bKloc")))
+    assert len(s) == 1 and s[0].data.startswith(b"SIP/2.0 404 Not Found\r\n")
 
 
 # ------------------------------------------------------------------ final response selection
