@@ -179,7 +179,7 @@ class DialogTracker:
             if now - (p[0] or now) > PENDING_MAX_S:
                 del self._pending[k]
         while self._tombstones:
-            k, until = next(iter(self._tombstones.items()))
+            tk, until = next(iter(self._tombstones.items()))
             if until > now:
                 break
             self._tombstones.popitem(last=False)

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import time
-import uuid
 from typing import Any, Callable, Mapping
 
 from loguru import logger

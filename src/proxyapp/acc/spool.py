@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 from loguru import logger
 
@@ -41,7 +42,7 @@ class Spool:
         self.name = name
         self.do_fsync = fsync
         self._lock = threading.RLock()
-        self._fh = None  # append handle of the last segment
+        self._fh: BinaryIO | None = None  # append handle of the last segment
         self._dirty = False
         self.corrupt = 0  # unparsable lines skipped (counted as failed by the engine)
         self.cursor = self._load_cursor()
