@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import SRC, free_port
-from seed import BODY, INVITE, PVT_IP
+from .seed import BODY, INVITE, OUT_IP, PVT_IP
+from .support import ROOT, SRC, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -206,8 +206,6 @@ def test_seed_flow_header_by_header(proxy_factory):
         cport = callee.getsockname()[1]
         sport = caller.getsockname()[1]
         proxy = proxy_factory('server_header = "OpenSIPS (2.2.7 (x86_64/linux))"\n')
-        from seed import OUT_IP
-
         invite = INVITE.replace(f"@{OUT_IP}".encode(), f"@127.0.0.1:{cport}".encode())
         caller.sendto(invite, ("127.0.0.1", proxy.port))
         trying, _ = caller.recvfrom(65535)
@@ -298,8 +296,6 @@ def test_cli_invalid_config_exit_2(tmp_path, toml, key):
 
 def test_accounting_records_busy_and_answered_calls(proxy_factory, sipp, tmp_path):
     import sqlite3
-
-    from conftest import ROOT
 
     db = tmp_path / "acc.db"
     proxy = proxy_factory(

@@ -9,7 +9,7 @@ import pytest
 
 from proxyapp.config import Config, ConfigError, Listen
 from proxyapp.script import Script, ScriptLoadError
-from test_proxy import CALLEE, CALLER, Harness, req, resp_for, sends
+from .harness import CALLEE, CALLER, Harness, req, resp_for, sends
 
 ROOT = Path(__file__).resolve().parents[2]
 

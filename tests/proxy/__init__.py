@@ -1,0 +1,1 @@
+"""proxyapp tests: sans-IO state machines and proxy core, the asyncio edge, SIPp end to end."""
