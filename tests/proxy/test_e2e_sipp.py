@@ -251,6 +251,34 @@ def test_seed_flow_header_by_header(proxy_factory):
     assert addr == ("127.0.0.1", proxy.port)  # sent from the socket the INVITE came in on
 
 
+def test_tcp_keepalive_ping_and_malformed_input_do_not_stop_the_proxy(proxy_factory):
+    proxy = proxy_factory()
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as conn:
+        conn.sendall(b"\r\n\r\n")  # RFC 5626 §3.5.1 ping
+        assert conn.recv(16) == b"\r\n"  # pong
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(5)
+        port = udp.getsockname()[1]
+        udp.sendto(b"\x00\xffnot sip at all", ("127.0.0.1", proxy.port))  # dropped, counted
+        bad = (
+            f"OPTIONS sip:x@127.0.0.1:9 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKbad\r\n"
+            "From: <sip:a@b>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: bad-1\r\nCSeq: x OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        udp.sendto(bad, ("127.0.0.1", proxy.port))
+        data, _ = udp.recvfrom(65535)
+        assert data.startswith(b"SIP/2.0 400 Bad Request - ")
+        ping = bad.replace(b"CSeq: x OPTIONS", b"CSeq: 1 OPTIONS").replace(b"sip:x@127.0.0.1:9", f"sip:127.0.0.1:{proxy.port}".encode())
+        udp.sendto(ping.replace(b"z9hG4bKbad", b"z9hG4bKok"), ("127.0.0.1", proxy.port))
+        data, _ = udp.recvfrom(65535)
+        assert data.startswith(b"SIP/2.0 200 OK\r\n")  # still serving
+    finally:
+        udp.close()
+    assert "dropped a message" in proxy.log() and "Traceback" not in proxy.log()
+
+
 # ------------------------------------------------------------------------------------------------
 # The command line
 

@@ -491,3 +491,19 @@ def test_unroutable_request_uri_gets_one_reply_and_no_100():
     s = sends(h.rx(req(ruri="tel:+15551234")))
     assert [x.data.split(b"\r\n")[0] for x in s] == [b"SIP/2.0 500 Server Internal Error"]
     assert h.proxy.server_txs == {}
+
+
+def test_ipv6_listen_via_record_route_and_received():
+    h = Harness(listen=["udp:[2001:db8::10]:5060"])
+    data = req(ruri="sip:bob@[2001:db8::2]:5070", via_host="[2001:db8::1]:5062;rport")
+    acts = h._track(h.proxy.receive(data, Target("udp", "2001:db8::99", 5999, None, h.cfg.listen[0])))
+    s = sends(acts)
+    assert s[0].dest == Target("udp", "2001:db8::99", 5999, None, h.cfg.listen[0])
+    assert b"Via: SIP/2.0/UDP [2001:db8::1]:5062;received=2001:db8::99;rport=5999;branch=z9hG4bKc1\r\n" in s[0].data
+    fwd = s[1]
+    assert fwd.dest.addr == ("2001:db8::2", 5070)
+    assert fwd.data.startswith(
+        b"INVITE sip:bob@[2001:db8::2]:5070 SIP/2.0\r\nRecord-Route: <sip:[2001:db8::10];lr>\r\n"
+        b"Via: SIP/2.0/UDP [2001:db8::10]:5060;branch=z9hG4bK"
+    )
+    assert h.proxy.is_myself("[2001:DB8::10]") and h.proxy.is_myself("2001:db8::10", 5060)
