@@ -1,11 +1,23 @@
 """The routing-script API: loading a script module and the context with OpenSIPS-like verbs.
 
 A script is a Python module with ``route(msg, ctx)`` (the request route, like opensips.cfg's
-``route{}``). Failure, reply and branch routes are plain functions of the same module, armed per
+``route{}``). ``msg`` is the fastsip Request (edits show in what is forwarded); ``ctx`` carries
+the verbs. Failure, reply and branch routes are plain functions of the same module, armed per
 transaction with ``ctx.t_on_failure(fn_or_name)``, ``ctx.t_on_reply(...)``, ``ctx.t_on_branch(...)``.
 A module-level ``onreply_route(msg, ctx)`` (if present) sees every response of every stateful
 transaction, like OpenSIPS' unnamed onreply_route. Any exception in a route is logged with its
 traceback and the request is answered 500; it never takes the proxy down.
+
+Verbs (OpenSIPS names): sl_send_reply(code, reason), sl_reply_error(), t_newtran(),
+t_check_trans(), t_reply(code, reason), t_relay(dest=None), forward(dest=None), set_dst_uri(uri),
+t_on_failure/t_on_reply/t_on_branch(route), t_was_cancelled(), record_route(), loose_route(),
+has_totag(), is_method("INVITE|BYE"), is_myself(uri_or_host=R-URI), append_hf("Name: value"),
+remove_hf(name), mf_process_maxfwd_header(70), do_accounting(types, flags, table),
+acc_log_request(comment), acc_db_request(comment, table), log(text, level).
+Facts: ctx.ruri (assignable, $ru), ctx.source_ip ($si), ctx.source_port ($sp), ctx.proto,
+ctx.params (the [script_params] table), ctx.t_reply_code and ctx.reply (failure/reply routes),
+ctx.branch (branch route). Destinations: "udp:IP:PORT", "tcp:host[:port]", "host[:port]" or a
+SIP URI.
 """
 
 from __future__ import annotations
