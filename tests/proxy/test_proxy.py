@@ -507,3 +507,14 @@ def test_ipv6_listen_via_record_route_and_received():
         b"Via: SIP/2.0/UDP [2001:db8::10]:5060;branch=z9hG4bK"
     )
     assert h.proxy.is_myself("[2001:DB8::10]") and h.proxy.is_myself("2001:db8::10", 5060)
+
+
+def test_advertised_address_in_via_and_record_route_and_is_us():
+    h = Harness(advertised_address="sip.example.com:5080")
+    fwd = sends(h.rx(req()))[1].data
+    assert b"\r\nRecord-Route: <sip:sip.example.com:5080;lr>\r\nVia: SIP/2.0/UDP sip.example.com:5080;branch=z9hG4bK" in fwd
+    assert h.proxy.is_myself("sip.example.com", 5080) and h.proxy.is_myself(PROXY_IP, 5060)
+    # an in-dialog request routed by that Record-Route: the Route naming us is removed
+    bye = req("BYE", cseq=2, to_tag="b1", branch="z9hG4bKbye", extra="Route: <sip:sip.example.com:5080;lr>\r\n")
+    s = sends(h.rx(bye))
+    assert s[0].dest.addr == CALLEE and b"\r\nRoute:" not in s[0].data
