@@ -308,6 +308,7 @@ def test_cli_version():
         ('log_level = "LOUD"\n', "log_level"),
         ("frobnicate = 1\n", "frobnicate"),
         ('script = "does-not-exist.py"\n', "script"),
+        ("[acc]\nbogus = 1\n", "acc"),
     ],
 )
 def test_cli_invalid_config_exit_2(tmp_path, toml, key):
