@@ -873,7 +873,7 @@ class Proxy:
         values = msg.headers.getall("Route")
         msg.remove_header("Route")
         values.append(f"<{uri}>")
-        # Keep the Route lines together where they were, as one comma-joined header.
+        # One comma-joined Route line, at the end of the header block (its place does not matter).
         msg.append_header("Route", ", ".join(values))
 
     def _out_socket(self, tctx: TxContext, transport: str, ip: str) -> LocalSocket:
