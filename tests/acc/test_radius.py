@@ -49,9 +49,9 @@ def test_radius_start_stop_failed_in_detail_file(freeradius_server, tmp_path):
         return s
 
     s = asyncio.run(go())
-    assert s["written"] == 4 and s["spooled"] == 0
+    assert s["written"] == 5 and s["spooled"] == 0
     recs = fr.detail_records()
-    assert len(recs) == 4, recs
+    assert len(recs) == 5, recs
     by = {(r["Acct-Session-Id"], r["Acct-Status-Type"]): r for r in recs}
     start = by[("rad-call-1", "Start")]
     assert (start["Sip-Method"], start["Sip-Response-Code"], start["Sip-From-Tag"], start["Sip-To-Tag"]) == ("INVITE", "200", "ft", "tt")
@@ -63,6 +63,8 @@ def test_radius_start_stop_failed_in_detail_file(freeradius_server, tmp_path):
     assert (stop["Sip-Method"], stop["Sip-Response-Code"]) == ("BYE", "200")
     failed = by[("rad-call-2", "Failed")]
     assert (failed["Sip-Method"], failed["Sip-Response-Code"], failed["Sip-To-Tag"]) == ("INVITE", "486", "t2")
+    cdr_start = by[("rad-call-3", "Start")]  # RFC 2866: the session's Start at the answer
+    assert (cdr_start["Sip-Method"], cdr_start["Sip-Response-Code"], cdr_start["Sip-To-Tag"]) == ("INVITE", "200", "t3")
     cdr = by[("rad-call-3", "Stop")]
     assert (cdr["Sip-Method"], cdr["Acct-Session-Time"], cdr["Sip-Call-Duration"], cdr["Sip-Call-MSDuration"], cdr["Sip-Call-Setuptime"]) == ("INVITE", "7", "7", "7500", "2")
     # Event-Timestamp (RFC 2869 §5.3) is the record time, in seconds

@@ -231,3 +231,38 @@ def test_unanswered_cdr_invite_opens_no_dialog(acc_env):
 
     run(go())
     assert b["db"].records == []
+
+
+def test_transaction_reported_twice_is_one_record(acc_env):
+    cfg, b = acc_env
+
+    async def go():
+        acc = await _started(cfg, b)
+        req = request("OPTIONS", "dup", "a", cseq=7)
+        acc.transaction_completed(AccMark.parse("db|log"), req, 200, "OK", "t", SRC, T0)
+        acc.transaction_completed(AccMark.parse("db|log"), req, 200, "OK", "t", SRC, T0 + 0.5)
+        # a new transaction (next CSeq) is a new record
+        acc.transaction_completed(AccMark.parse("db|log"), request("OPTIONS", "dup", "a", cseq=8), 200, "OK", "t", SRC, T0 + 1)
+        await settle(acc)
+        await acc.close()
+
+    run(go())
+    # the in-memory backends ignore a record_id they have, like the SQL UNIQUE column
+    assert [(r.callid, r.time) for r in b["db"].records] == [("dup", 1_700_000_000_000), ("dup", 1_700_000_001_000)]
+    assert len(b["log"].records) == 2
+
+
+def test_aaa_with_cdr_sends_start_at_answer_and_cdr_as_stop(acc_env):
+    cfg, b = acc_env
+
+    async def go():
+        acc = await _started(cfg, b)
+        call(acc, AccMark.parse("aaa|db", "cdr"), callid="r1")
+        await settle(acc)
+        await acc.close()
+
+    run(go())
+    # aaa: Start (the answered INVITE); when the BYE is answered the CDR (Stop), then the BYE
+    # transaction itself (do_accounting("aaa") on the BYE in call())
+    assert [(r.kind, r.method, r.sip_code) for r in b["aaa"].records] == [("acc", "INVITE", 200), ("cdr", "INVITE", 200), ("acc", "BYE", 200)]
+    assert [r.kind for r in b["db"].records] == ["cdr"]

@@ -57,6 +57,17 @@ BACKEND_NAMES = ("log", "db", "aaa", "evi")
 _CDR_NS = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc")
 
 
+_ACC_NS = uuid.UUID("0b9d1a8e-6c2f-4a51-8d0e-1f5a3c7e9acc")
+
+
+def _cseq_number(request: Any) -> int | None:
+    try:
+        cseq = request.cseq
+        return int(cseq.seq) if cseq is not None else None
+    except Exception:  # unparsable CSeq: the record keeps its random id
+        return None
+
+
 def cdr_record_id(d: Dialog) -> str:
     """Deterministic id of a dialog's CDR: regenerated after a restart it is deduplicated."""
     return uuid.uuid5(_CDR_NS, "\x1f".join((d.callid, d.caller_tag, d.callee_tag))).hex
@@ -386,6 +397,10 @@ class Accounting:
                 if d is not None and self.journal is not None:
                     self.journal.opened(d)
                 # OpenSIPS `cdr`: the answered INVITE is accounted once, as the CDR at dialog end.
+                # RADIUS is the exception: RFC 2866 accounts a session as a Start and a Stop with
+                # the same Acct-Session-Id, so aaa gets the Start now and the CDR as the Stop.
+                if d is not None and "aaa" in types:
+                    self._emit(self._record(KIND_ACC, ("aaa",), mark.table, request, status, reason, to_tag, ts, extra))
                 return
             self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra))
             return
@@ -498,7 +513,7 @@ class Accounting:
         extra: dict[str, Any],
     ) -> AccRecord:
         method, from_tag, req_to_tag, callid = request_fields(request)
-        return AccRecord(
+        r = AccRecord(
             kind=kind,
             types=types,
             table=table,
@@ -511,6 +526,15 @@ class Accounting:
             time=ms(ts) or 0,
             extra=extra,
         )
+        if kind == KIND_ACC:
+            # One transaction, one record: the id is derived from the transaction (Call-ID,
+            # From tag, CSeq, method, status), so a transaction reported twice -- a retransmission
+            # mishandled upstream, a replay -- is deduplicated by the backends like a replay.
+            seq = _cseq_number(request)
+            if callid and seq is not None:
+                key = "\x1f".join((callid, from_tag or "", str(seq), method or "", str(code)))
+                r.record_id = uuid.uuid5(_ACC_NS, key).hex
+        return r
 
     def _missed(self, mark: AccMark, types: tuple[str, ...], request: Any, status: int, reason: str, to_tag: str | None, ts: float, extra: dict[str, Any]) -> None:
         self._emit(self._record(KIND_MISSED, types, mark.table, request, status, reason, to_tag, ts, extra))

@@ -1,8 +1,8 @@
 """aaa backend: RADIUS accounting (RFC 2866) with pyrad packets over asyncio UDP.
 
-Attributes follow OpenSIPS acc aaa: Acct-Status-Type Start for an answered initial INVITE, Stop
-for BYE/CANCEL and for a CDR (which also carries Acct-Session-Time and the Sip-Call-* duration
-attributes), Failed otherwise; Acct-Session-Id = Call-ID, Service-Type = Sip-Session,
+Attributes follow OpenSIPS acc aaa: Acct-Status-Type Start for an answered initial INVITE (also
+sent at the answer when the INVITE has the `cdr` flag), Stop for BYE/CANCEL and for a CDR (which
+also carries Acct-Session-Time and the Sip-Call-* duration attributes), Failed otherwise; Acct-Session-Id = Call-ID, Service-Type = Sip-Session,
 Sip-Method, Sip-Response-Code, Sip-From-Tag, Sip-To-Tag, Event-Timestamp (RFC 2869 §5.3).
 Retransmission (RFC 2866 §2, RFC 5080 §2.2.1): a request unanswered after radius_timeout_ms is
 sent again byte for byte (same Identifier and Request Authenticator, so the server can
