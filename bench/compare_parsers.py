@@ -255,6 +255,35 @@ def table(results: list[dict], workload: str, mode: str) -> list[str]:
     return lines
 
 
+def targets(results: list[dict]) -> list[str]:
+    """Issue 2's targets for the full parse of seed_invite (medians), met or not."""
+    med = {r["lib"]: r["median_us"] for r in results
+           if r["workload"] == "seed_invite" and r["mode"] == "full" and r.get("ok")}
+    if "fastsip-c" not in med and "fastsip-py" not in med:
+        return []
+    out = ["", "### Targets: full parse of seed_invite (medians)", "",
+           "| target | measured | met |", "|---|---|---|"]
+
+    def row(what: str, value: str, ok: bool | None) -> None:
+        out.append(f"| {what} | {value} | {'-' if ok is None else ('yes' if ok else '**no**')} |")
+
+    c, py = med.get("fastsip-c"), med.get("fastsip-py")
+    if c is not None:
+        row("compiled backend <= 1.2 µs", f"{c:.2f} µs", c <= 1.2)
+        for lib in ("sofia-sip", "libosip2"):
+            if lib in med:
+                row(f"compiled faster than {lib}", f"{lib} {med[lib]:.2f} µs = {med[lib] / c:.2f}x fastsip-c",
+                    c < med[lib])
+        if "sippy" in med:
+            row(">= 25x faster than sippy", f"sippy {med['sippy']:.2f} µs = {med['sippy'] / c:.1f}x fastsip-c",
+                med["sippy"] / c >= 25)
+    else:
+        row("compiled backend <= 1.2 µs", "compiled backend not measured", None)
+    if py is not None:
+        row("pure-Python backend <= 10 µs", f"{py:.2f} µs", py <= 10)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "MODE"))
@@ -300,6 +329,7 @@ def main() -> int:
         for mode in modes:
             print(f"\n### {wl} / {mode}\n")
             print("\n".join(table(results, wl, mode)))
+    print("\n".join(targets(results)))
     notes = {}
     import adapters
 
