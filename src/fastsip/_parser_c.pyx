@@ -613,7 +613,7 @@ cdef str _unquote(str s, Py_ssize_t i, Py_ssize_t end):
     cdef Py_ssize_t n = len(inner)
     while j < n:
         c = inner[j]
-        if c == "\\":
+        if c == "\\" and j + 1 < n:
             out.append(inner[j + 1])
             j += 2
             continue
@@ -1163,7 +1163,7 @@ def _set_param(str element, str name, value):
 cdef class Headers:
     """Case-insensitive multi-map of header values in wire order; compact names map to full names."""
 
-    cdef list _items
+    cdef object _items
     cdef dict _index
 
     def __init__(self, items):

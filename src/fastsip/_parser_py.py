@@ -692,6 +692,13 @@ class Message:
 
     __slots__ = ("_buf", "_sl", "_fields", "_tail", "_body", "_modified", "_cache")
 
+    _buf: bytes
+    _sl: tuple[bytes, int, int]
+    _fields: list[_Field]
+    _tail: tuple[bytes, int, int]
+    _body: tuple[bytes, int, int]
+    _modified: bool
+    _cache: dict[str, object]
     is_request: bool = False
 
     def __init__(self) -> None:
@@ -705,7 +712,7 @@ class Message:
         self._tail = tail  # (buffer, start, end) of the empty line
         self._body = body  # (buffer, start, end) of the body
         self._modified = False
-        self._cache: dict[str, object] = {}
+        self._cache = {}
 
     # --- raw access ----------------------------------------------------------
     def __bytes__(self) -> bytes:
@@ -1063,6 +1070,10 @@ class Request(Message):
 
     __slots__ = ("method", "version", "_uri_text", "_uri_offset")
 
+    method: str
+    version: str
+    _uri_text: str
+    _uri_offset: int
     is_request = True
 
     @property
@@ -1100,6 +1111,10 @@ class Response(Message):
     """A SIP response (RFC 3261 §7.2)."""
 
     __slots__ = ("status", "reason", "version")
+
+    status: int
+    reason: str
+    version: str
 
     def _copy_extra(self, new: Message) -> None:
         assert isinstance(new, Response)
@@ -1350,16 +1365,15 @@ def make_response(
             if not has_tag:
                 value += b";tag=" + to_tag.encode("utf-8")
         out.append(b"To: " + value + b"\r\n")
-    for key, name in (("from", b"From"), ("call-id", b"Call-ID"), ("cseq", b"CSeq")):
-        f = request._first(key)
-        if f is not None:
-            out.append(name + b": " + f.raw_value() + b"\r\n")
+    copied = [("from", b"From"), ("call-id", b"Call-ID"), ("cseq", b"CSeq")]
     if status == 100:
-        f = request._first("timestamp")  # §8.2.6.1
-        if f is not None:
-            out.append(b"Timestamp: " + f.raw_value() + b"\r\n")
-    for name, value in headers:
-        out.append(f"{name}: {value}\r\n".encode("utf-8"))
+        copied.append(("timestamp", b"Timestamp"))  # §8.2.6.1
+    for key, bname in copied:
+        field = request._first(key)
+        if field is not None:
+            out.append(bname + b": " + field.raw_value() + b"\r\n")
+    for hname, hvalue in headers:
+        out.append(f"{hname}: {hvalue}\r\n".encode("utf-8"))
     body = bytes(body)
     if body and content_type:
         out.append(f"Content-Type: {content_type}\r\n".encode("utf-8"))

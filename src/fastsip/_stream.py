@@ -32,8 +32,10 @@ class StreamParser:
         parse: Callable[..., object] | None = None,
     ) -> None:
         if parse is None:
-            from ._parser import parse as parse  # the active backend
-        self._parse = parse
+            from ._parser import parse as active  # the active backend
+
+            parse = active
+        self._parse: Callable[..., object] = parse
         self._buf = bytearray()
         self._max_size = max_size
         self._max_headers = max_headers
