@@ -24,6 +24,7 @@ LIBS = {
     "aiosipua": "adapters.aiosipua_adapter",
     "pyvoip": "adapters.pyvoip_adapter",
     "pysipio": "adapters.pysipio_adapter",
+    "py-floor": "adapters.floor_adapter",
 }
 
 FIELDS = (
