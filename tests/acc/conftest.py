@@ -1,11 +1,8 @@
-"""Shared fixtures of the accounting tests (real PostgreSQL and FreeRADIUS live in fixtures/)."""
+"""Shared fixtures of the accounting tests (real PostgreSQL and FreeRADIUS live in fixtures.py).
 
-import sys
-from pathlib import Path
+The package under test is the installed one (`pip install -e .` or `pip install .`, as
+scripts/run-tests.sh does): sys.path is not touched, so the compiled fastsip backend is the one
+the other suites see too.
+"""
 
-# The tests run from a checkout with or without `pip install -e`: make src/ importable.
-SRC = Path(__file__).resolve().parents[2] / "src"
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
-
-from .fixtures import freeradius_server, pg, postgres_server  # noqa: E402,F401
+from .fixtures import freeradius_server, pg, postgres_server  # noqa: F401

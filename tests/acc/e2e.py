@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[1] / "src"
 SCENARIOS = HERE / "scenarios"
 
 
@@ -76,8 +75,7 @@ class ProxyProcess:
     def start(self) -> None:
         self.runs += 1
         self.log_path = self.tmp / f"proxy-{self.runs}.log"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
+        env = dict(os.environ)  # the installed proxyapp, as the test process itself uses
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "proxyapp", "--config", str(self.cfg)], stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
         deadline = time.monotonic() + 20
