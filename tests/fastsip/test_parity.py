@@ -89,6 +89,8 @@ EDITS = (
     ("remove_header", ("l",)),
     ("set_header", ("Via", "SIP/2.0/UDP \u00e9h")),
     ("set_header", (b"Via", "x")),
+    ("set_via_param", ("ttl", None, -1)),
+    ("set_via_param", ("maddr", "h", 99)),
 )
 
 
