@@ -262,3 +262,26 @@ def test_dead_ua_dialog_ends_on_lifetime(tmp_path):
         assert r["end_reason"] == "lifetime" and r["sip_code"] == 200
         # lifetime counts from the last in-dialog request (the ACK, right after the answer)
         assert 2000 <= r["ms_duration"] <= 2100, r
+
+
+def test_proxy_sigkill_during_open_calls_keeps_journaled_dialogs(tmp_path):
+    """SIGKILL (no cleanup at all) while 20 calls are up: every dialog was journaled more than
+    one flush interval before the kill, so all 20 CDRs are written after the restart."""
+    db = str(tmp_path / "acc.db")
+    calls, hold = 20, 3000
+    proxy = ProxyProcess(tmp_path, {"db_url": db, "spool_dir": str(tmp_path / "spool")})
+    proxy.start()
+    try:
+        callee = uas(tmp_path, "uas_answer.xml", calls)
+        caller = uac(tmp_path, "uac_call.xml", proxy.port, callee.port, calls, rate=40, hold_ms=hold)
+        time.sleep(1.5)
+        assert proxy.stop(signal.SIGKILL) == -signal.SIGKILL
+        proxy.start()
+        assert caller.wait(60) == 0, caller.errors()
+        assert callee.wait(30) == 0, callee.errors()
+        wait_for(lambda: len(_cdrs(db)) >= calls, 15, f"{calls} CDRs")
+    finally:
+        proxy.stop()
+    rows = _cdrs(db)
+    assert len(rows) == calls and len({r["callid"] for r in rows}) == calls
+    assert all(abs(r["ms_duration"] - hold) <= 50 for r in rows)
