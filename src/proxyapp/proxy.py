@@ -619,8 +619,14 @@ class Proxy:
 
     # ------------------------------------------------------------------ stateless replies
 
-    def sl_reply(self, msg: Any, reply_dest: Target, status: int, reason: str | None, headers: tuple = ()) -> bytes:
-        """Stateless reply (OpenSIPS sl_send_reply); the To tag is stable across retransmissions."""
+    def sl_reply(
+        self, msg: Any, reply_dest: Target, status: int, reason: str | None, headers: tuple = (),
+        source: Target | None = None, mark: Any = None,
+    ) -> bytes:
+        """Stateless reply (OpenSIPS sl_send_reply); the To tag is stable across retransmissions.
+
+        Accounting sees a final one like a completed transaction (the local 483/404/500 of a
+        script), with the script's mark if it set one. Returns the bytes sent."""
         to_tag = None
         if status > 100:
             to = msg.to
@@ -633,6 +639,14 @@ class Proxy:
             logger.debug("stateless reply {} {} to {}:{}", status, resp.reason, reply_dest.host, reply_dest.port)
         if self.acc is not None:
             self._acc_response(resp)
+            if status >= 200 and source is not None and msg.method != "ACK":
+                try:
+                    self.acc.transaction_completed(
+                        mark, msg, status, resp.reason, to_tag or (msg.to.tag if msg.to else None),
+                        source.addr, self.wallclock(),
+                    )
+                except Exception:
+                    logger.exception("accounting transaction_completed failed")
         return data
 
     def _sl_tag(self, msg: Any) -> str:
@@ -940,7 +954,7 @@ class Proxy:
         if not sctx.maxfwd_done:
             if not self.process_maxfwd(msg):
                 if msg.method != "ACK":
-                    self.sl_reply(msg, sctx.reply_dest, 483, "Too Many Hops")
+                    self.sl_reply(msg, sctx.reply_dest, 483, "Too Many Hops", source=sctx.source, mark=sctx.acc_mark)
                 return True
             sctx.maxfwd_done = True
         target = self._next_hop(msg, dest or sctx.dst_uri)

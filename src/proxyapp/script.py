@@ -137,7 +137,7 @@ class Script:
                 if not tctx.final_sent and not tctx.branches:
                     proxy.t_reply(tctx, 500, "Server Internal Error")
             elif not ctx.replied:
-                proxy.sl_reply(ctx.msg, ctx.reply_dest, 500, "Server Internal Error")
+                proxy.sl_reply(ctx.msg, ctx.reply_dest, 500, "Server Internal Error", source=ctx.source, mark=ctx.acc_mark)
         except Exception:
             logger.exception("cannot answer 500 after a script error")
 
@@ -335,7 +335,7 @@ class ScriptContext:
     # ---------------------------------------------------------- replies and transactions
 
     def sl_send_reply(self, code: int, reason: str | None = None) -> bool:
-        self.proxy.sl_reply(self.msg, self.reply_dest, int(code), reason)
+        self.proxy.sl_reply(self.msg, self.reply_dest, int(code), reason, source=self.source, mark=self.acc_mark)
         self.replied = True
         return True
 

@@ -200,3 +200,14 @@ def test_config_errors_name_the_key(data, key):
         Config.from_dict(data)
     assert ei.value.key == key
     assert str(ei.value).startswith(f"config: {key}: ")
+
+
+def test_accounting_sees_stateless_finals_too():
+    h = Harness()
+    acc = FakeAcc()
+    h.proxy.acc = acc
+    h.rx(req(max_forwards="0"))  # the default script's sl_send_reply(483)
+    assert acc.calls[0] == ("request", "INVITE", CALLER, 1000.0)
+    assert acc.calls[1] == ("response", 483)
+    assert acc.calls[2] == ("completed", None, "INVITE", 483, "Too Many Hops", True, CALLER, 1000.0)
+    assert len(acc.calls) == 3
