@@ -95,7 +95,8 @@ class LogBackend(Backend):
             return
         if self.cfg.log_file:
             self._sinks.append(
-                logger.add(self.cfg.log_file, filter=_is_acc, format="{time:YYYY-MM-DD HH:mm:ss.SSS} {message}", level=self.cfg.log_level.upper())
+                # enqueue: the sink writes from loguru's own thread, never in the event loop
+                logger.add(self.cfg.log_file, filter=_is_acc, format="{time:YYYY-MM-DD HH:mm:ss.SSS} {message}", level=self.cfg.log_level.upper(), enqueue=True)
             )
         if self.cfg.log_syslog:
             addr = self.cfg.log_syslog_address
@@ -112,7 +113,8 @@ class LogBackend(Backend):
             )
             handler.ident = "proxyapp: "
             self._syslog = handler
-            self._sinks.append(logger.add(handler, filter=_is_acc, format="{message}", level=self.cfg.log_level.upper()))
+            # enqueue: a stuck syslog daemon blocks a unix datagram socket; never in the event loop
+            self._sinks.append(logger.add(handler, filter=_is_acc, format="{message}", level=self.cfg.log_level.upper(), enqueue=True))
 
     async def write(self, records: list[AccRecord]) -> None:
         level = self.cfg.log_level.upper()
