@@ -126,26 +126,6 @@ def _same_ip(a: str, b: str) -> bool:
     return False
 
 
-def stamp_via(value: str, received: str | None, rport: int | None) -> str:
-    """The first element of a Via header value with ``received`` put right after the sent-by and a
-    bare ``rport`` given its value, as OpenSIPS writes them (RFC 3261 §18.2.1, RFC 3581 §4)."""
-    cut = value.find(",")
-    first, rest = (value, "") if cut < 0 else (value[:cut], value[cut:])
-    parts = first.split(";")
-    head = parts[0]
-    params = []
-    for p in parts[1:]:
-        name = p.split("=", 1)[0].strip().lower()
-        if name == "received" and received is not None:
-            continue
-        if name == "rport" and rport is not None and "=" not in p:
-            p = f"rport={rport}"
-        params.append(p)
-    if received is not None:
-        params.insert(0, f"received={received}")
-    return ";".join([head, *params]) + rest
-
-
 def _uri_target(uri: Any) -> tuple[str, int | None, str] | None:
     """(host, port or None, transport) of a SIP URI per RFC 3263 §4.1 (maddr wins), or None."""
     if getattr(uri, "host", None) is None:
@@ -614,8 +594,12 @@ class Proxy:
         rport = source.port if via.rport is True else None
         if received is None and rport is None:
             return
-        first = headers.getall("Via")[0]
-        msg.set_header("Via", stamp_via(first, received, rport))
+        # fastsip puts a new param right after the sent-by and fills a bare rport in place,
+        # which is where OpenSIPS writes them (the seed's 100 Trying).
+        if received is not None:
+            msg.set_via_param("received", received)
+        if rport is not None:
+            msg.set_via_param("rport", str(rport))
 
     # ------------------------------------------------------------------ stateless replies
 

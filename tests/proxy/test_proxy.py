@@ -7,12 +7,13 @@ import types
 
 import pytest
 
-from proxyapp.proxy import Resolve, Target, stamp_via
+import fastsip
+from proxyapp.proxy import Resolve, Target
 from proxyapp.script import Script
 from proxyapp.transaction import CancelTimer, Send, StartTimer
 
 from .harness import CALLEE, CALLER, Harness, branch_of, req, resp_for, sends, timers
-from .seed import FORWARDED_BRANCH_RE, FROM_IP, FROM_PORT, INVITE, OUT_IP, PROXY_IP, TRYING, forwarded_invite
+from .seed import FORWARDED_BRANCH_RE, FROM_IP, FROM_PORT, INVITE, OUT_IP, PROXY_IP, PVT_IP, TRYING, forwarded_invite
 
 
 # ------------------------------------------------------------------ the seed
@@ -32,12 +33,18 @@ def test_seed_invite_gives_the_seed_100_and_forwarded_invite_exactly():
     assert acts[2:] == [StartTimer(tx, "A", 0.5), StartTimer(tx, "B", 32.0), StartTimer(tx, "C", 180.0)]
 
 
-def test_stamp_via_puts_received_after_sent_by_and_fills_rport():
-    v = "SIP/2.0/UDP 192.168.1.20:58088;branch=z9hG4bK-x;rport, SIP/2.0/UDP 10.0.0.9"
-    assert stamp_via(v, "203.0.113.7", 4539) == (
-        "SIP/2.0/UDP 192.168.1.20:58088;received=203.0.113.7;branch=z9hG4bK-x;rport=4539, SIP/2.0/UDP 10.0.0.9"
+def test_received_goes_after_sent_by_and_rport_is_filled_in_the_top_via_only():
+    # Quoted ';' and ',' in a Via param must not confuse the edit (a string split would).
+    via = 'SIP/2.0/UDP 192.168.1.20:58088;branch=z9hG4bK-x;x="a;b,c";rport, SIP/2.0/UDP 10.0.0.9;rport'
+    h = Harness()
+    acts = h.rx(INVITE.replace(
+        b"Via: SIP/2.0/UDP " + PVT_IP.encode() + b":58088;branch=z9hG4bK-d8754z-1cf67b12fff3ba66-1---d8754z-;rport",
+        b"Via: " + via.encode()), (FROM_IP, FROM_PORT))
+    fwd = fastsip.parse(acts[1].data)
+    assert fwd.headers.getall("Via")[1] == (
+        f'SIP/2.0/UDP 192.168.1.20:58088;received={FROM_IP};branch=z9hG4bK-x;x="a;b,c";rport={FROM_PORT}, '
+        "SIP/2.0/UDP 10.0.0.9;rport"
     )
-    assert stamp_via("SIP/2.0/UDP h;received=1.1.1.1;branch=b", "2.2.2.2", None) == "SIP/2.0/UDP h;received=2.2.2.2;branch=b"
 
 
 def test_no_received_when_sent_by_is_the_source_and_no_rport():
