@@ -127,7 +127,10 @@ class FreeRadius:
         self._configure()
 
     def _configure(self) -> None:
-        shutil.copytree("/etc/freeradius/3.0", self.raddb, symlinks=False)
+        try:
+            shutil.copytree("/etc/freeradius/3.0", self.raddb, symlinks=False)
+        except shutil.Error:
+            pass  # as a non-root user the certs are unreadable; an accounting server needs none
         # Only the modules an accounting server needs: every other module may want certs etc.
         for p in (self.raddb / "mods-enabled").iterdir():
             p.unlink()
