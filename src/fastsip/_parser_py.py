@@ -76,7 +76,9 @@ _ALPHA = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _URI_FORBIDDEN = frozenset(' \t\r\n"<>\\^`{|}\x00')
 # A generic parameter value ends at one of these (gen-value = token / host / quoted-string).
 _PARAM_VALUE_END = frozenset(";,? \t<>\"")
-_FOLD_RE = re.compile(rb"[ \t]*\r?\n[ \t]+")
+# RFC 3261 §7.3.1: a line break followed by whitespace (possibly several, possibly
+# with whitespace-only lines between) is one LWS, replaced by a single space.
+_FOLD_RE = re.compile(rb"[ \t]*(?:\r?\n[ \t]+)+")
 # The scanners below run in C through re; each mirrors a C loop of the Cython backend.
 _WS_RE = re.compile(r"[ \t]*")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]*")
@@ -519,6 +521,7 @@ def _parse_vias(s: str, base: int, out: list[Via]) -> None:
     i = 0
     while True:
         i = _skip_ws(s, i)
+        element = i  # errors in params point at the via-parm that holds them
         parts = []
         for k in range(3):
             j = _scan_token(s, i)
@@ -544,10 +547,10 @@ def _parse_vias(s: str, base: int, out: list[Via]) -> None:
         if rport is not None and rport != "" and (
             any(c not in _DIGITS for c in rport) or len(rport) > 5 or int(rport) > _MAX_PORT
         ):
-            raise ViaError("Via: invalid rport", base, "Via")
+            raise ViaError("Via: invalid rport", base + element, "Via")
         ttl = params.get("ttl")
         if ttl is not None and (any(c not in _DIGITS for c in ttl) or len(ttl) > 3 or int(ttl) > 255):
-            raise ViaError("Via: invalid ttl", base, "Via")
+            raise ViaError("Via: invalid ttl", base + element, "Via")
         out.append(Via(f"{parts[0]}/{parts[1]}", parts[2].upper(), host, port, params))
         if i >= n:
             return
@@ -851,7 +854,13 @@ class Message:
     @property
     def content_length(self) -> int | None:
         f = self._first("content-length")
-        return None if f is None else int(f.value())
+        if f is None:
+            return None
+        value = f.value()
+        # Framing checked the received value; an edit may have written anything.
+        if not value.isdigit() or not value.isascii() or len(value) > 10:
+            raise ContentLengthError("Content-Length is not a number", f.vs)
+        return int(value)
 
     @property
     def content_type(self) -> str | None:
@@ -984,7 +993,7 @@ class Message:
 
 
 def _split_elements(value: str) -> list[str]:
-    """Split a header value at top-level commas (not inside quotes, <> or [])."""
+    """Split a header value at top-level commas (not inside quotes or <>)."""
     out: list[str] = []
     rest = value
     while True:

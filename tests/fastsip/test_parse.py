@@ -428,3 +428,23 @@ def test_parse_errors_pickle_round_trip() -> None:
     err = pickle.loads(pickle.dumps(errors.ViaError("Via: bad", 42, "Via")))
     assert (type(err), err.offset, err.header, str(err)) == (errors.ViaError, 42, "Via", "Via: bad (at byte 42)")
     assert isinstance(fastsip.parse(req()), fastsip.Request)
+
+
+def test_whitespace_only_continuation_lines_fold_to_one_space(impl) -> None:
+    msg = impl.parse(b"OPTIONS sip:a@b SIP/2.0\r\nSubject: a\r\n   \r\n  b\r\n\r\n")
+    assert msg.headers["Subject"] == "a b"
+
+
+def test_via_param_errors_point_at_their_via_parm(impl) -> None:
+    prefix = b"OPTIONS sip:a@b SIP/2.0\r\nVia: "
+    msg = impl.parse(prefix + b"SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;rport=x\r\n\r\n")
+    with pytest.raises(errors.ViaError) as info:
+        msg.via
+    assert info.value.offset == len(prefix) + len("SIP/2.0/UDP a;branch=z9hG4bK1, ")
+
+
+def test_edited_content_length_must_still_be_a_number(impl) -> None:
+    msg = impl.parse(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+    msg.set_header("Content-Length", "1_0")
+    with pytest.raises(errors.ContentLengthError):
+        msg.content_length
