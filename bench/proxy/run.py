@@ -191,7 +191,7 @@ class Proc:
 def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     exe = shutil.which("kamailio") or "/usr/sbin/kamailio"
     cmd = [exe, "-f", str(HERE / "kamailio.cfg"), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}",
-           "-Y", str(rundir), "-P", str(rundir / "kamailio.pid"), "-m", "128", "-A", KAMAILIO_DEFINES[variant]]
+           "-Y", str(rundir), "-P", str(rundir / "kamailio.pid"), "-m", "1024", "-A", KAMAILIO_DEFINES[variant]]
     if variant == "acc_db":
         db = rundir / "acc.db"
         # WAL: Kamailio's db_sqlite sets no busy timeout, so with two workers a rollback-journal database
