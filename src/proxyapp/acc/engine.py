@@ -259,7 +259,13 @@ def make_backends(cfg: AccConfig, subscribers: dict[str, list[Callable[..., Any]
     """The four backends for this configuration (the db one picked by the URL scheme)."""
     from .backends.evi import EviBackend
     from .backends.log import LogBackend
-    from .backends.radius import RadiusBackend
+
+    try:
+        from .backends.radius import RadiusBackend
+
+        aaa: Backend = RadiusBackend(cfg)
+    except ImportError as exc:  # pyrad is an optional dependency (the [proxy] extra)
+        aaa = _Unavailable("aaa", f"RADIUS accounting needs pyrad ({exc})")
 
     if cfg.db_is_postgres:
         from .backends.db_postgres import PostgresBackend
@@ -269,7 +275,19 @@ def make_backends(cfg: AccConfig, subscribers: dict[str, list[Callable[..., Any]
         from .backends.db_sqlite import SqliteBackend
 
         db = SqliteBackend(cfg)
-    return {"log": LogBackend(cfg), "db": db, "aaa": RadiusBackend(cfg), "evi": EviBackend(cfg, subscribers)}
+    return {"log": LogBackend(cfg), "db": db, "aaa": aaa, "evi": EviBackend(cfg, subscribers)}
+
+
+class _Unavailable(Backend):
+    """A backend whose library is not installed: its records wait in the spool (never lost)
+    until the proxy runs with the dependency."""
+
+    def __init__(self, name: str, why: str) -> None:
+        self.name = name
+        self.why = why
+
+    async def write(self, records: list[AccRecord]) -> None:
+        raise BackendError(self.why)
 
 
 class Accounting:
