@@ -80,7 +80,9 @@ __all__ = [
 IMPLEMENTATION = "c"
 
 cdef str _WS = " \t"
-_FOLD_RE = re.compile(rb"[ \t]*\r?\n[ \t]+")
+# RFC 3261 §7.3.1: a line break followed by whitespace (possibly several, possibly
+# with whitespace-only lines between) is one LWS, replaced by a single space.
+_FOLD_RE = re.compile(rb"[ \t]*(?:\r?\n[ \t]+)+")
 cdef int _MAX_PORT = 65535
 cdef long long _MAX_CSEQ = 2**31 - 1
 
@@ -891,7 +893,7 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
     cdef Txt* t = &tt
     _txt(t, s)
     cdef Py_ssize_t n = t.n
-    cdef Py_ssize_t i = 0, j = 0, h_end, k
+    cdef Py_ssize_t i = 0, j = 0, h_end, k, element
     cdef Py_ssize_t ps[3]
     cdef Py_ssize_t pe[3]
     cdef long port_v
@@ -901,6 +903,7 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
     cdef PyObject* pv
     while True:
         i = _skip_ws(t, i, n)
+        element = i  # errors in params point at the via-parm that holds them
         for k in range(3):
             j = _scan_cls(t, i, n, C_TOKEN)
             if j == i:
@@ -940,12 +943,12 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
             if pv != NULL:
                 rport = <object>pv
                 if rport is not None and rport != "" and not _digits_upto(rport, 5, _MAX_PORT):
-                    raise ViaError("Via: invalid rport", base, "Via")
+                    raise ViaError("Via: invalid rport", base + element, "Via")
             pv = PyDict_GetItem(params, S_TTL)
             if pv != NULL:
                 ttl = <object>pv
                 if ttl is not None and not _digits_upto(ttl, 3, 255):
-                    raise ViaError("Via: invalid ttl", base, "Via")
+                    raise ViaError("Via: invalid ttl", base + element, "Via")
         via = Via.__new__(Via)
         via.protocol = protocol
         via.transport = transport
@@ -1068,7 +1071,7 @@ cdef object _parse_cseq(str s, Py_ssize_t base):
 
 
 def _split_elements(value):
-    """Split a header value at top-level commas (not inside quotes, <> or [])."""
+    """Split a header value at top-level commas (not inside quotes or <>)."""
     out = []
     rest = value
     while True:
@@ -1548,7 +1551,11 @@ cdef class Message:
                 v = v * 10 + (p[i] - 48)
             else:
                 return v
-        return int(self._value(k))
+        # Framing checked the received value; an edit may have written anything.
+        value = self._value(k)
+        if not value.isdigit() or not value.isascii() or len(value) > 10:
+            raise ContentLengthError("Content-Length is not a number", f.vs)
+        return int(value)
 
     @property
     def content_type(self):

@@ -65,6 +65,10 @@ EXTRA = [
     b"OPTIONS sips:u:pw@h:5061;a=b?X=1&Y=2 SIP/2.0\r\nVia: SIP/2.0/TLS h\r\nMax-Forwards: 300\r\n"
     b"CSeq: 99999999999 OPTIONS\r\nCall-ID:\r\nContent-Length: 0\r\n\r\n",
     b"MESSAGE urn:x:y SIP/2.0\r\nVia: SIP/2.0/UDP h:99999\r\nFrom: <sip:%zz@h>\r\nTo: x <sip:a@[::1]>\r\n\r\n",
+    # Whitespace-only continuation lines fold into the one LWS; rport/ttl errors in a later via-parm.
+    b"BYE sip:a@b SIP/2.0\r\nSubject: a \r\n \t\r\n\t\r\n  b\r\nVia: SIP/2.0/UDP a;branch=1,\r\n   \r\n  "
+    b"SIP/2.0/UDP b;rport=70000\r\nVia: SIP/2.0/UDP c, SIP/2.0/TCP d;ttl=x\r\nContent-Length:\r\n  \r\n 0\r\n\r\n",
+    b"BYE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP c, SIP/2.0/TCP d;ttl=256;rport\r\n\r\n",
 ]
 
 EDITS = (
@@ -91,6 +95,10 @@ EDITS = (
     ("set_header", (b"Via", "x")),
     ("set_via_param", ("ttl", None, -1)),
     ("set_via_param", ("maddr", "h", 99)),
+    ("set_header", ("Content-Length", "1_0")),
+    ("set_header", ("l", "\u0661")),
+    ("set_header", ("Content-Length", "12345678901")),
+    ("set_header", ("Content-Length", " 7")),
 )
 
 
