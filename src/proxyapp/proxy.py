@@ -44,7 +44,6 @@ from .transaction import (
     ACCEPTED,
     COMPLETED,
     PROCEEDING,
-    TERMINATED,
     TRYING,
     Action,
     ClientInviteTransaction,
@@ -1188,12 +1187,10 @@ class Proxy:
             return
         status = best.final_status
         if tctx.method != "INVITE" and best.final is None and status == 408:
-            # RFC 4320 §4.2: never 408 to a non-INVITE; the client times out by itself.
+            # RFC 4320 §4.2: never 408 to a non-INVITE; the client times out by itself. The server
+            # transaction stays to absorb its retransmissions until then (never forwarded twice).
             tctx.final_sent = True
-            tx = tctx.server_tx
-            if tx.state != TERMINATED:
-                tx.state = TERMINATED
-                self._tx_actions([Terminated(tx)])
+            self._tx_actions(tctx.server_tx.abandon())
             return
         if best.final is None:
             if status == 408 and tctx.cancelled:

@@ -249,10 +249,26 @@ class ServerNonInviteTransaction(Transaction):
         return acts
 
     def on_request(self) -> list[Action]:
-        # §17.2.2: absorbed in Trying; the last response is resent in Proceeding and Completed.
+        # §17.2.2: absorbed in Trying; the last response is resent in Proceeding and Completed
+        # (an abandoned transaction, see abandon(), has none: absorbed).
         if self.state in (PROCEEDING, COMPLETED) and self.last_response is not None:
             return [Send(self.dest, self.last_response, self)]
         return []
+
+    def abandon(self) -> list[Action]:
+        """Every branch timed out and the TU sends no final upstream (RFC 4320 §4.2: no 408 to a
+        non-INVITE). The transaction still absorbs the client's retransmissions until the client
+        itself gives up (its Timer F = 64*T1, RFC 3261 §17.1.2.2), so nothing is forwarded twice:
+        Completed without a response to repeat, then Timer J = 64*T1 (0 on reliable transports,
+        where the client does not retransmit)."""
+        if self.state not in (TRYING, PROCEEDING):
+            return []
+        if self.reliable:
+            self.state = TERMINATED
+            return [Terminated(self)]
+        self.state = COMPLETED
+        self.last_response = None  # on_request: absorbed, nothing resent
+        return [StartTimer(self, "J", 64 * self._cfg.t1)]
 
     def on_timer(self, name: str) -> list[Action]:
         if name == "J" and self.state == COMPLETED:

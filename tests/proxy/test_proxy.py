@@ -216,6 +216,32 @@ def test_non_invite_timeout_sends_no_408_rfc4320():
     fwd = sends(h.rx(req("OPTIONS")))[0]
     acts = h.fire(fwd.tx, "F")
     assert sends(acts) == []
+    assert h.proxy.client_txs == {}
+
+
+def test_timed_out_non_invite_absorbs_late_retransmissions_until_timer_j():
+    # RFC 4320 / RFC 3261 §17.2.2: after every branch timed out (no final upstream), the server
+    # transaction stays for 64*T1 and absorbs the client's retransmissions: nothing is forwarded twice.
+    h = Harness()
+    options = req("OPTIONS")
+    fwd = sends(h.rx(options))[0]
+    acts = h.fire(fwd.tx, "F")
+    assert sends(acts) == []
+    (server_tx,) = h.proxy.server_txs.values()
+    assert [(tx, name, when) for tx, name, when in h.armed.values()] == [(server_tx, "J", 64 * 0.5)]
+    for _ in range(3):
+        assert h.rx(options) == []  # absorbed: not forwarded, nothing resent
+    assert h.proxy.stats.forwarded == 1 and h.proxy.stats.retransmissions == 3
+    h.fire(server_tx, "J")
+    assert h.proxy.server_txs == {} and h.proxy.client_txs == {} and h.armed == {}
+    # Only after Timer J is the same request new again (the client has long given up by then).
+    assert len(sends(h.rx(options))) == 1
+
+
+def test_timed_out_non_invite_over_tcp_is_freed_at_once():
+    h = Harness()
+    fwd = sends(h.rx(req("OPTIONS"), transport="tcp"))[0]
+    h.fire(fwd.tx, "F")
     assert h.proxy.server_txs == {} and h.proxy.client_txs == {}
 
 

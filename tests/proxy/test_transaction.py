@@ -119,6 +119,20 @@ def test_non_invite_server_proceeding_resends_provisional():
     assert tx.on_request() == [Send(DEST, b"1xx", tx)]
 
 
+def test_non_invite_server_abandoned_absorbs_for_64_t1_rfc4320():
+    # No final goes upstream after every branch timed out: Completed with nothing to resend.
+    tx = ServerNonInviteTransaction("k", DEST, False, CFG)
+    tx.send_response(100, b"100")
+    assert tx.abandon() == [StartTimer(tx, "J", 64 * 0.5)]
+    assert tx.state == COMPLETED
+    assert tx.on_request() == []
+    assert tx.send_response(200, b"late") == []
+    assert tx.abandon() == []
+    assert tx.on_timer("J") == [Terminated(tx)]
+    reliable = ServerNonInviteTransaction("k", DEST, True, CFG)
+    assert reliable.abandon() == [Terminated(reliable)]
+
+
 def test_non_invite_server_reliable_j_is_zero():
     tx = ServerNonInviteTransaction("k", DEST, True, CFG)
     assert tx.send_response(200, b"200") == [Send(DEST, b"200", tx), Terminated(tx)]
