@@ -13,7 +13,7 @@ from typing import Any
 from loguru import logger
 
 from . import __version__
-from .config import LOG_LEVELS, Config, ConfigError
+from .config import LOG_LEVELS, Config, ConfigError, Listen
 
 EXIT_CONFIG = 2
 
@@ -109,7 +109,15 @@ async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None =
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="proxyapp", description="A stateful SIP proxy on fastsip.")
-    ap.add_argument("-c", "--config", help="TOML configuration file (default: listen on 127.0.0.1:5060 UDP+TCP)")
+    ap.add_argument(
+        "-c", "--config",
+        help="TOML configuration file (default: listen on 127.0.0.1:5060 UDP+TCP, the default script, "
+             "accounting to ./proxyapp-acc.db)",
+    )
+    ap.add_argument(
+        "-l", "--listen", action="append", metavar="PROTO:IP:PORT",
+        help="listen here instead of the configuration's listen list (repeatable), like kamailio -l",
+    )
     ap.add_argument("-V", "--version", action="store_true", help="print version and build facts, then exit")
     ap.add_argument("--log-level", help=f"override log_level ({', '.join(LOG_LEVELS)})")
     ap.add_argument("--check", action="store_true", help="validate the configuration and the script, then exit")
@@ -118,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         print(version_text())
         return 0
     try:
-        cfg = Config.load(args.config) if args.config else Config()
+        cfg = Config.load(args.config) if args.config else Config.embedded()
+        if args.listen:
+            cfg.listen = [Listen.parse(v, "--listen") for v in args.listen]
         if args.log_level:
             level = args.log_level.upper()
             if level not in LOG_LEVELS:

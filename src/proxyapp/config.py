@@ -11,6 +11,10 @@ from typing import Any
 from . import __version__
 
 DEFAULT_LISTEN = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
+# The [acc] table of the embedded defaults (``proxyapp`` with no --config): SQLite records and
+# CDRs in the working directory, spool and dialog journal beside them. A configuration file
+# without an [acc] table has no accounting (the operator said everything there is to say).
+DEFAULT_ACC = {"db_url": "proxyapp-acc.db", "spool_dir": "proxyapp-acc-spool"}
 DEFAULT_SERVER_HEADER = f"proxyapp ({__version__})"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -116,6 +120,12 @@ class Config:
     max_message_size: int = 65535
     acc: dict[str, Any] = field(default_factory=dict)  # passed through to proxyapp.acc.AccConfig
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
+
+    @classmethod
+    def embedded(cls) -> "Config":
+        """The embedded defaults used without --config: loopback 5060 UDP+TCP, the default
+        script, accounting to SQLite (DEFAULT_ACC, relative to the working directory)."""
+        return cls(acc=dict(DEFAULT_ACC))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":

@@ -37,6 +37,9 @@ except Exception:  # accounting not installed yet: do_accounting still validates
     AccMark = None  # type: ignore[assignment,misc]
 
 
+_MARKS: dict[tuple[str, str, str | None], Any] = {}  # do_accounting arguments -> parsed template
+
+
 class ScriptLoadError(Exception):
     """The script file cannot be loaded or has no ``route`` function."""
 
@@ -405,7 +408,13 @@ class ScriptContext:
         if self.acc_mark is not None:
             self.acc_mark.update(types, flags, table)
         else:
-            self.acc_mark = AccMark.parse(types, flags, table)
+            # Parsed once per distinct argument triple; each transaction gets its own copy
+            # because a mark is mutable (missed is cleared after the first missed call).
+            key = (types, flags, table)
+            tpl = _MARKS.get(key)
+            if tpl is None:
+                tpl = _MARKS[key] = AccMark.parse(types, flags, table)
+            self.acc_mark = AccMark(set(tpl.types), tpl.cdr, tpl.missed, tpl.failed, tpl.table)
         if self.tctx is not None:
             self.tctx.acc_mark = self.acc_mark
         return True

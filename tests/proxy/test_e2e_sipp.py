@@ -342,3 +342,49 @@ def test_accounting_records_busy_and_answered_calls(proxy_factory, sipp, tmp_pat
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT method, sip_code, sip_reason, to_tag IS NOT NULL FROM acc ORDER BY time").fetchall()
     assert rows == [("INVITE", 486, "Busy Here", 1), ("INVITE", 200, "OK", 1)]
+
+
+def test_embedded_defaults_write_sqlite_accounting_in_the_working_directory(sipp, tmp_path):
+    # `proxyapp` with no --config (the README's first command): only the port is changed, with
+    # --listen, so the test does not need 5060. Records land in ./proxyapp-acc.db of its cwd.
+    import os
+    import sqlite3
+
+    from .support import _stop
+
+    port = free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    log_path = tmp_path / "proxy.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proxyapp", "--listen", f"udp:127.0.0.1:{port}", "--listen", f"tcp:127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(workdir),
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while b"ready" not in log_path.read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        uas_port = free_port()
+        uas = sipp.uas("uas_486.xml", uas_port)
+        res = sipp.uac("uac_486.xml", port, f"127.0.0.1:{uas_port}")
+        assert res.returncode == 0 and sipp.wait(uas) == 0, sipp.logs()
+        uas = sipp.uas("uas_call.xml", uas_port)
+        res = sipp.uac("uac_call.xml", port, f"127.0.0.1:{uas_port}")
+        assert res.returncode == 0 and sipp.wait(uas) == 0, sipp.logs()
+    finally:
+        _stop(proc)  # SIGTERM: accounting flushes
+    log = log_path.read_text()
+    assert proc.returncode == 0 and "Traceback" not in log, log
+    db = workdir / "proxyapp-acc.db"
+    assert db.exists(), (sorted(p.name for p in workdir.iterdir()), log)
+    with sqlite3.connect(db) as conn:
+        acc = conn.execute("SELECT method, sip_code, duration IS NOT NULL FROM acc ORDER BY time").fetchall()
+        missed = conn.execute("SELECT method, sip_code FROM missed_calls").fetchall()
+    # The 486 as a failed transaction and as a missed call; the answered call as one CDR.
+    assert acc == [("INVITE", 486, 0), ("INVITE", 200, 1)], (acc, log)
+    assert missed == [("INVITE", 486)]
+    assert "ACC: " in log  # the log backend too

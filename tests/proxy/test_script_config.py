@@ -156,8 +156,9 @@ def test_accounting_sees_marks_local_finals_and_every_upstream_response():
     opt = sends(h.rx(req("OPTIONS", branch="z9hG4bKo")))[0]
     h.fire(opt.tx, "F")
     assert [c[0] for c in acc.calls] == ["request"]
-    # a local 408 (Timer B) on an INVITE is completed with mark None when not marked
-    h2 = Harness()
+    # a local 408 (Timer B) on an INVITE is completed with mark None when not marked (the
+    # default script marks INVITEs, so a script that only relays)
+    h2 = Harness(script=Script(types.SimpleNamespace(route=lambda msg, ctx: ctx.t_relay()), None))
     acc2 = FakeAcc()
     h2.proxy.acc = acc2
     fwd = sends(h2.rx(req()))[1]
@@ -166,6 +167,38 @@ def test_accounting_sees_marks_local_finals_and_every_upstream_response():
 
 
 # ------------------------------------------------------------------ configuration
+
+
+def test_embedded_defaults_account_to_sqlite_in_the_working_directory():
+    from proxyapp.acc import AccConfig
+
+    from proxyapp.config import DEFAULT_ACC
+
+    cfg = Config.embedded()
+    assert [str(x) for x in cfg.listen] == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+    assert cfg.script is None and cfg.acc == DEFAULT_ACC
+    acc = AccConfig.from_dict(cfg.acc)
+    assert str(acc.sqlite_path) == "proxyapp-acc.db" and not acc.db_is_postgres
+    assert acc.spool_dir == "proxyapp-acc-spool"
+    # A configuration file without [acc] has no accounting; the embedded dict is not shared.
+    assert Config.from_dict({}).acc == {}
+    cfg.acc["db_url"] = "x.db"
+    assert Config.embedded().acc == DEFAULT_ACC
+
+
+def test_default_script_marks_initial_invites_for_log_db_cdr_missed_failed():
+    h = Harness()
+    h.rx(req())
+    (tx,) = h.proxy.server_txs.values()
+    mark = tx.owner.acc_mark
+    assert (mark.types, mark.cdr, mark.missed, mark.failed, mark.table) == ({"log", "db"}, True, True, True, None)
+    h.rx(req("OPTIONS", branch="z9hG4bKo"))
+    opt = [t for t in h.proxy.server_txs.values() if t is not tx][0]
+    assert opt.owner.acc_mark is None
+    # each transaction has its own mark (a mark is mutable: missed is cleared after use)
+    h.rx(req(branch="z9hG4bKc2", cseq=2))
+    marks = [t.owner.acc_mark for t in h.proxy.server_txs.values() if t.owner.method == "INVITE"]
+    assert len(marks) == 2 and marks[0] == marks[1] and marks[0] is not marks[1]
 
 
 def test_config_defaults():
