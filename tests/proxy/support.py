@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
+import proxyapp
+
 ROOT = Path(__file__).resolve().parents[2]
-SRC = ROOT / "src"
+# Where this test process imported proxyapp and fastsip from (site-packages after `pip install .`,
+# src/ in an editable install). Proxy subprocesses get it on PYTHONPATH so they run the very same
+# build: a bare src/ would load the pure-Python parser in a clean clone.
+SRC = Path(proxyapp.__file__).resolve().parents[1]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 _used_ports: set[int] = set()
