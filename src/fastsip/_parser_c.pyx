@@ -21,7 +21,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 cimport cython
 from libc.stdlib cimport free, realloc
-from libc.string cimport memchr, memcpy, memmove
+from libc.string cimport memchr, memcmp, memcpy, memmove
 
 import re
 
@@ -60,6 +60,7 @@ cdef extern from "Python.h":
     ctypedef struct PyObject
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
     PyObject* PyDict_GetItem(object d, object key)
+    object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
 
 __all__ = [
     "IMPLEMENTATION",
@@ -266,10 +267,10 @@ cdef str S_SIPS = "sips"
 cdef str S_UDPL = "udp"
 cdef str S_TCPL = "tcp"
 
-cdef dict _METHODS = {m.encode(): m for m in (
+cdef tuple _METHODS = (
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-)}
+)
 
 
 # ---------------------------------------------------------------------------
@@ -558,6 +559,48 @@ cdef inline unsigned int RD(Txt* t, Py_ssize_t i) noexcept nogil:
     return PyUnicode_READ(t.kind, t.data, i)
 
 
+cdef inline str _sub(Txt* t, Py_ssize_t i, Py_ssize_t j):
+    """The text ``t[i:j]`` as a new str (``t`` is a str's data or pure-ASCII message bytes)."""
+    return PyUnicode_FromKindAndData(t.kind, <const char*>t.data + i * t.kind, j - i)
+
+
+cdef str _method(Txt* t, Py_ssize_t i, Py_ssize_t j):
+    """``t[i:j]`` as a str; the RFC 3261 methods are shared constants (no allocation)."""
+    cdef Py_ssize_t n = j - i
+    cdef str m
+    if t.kind == 1:
+        for m in _METHODS:
+            if PyUnicode_GET_LENGTH(m) == n and memcmp(PyUnicode_DATA(m), <const char*>t.data + i, n) == 0:
+                return m
+    return _sub(t, i, j)
+
+
+cdef inline str _ch(Txt* t, Py_ssize_t i):
+    return chr(RD(t, i))
+
+
+cdef inline void _subtxt(Txt* dst, Txt* t, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    dst.kind = t.kind
+    dst.data = <char*>t.data + i * t.kind
+    dst.n = j - i
+
+
+cdef inline bint _ascii_no_lf(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """True when ``p[:n]`` is pure ASCII without a line break: then its bytes are its decoded text, index for index."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned long long acc = 0, w
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        acc |= w
+        i += 8
+    while i < n:
+        acc |= p[i]
+        i += 1
+    if acc & 0x8080808080808080ULL:
+        return False
+    return n == 0 or memchr(p, 10, n) == NULL
+
+
 cdef inline Py_ssize_t _skip_ws(Txt* t, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
     cdef unsigned int c
     while i < n:
@@ -605,9 +648,9 @@ cdef Py_ssize_t _scan_quoted(Txt* t, Py_ssize_t i, Py_ssize_t n, object err, Py_
     raise _value_error(err, "unterminated quoted string", base + i, header)
 
 
-cdef str _unquote(str s, Py_ssize_t i, Py_ssize_t end):
-    """The content of the quoted string ``s[i:end]`` (quotes included), quoted-pairs unescaped."""
-    cdef str inner = s[i + 1 : end - 1]
+cdef str _unquote(Txt* t, Py_ssize_t i, Py_ssize_t end):
+    """The content of the quoted string ``t[i:end]`` (quotes included), quoted-pairs unescaped."""
+    cdef str inner = _sub(t, i + 1, end - 1)
     if "\\" not in inner:
         return inner
     out = []
@@ -632,8 +675,8 @@ cdef inline bint _teq(Txt* t, Py_ssize_t i, const char* lit, Py_ssize_t n) noexc
     return True
 
 
-cdef inline str _lower_token(str s, Txt* t, Py_ssize_t i, Py_ssize_t j):
-    """``s[i:j].lower()`` for an ASCII token, with the frequent parameter names shared."""
+cdef inline str _lower_token(Txt* t, Py_ssize_t i, Py_ssize_t j):
+    """``t[i:j].lower()`` for an ASCII token, with the frequent parameter names shared."""
     cdef Py_ssize_t k
     cdef unsigned int c
     cdef bint upper = False
@@ -643,7 +686,7 @@ cdef inline str _lower_token(str s, Txt* t, Py_ssize_t i, Py_ssize_t j):
             upper = True
             break
     if upper:
-        return s[i:j].lower()
+        return _sub(t, i, j).lower()
     k = j - i
     if k == 6 and _teq(t, i, b"branch", 6):
         return S_BRANCH
@@ -657,14 +700,14 @@ cdef inline str _lower_token(str s, Txt* t, Py_ssize_t i, Py_ssize_t j):
         return S_TRANSPORT
     if k == 8 and _teq(t, i, b"received", 8):
         return S_RECEIVED
-    return s[i:j]
+    return _sub(t, i, j)
 
 
 cdef Py_ssize_t _parse_params(
-    str s, Txt* t, Py_ssize_t i, Py_ssize_t n, Py_ssize_t base, object err, str header, bint comma_stops,
+    Txt* t, Py_ssize_t i, Py_ssize_t n, Py_ssize_t base, object err, str header, bint comma_stops,
     dict params,
 ) except -2:
-    """Parse ``*( SEMI name [EQUAL value] )`` from ``s[i]`` (up to ``n``) into ``params``.
+    """Parse ``*( SEMI name [EQUAL value] )`` from ``t[i]`` (up to ``n``) into ``params``.
 
     Values are kept as written (quotes too); the first of repeated names wins.
     Returns the index of the first character after the params: a comma (when
@@ -680,7 +723,7 @@ cdef Py_ssize_t _parse_params(
         j = _scan_cls(t, i, n, C_TOKEN)
         if j == i:
             raise _value_error(err, "empty parameter name", base + i, header)
-        name = _lower_token(s, t, i, j)
+        name = _lower_token(t, i, j)
         i = _skip_ws(t, j, n)
         value = None
         if i < n and RD(t, i) == 61:
@@ -699,15 +742,15 @@ cdef Py_ssize_t _parse_params(
                     j += 1
             if j == i:
                 raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
-            value = s[i:j]
+            value = _sub(t, i, j)
             i = _skip_ws(t, j, n)
         PyDict_SetDefault(params, name, value)  # the first of repeated names wins
     if i < n and not (comma_stops and RD(t, i) == 44):
-        raise _value_error(err, f"unexpected character {s[i]!r}", base + i, header)
+        raise _value_error(err, f"unexpected character {_ch(t, i)!r}", base + i, header)
     return i
 
 
-cdef Py_ssize_t _scan_host(str s, Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_ssize_t base, str header) except -2:
+cdef Py_ssize_t _scan_host(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_ssize_t base, str header) except -2:
     """Scan a host (hostname, IPv4 or bracketed IPv6 reference, RFC 3261 §25.1); returns the end index."""
     cdef Py_ssize_t j, k
     cdef bint colon = False
@@ -759,10 +802,8 @@ cdef int _check_escapes(Txt* t, Py_ssize_t start, Py_ssize_t end, Py_ssize_t bas
     return 0
 
 
-cdef object _parse_uri(str s, Py_ssize_t base):
-    cdef Txt tt
-    cdef Txt* t = &tt
-    _txt(t, s)
+cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
+    """Parse the URI text ``t``; ``s`` is that text as a str when the caller has it (else it is made)."""
     cdef Py_ssize_t n = t.n
     cdef Py_ssize_t k, colon, i, at, pc, semi, h_end, q, pend
     cdef unsigned int c
@@ -773,7 +814,7 @@ cdef object _parse_uri(str s, Py_ssize_t base):
     for k in range(n):
         c = RD(t, k)
         if _is(c, C_URIBAD):
-            raise URIError(f"character {s[k]!r} not allowed in a URI", base + k)
+            raise URIError(f"character {_ch(t, k)!r} not allowed in a URI", base + k)
         if c == 58 and colon < 0:
             colon = k
     if colon <= 0 or not _is(RD(t, 0), C_ALPHA):
@@ -787,7 +828,7 @@ cdef object _parse_uri(str s, Py_ssize_t base):
     elif colon == 4 and (RD(t, 0) | 0x20) == 115 and (RD(t, 1) | 0x20) == 105 and (RD(t, 2) | 0x20) == 112 and (RD(t, 3) | 0x20) == 115:
         scheme = S_SIPS
     else:
-        scheme = s[:colon].lower()
+        scheme = _sub(t, 0, colon).lower()
     cdef dict params
     cdef AbsoluteURI au
     if scheme is not S_SIP and scheme is not S_SIPS:
@@ -797,16 +838,16 @@ cdef object _parse_uri(str s, Py_ssize_t base):
         params = {}
         if scheme == "tel":
             semi = _find(t, 59, colon + 1, n)
-            user = s[colon + 1 : semi if semi >= 0 else n]
+            user = _sub(t, colon + 1, semi if semi >= 0 else n)
             if not user:
                 raise URIError("tel: URI without a number", base + colon + 1)
             if semi >= 0:
-                _parse_params(s, t, semi, n, base, URIError, "", False, params)
+                _parse_params(t, semi, n, base, URIError, "", False, params)
         au = AbsoluteURI.__new__(AbsoluteURI)
         au.scheme = scheme
         au.user = user
         au.params = params
-        au._raw = s
+        au._raw = s if s is not None else _sub(t, 0, n)
         return au
 
     i = colon + 1
@@ -816,16 +857,16 @@ cdef object _parse_uri(str s, Py_ssize_t base):
     if at >= 0:
         pc = _find(t, 58, i, at)
         if pc >= 0:
-            user = s[i:pc]
-            password = s[pc + 1 : at]
+            user = _sub(t, i, pc)
+            password = _sub(t, pc + 1, at)
         else:
-            user = s[i:at]
+            user = _sub(t, i, at)
         if not user:
             raise URIError("empty user part before '@'", base + i)
         _check_escapes(t, i, at, base)
         i = at + 1
-    h_end = _scan_host(s, t, i, n, URIError, base, "")
-    host = s[i:h_end]
+    h_end = _scan_host(t, i, n, URIError, base, "")
+    host = _sub(t, i, h_end)
     i = h_end
     port = None
     if i < n and RD(t, i) == 58:
@@ -836,14 +877,14 @@ cdef object _parse_uri(str s, Py_ssize_t base):
         params = {}
         q = _find(t, 63, i, n)
         pend = q if q >= 0 else n
-        _parse_params(s, t, i, pend, base, URIError, "", False, params)
+        _parse_params(t, i, pend, base, URIError, "", False, params)
         _check_escapes(t, i, pend, base)
         i = pend
     cdef dict headers = None
     if i < n and RD(t, i) == 63:
         headers = {}
         _check_escapes(t, i, n, base)
-        for part in s[i + 1 :].split("&"):
+        for part in _sub(t, i + 1, n).split("&"):
             if not part:
                 continue
             name, _, value = part.partition("=")
@@ -852,7 +893,7 @@ cdef object _parse_uri(str s, Py_ssize_t base):
             headers.setdefault(name, value)
         i = n
     if i != n:
-        raise URIError(f"unexpected character {s[i]!r} in URI", base + i)
+        raise URIError(f"unexpected character {_ch(t, i)!r} in URI", base + i)
     cdef SipURI u = SipURI.__new__(SipURI)
     u.scheme = scheme
     u.user = user
@@ -861,7 +902,7 @@ cdef object _parse_uri(str s, Py_ssize_t base):
     u.port = port
     u._params = params if params else _LAZY
     u._headers = headers if headers else _LAZY
-    u._raw = s
+    u._raw = s if s is not None else _sub(t, 0, n)
     return u
 
 
@@ -873,7 +914,10 @@ def parse_uri(text):
     """
     if not isinstance(text, str):
         raise TypeError("parse_uri() takes a str")
-    return _parse_uri(str(text), 0)
+    cdef str s = str(text)
+    cdef Txt t
+    _txt(&t, s)
+    return _parse_uri(&t, 0, s)
 
 
 # ---------------------------------------------------------------------------
@@ -887,11 +931,8 @@ cdef inline bint _eq3(Txt* t, Py_ssize_t i, Py_ssize_t j, unsigned int a, unsign
     return j - i == 3 and RD(t, i) == a and RD(t, i + 1) == b and RD(t, i + 2) == c
 
 
-cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
+cdef int _parse_vias(Txt* t, Py_ssize_t base, list out) except -1:
     """RFC 3261 §20.42: via-parm *(COMMA via-parm); appends to ``out``."""
-    cdef Txt tt
-    cdef Txt* t = &tt
-    _txt(t, s)
     cdef Py_ssize_t n = t.n
     cdef Py_ssize_t i = 0, j = 0, h_end, k, element
     cdef Py_ssize_t ps[3]
@@ -920,7 +961,7 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
         if _eq3(t, ps[0], pe[0], 83, 73, 80) and _eq3(t, ps[1], pe[1], 50, 46, 48):
             protocol = S_SIP20
         else:
-            protocol = f"{s[ps[0]:pe[0]]}/{s[ps[1]:pe[1]]}"
+            protocol = f"{_sub(t, ps[0], pe[0])}/{_sub(t, ps[1], pe[1])}"
         if _eq3(t, ps[2], pe[2], 85, 68, 80):
             transport = S_UDP
         elif _eq3(t, ps[2], pe[2], 84, 67, 80):
@@ -928,16 +969,16 @@ cdef int _parse_vias(str s, Py_ssize_t base, list out) except -1:
         elif _eq3(t, ps[2], pe[2], 84, 76, 83):
             transport = S_TLS
         else:
-            transport = s[ps[2]:pe[2]].upper()
-        h_end = _scan_host(s, t, i, n, ViaError, base, "Via")
-        host = s[i:h_end]
+            transport = _sub(t, ps[2], pe[2]).upper()
+        h_end = _scan_host(t, i, n, ViaError, base, "Via")
+        host = _sub(t, i, h_end)
         i = _skip_ws(t, h_end, n)
         port = None
         if i < n and RD(t, i) == 58:
             i = _scan_port(t, _skip_ws(t, i + 1, n), n, ViaError, base, "Via", &port_v)
             port = port_v
         params = {}
-        i = _parse_params(s, t, i, n, base, ViaError, "Via", True, params)
+        i = _parse_params(t, i, n, base, ViaError, "Via", True, params)
         if params:
             pv = PyDict_GetItem(params, S_RPORT)
             if pv != NULL:
@@ -980,11 +1021,9 @@ cdef bint _digits_upto(str v, Py_ssize_t maxlen, long maxval):
     return x <= maxval
 
 
-cdef object _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, list out):
+cdef object _parse_name_addrs(Txt* t, Py_ssize_t base, str header, bint multi, list out):
     """RFC 3261 §20.10/§20.20: (name-addr / addr-spec) *(SEMI param), comma-separated when ``multi``."""
-    cdef Txt tt
-    cdef Txt* t = &tt
-    _txt(t, s)
+    cdef Txt ut
     cdef Py_ssize_t n = t.n
     cdef Py_ssize_t i = 0, j, close
     cdef unsigned int c
@@ -997,7 +1036,7 @@ cdef object _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, li
         display = None
         if RD(t, i) == 34:
             j = _scan_quoted(t, i, n, NameAddrError, base, header)
-            display = _unquote(s, i, j)
+            display = _unquote(t, i, j)
             i = _skip_ws(t, j, n)
             if i >= n or RD(t, i) != 60:
                 raise NameAddrError(f"{header}: expected '<' after display name", base + i, header)
@@ -1010,23 +1049,25 @@ cdef object _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, li
                 j += 1
             if j < n and RD(t, j) == 60:
                 if j > i:
-                    display = s[i:j].strip(_WS) or None
+                    display = _sub(t, i, j).strip(_WS) or None
                 i = j
         if RD(t, i) == 60:
             close = _find(t, 62, i + 1, n)
             if close < 0:
                 raise NameAddrError(f"{header}: missing '>'", base + i, header)
-            uri = _parse_uri(s[i + 1 : close], base + i + 1)
+            _subtxt(&ut, t, i + 1, close)
+            uri = _parse_uri(&ut, base + i + 1, None)
             i = close + 1
         else:
             # addr-spec: no <>, so the URI cannot hold ';', ',' or '?' (RFC 3261 §20.10).
             j = i
             while j < n and not _is(RD(t, j), C_ADDREND):
                 j += 1
-            uri = _parse_uri(s[i:j], base + i)
+            _subtxt(&ut, t, i, j)
+            uri = _parse_uri(&ut, base + i, None)
             i = j
         params = {}
-        i = _parse_params(s, t, i, n, base, NameAddrError, header, multi, params)
+        i = _parse_params(t, i, n, base, NameAddrError, header, multi, params)
         na = NameAddr.__new__(NameAddr)
         na.display = display
         na.uri = uri
@@ -1039,11 +1080,8 @@ cdef object _parse_name_addrs(str s, Py_ssize_t base, str header, bint multi, li
         i += 1  # past the comma
 
 
-cdef object _parse_cseq(str s, Py_ssize_t base):
+cdef object _parse_cseq(Txt* t, Py_ssize_t base):
     """RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method."""
-    cdef Txt tt
-    cdef Txt* t = &tt
-    _txt(t, s)
     cdef Py_ssize_t n = t.n
     cdef Py_ssize_t i = 0, j, k
     cdef long long v = 0
@@ -1061,7 +1099,7 @@ cdef object _parse_cseq(str s, Py_ssize_t base):
         raise CSeqError("CSeq: invalid method", base + j, "CSeq")
     cdef CSeq cs = CSeq.__new__(CSeq)
     cs.seq = v
-    cs.method = s[j:k]
+    cs.method = _method(t, j, k)
     return cs
 
 
@@ -1307,6 +1345,21 @@ cdef class Message:
             )
         return _decode(p + f.vs, f.ve - f.vs)
 
+    cdef str _view(self, Py_ssize_t k, Txt* t):
+        """Point ``t`` at the value of field ``k``: its own bytes when they are pure ASCII and unfolded
+        (then byte and character offsets agree), else the decoded value, which is returned and must be
+        held while ``t`` is used (None in the first case)."""
+        cdef Field* f = &self._f[k]
+        cdef const unsigned char* p = self._ptr(f.bufi) + f.vs
+        if _ascii_no_lf(p, f.ve - f.vs):
+            t.kind = 1
+            t.data = <void*>p
+            t.n = f.ve - f.vs
+            return None
+        cdef str s = self._value(k)
+        _txt(t, s)
+        return s
+
     cdef str _name(self, Py_ssize_t k):
         cdef Field* f = &self._f[k]
         cdef const unsigned char* p = self._ptr(f.bufi)
@@ -1437,19 +1490,24 @@ cdef class Message:
     def via(self):
         cdef Py_ssize_t k
         cdef list out
+        cdef Txt t
+        cdef str hold
         if self._c_via is _UNSET:
             out = []
             for k in range(self._nf):
                 if self._f[k].kind == K_VIA:
-                    _parse_vias(self._value(k), self._f[k].vs, out)
+                    hold = self._view(k, &t)
+                    _parse_vias(&t, self._f[k].vs, out)
             self._c_via = out
         return self._c_via
 
     cdef object _name_addr(self, int kind, str header):
         cdef Py_ssize_t k = self._first(kind)
+        cdef Txt t
         if k < 0:
             return None
-        return _parse_name_addrs(self._value(k), self._f[k].vs, header, False, None)
+        cdef str hold = self._view(k, &t)
+        return _parse_name_addrs(&t, self._f[k].vs, header, False, None)
 
     @property
     def from_(self):
@@ -1466,13 +1524,16 @@ cdef class Message:
     cdef list _name_addr_list(self, int kind, str header, bint star):
         cdef list out = []
         cdef Py_ssize_t k
+        cdef Txt t
+        cdef str value
         for k in range(self._nf):
             if self._f[k].kind == kind:
                 value = self._value(k)
                 if star and value.strip(_WS) == "*":
                     out.append(NameAddr(None, None, {}, True))
                 else:
-                    _parse_name_addrs(value, self._f[k].vs, header, True, out)
+                    _txt(&t, value)
+                    _parse_name_addrs(&t, self._f[k].vs, header, True, out)
         return out
 
     @property
@@ -1496,9 +1557,15 @@ cdef class Message:
     @property
     def cseq(self):
         cdef Py_ssize_t k
+        cdef Txt t
+        cdef str hold
         if self._c_cseq is _UNSET:
             k = self._first(K_CSEQ)
-            self._c_cseq = None if k < 0 else _parse_cseq(self._value(k), self._f[k].vs)
+            if k < 0:
+                self._c_cseq = None
+            else:
+                hold = self._view(k, &t)
+                self._c_cseq = _parse_cseq(&t, self._f[k].vs)
         return self._c_cseq
 
     @property
@@ -1802,8 +1869,12 @@ cdef class Request(Message):
     @property
     def uri(self):
         """The Request-URI, parsed on first access (raises ``URIError``)."""
+        cdef Txt t
+        cdef str s
         if self._c_uri is _UNSET:
-            self._c_uri = _parse_uri(self._uri_text, self._uri_offset)
+            s = <str?>self._uri_text
+            _txt(&t, s)
+            self._c_uri = _parse_uri(&t, self._uri_offset, s)
         return self._c_uri
 
     @property
@@ -1921,6 +1992,7 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
     cdef Request req
     cdef Response resp
     cdef Field* f
+    cdef Txt mt
 
     # RFC 3261 §7.5: ignore line breaks before the start line.
     while pos < n and (p[pos] == 13 or p[pos] == 10):
@@ -1979,9 +2051,10 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
         if not _is_version(p + pos + sp2 + 1, L - sp2 - 1):
             raise StartLineError(f"unsupported SIP version {_decode(p + pos + sp2 + 1, L - sp2 - 1)!r}", pos + sp2 + 1)
         req = Request.__new__(Request)
-        mb = PyBytes_FromStringAndSize(<const char*>p + pos, sp1)
-        m = _METHODS.get(mb)
-        req.method = m if m is not None else mb.decode("ascii")
+        mt.kind = 1  # a token: ASCII
+        mt.data = <void*>(p + pos)
+        mt.n = sp1
+        req.method = _method(&mt, 0, sp1)
         req.version = S_SIP20
         req._uri_text = _decode(p + pos + sp1 + 1, sp2 - sp1 - 1)
         req._uri_offset = pos + sp1 + 1
