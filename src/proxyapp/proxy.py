@@ -408,7 +408,7 @@ class Proxy:
         """The result of a Resolve action: the branch is sent, or fails with 478."""
         try:
             ctx = branch.ctx
-            if branch.done or ctx.final_sent:
+            if branch.done or ctx.final_sent or ctx.server_tx is None or ctx.server_tx.state == "Terminated":
                 branch.done = True
                 return self._flush()
             if not addresses:
@@ -451,9 +451,45 @@ class Proxy:
 
     def _forget(self, tx: Any) -> None:
         key = tx.key
-        table = self.server_txs if isinstance(tx, (ServerInviteTransaction, ServerNonInviteTransaction)) else self.client_txs
-        if table.get(key) is tx:
-            del table[key]
+        cls = type(tx)
+        owner = tx.owner
+        if cls is ServerInviteTransaction or cls is ServerNonInviteTransaction:
+            if self.server_txs.get(key) is tx:
+                del self.server_txs[key]
+            tctx = owner
+        else:
+            if self.client_txs.get(key) is tx:
+                del self.client_txs[key]
+            tctx = owner.ctx if owner is not None else None
+        if tctx is not None:
+            self._release_if_done(tctx)
+
+    @staticmethod
+    def _release_if_done(tctx: TxContext) -> None:
+        """Break the context's reference cycles once its server transaction and every branch's
+        client transaction have terminated.
+
+        A context, its branches and their transactions point at each other (tx.owner, branch.ctx,
+        ctx.branches). Freed by reference counting the moment the last transaction ends, they never
+        reach the cycle collector, which proxyapp's main() disables: a collection over 100,000 live
+        transactions stalls the event loop for half a second (tests/proxy/test_memory.py holds
+        the core to "no cyclic garbage per call")."""
+        stx = tctx.server_tx
+        if stx is None or stx.state != "Terminated":
+            return
+        branches = tctx.branches
+        for b in branches:
+            t = b.tx
+            if t is None:
+                if not b.done:
+                    return  # still resolving its destination
+            elif t.state != "Terminated":
+                return
+        for b in branches:
+            if b.tx is not None:
+                b.tx.owner = None
+        tctx.branches = []
+        stx.owner = None
 
     def is_myself(self, host: str, port: int | None = None) -> bool:
         """OpenSIPS check_self: is host[:port] one of our sockets, the advertised address or an alias?"""
@@ -1065,11 +1101,11 @@ class Proxy:
         ack = None
         if status >= 300 and cseq.method == "INVITE" and tx.state in (PROCEEDING, "Calling"):
             ack = self._build_hop_request(tx.owner, "ACK", to_value=resp.headers.get("To"))
+        branch = tx.owner  # read first: a terminating transaction may release its context
         pass_up, acts = tx.on_response(status, ack)
         self._tx_actions(acts)
         if not pass_up:
             return
-        branch = tx.owner
         if branch is None:
             return  # the 200 (or other final) for our CANCEL: hop by hop, absorbed
         tctx = branch.ctx
@@ -1122,12 +1158,14 @@ class Proxy:
             return
         branch.done = True
         branch.final_status = status
-        branch.final = resp
         if status < 300:
+            # Kept only for choosing the best non-2xx final: a 2xx is sent at once, and the
+            # parsed response would stay alive as long as the transaction (32 s, Timer M).
             # §16.7 step 5: a 2xx is forwarded at once; §16.7 step 10 cancels the other branches.
             self._send_upstream(tctx, resp, status)
             self._cancel_others(tctx, branch)
             return
+        branch.final = resp
         if status >= 600:
             self._cancel_others(tctx, branch)
         self._maybe_complete(tctx)

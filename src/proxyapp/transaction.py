@@ -156,6 +156,8 @@ class ServerInviteTransaction(Transaction):
                 # RFC 6026 §8.5: a 2xx moves Proceeding -> Accepted and starts Timer L, so that
                 # INVITE retransmissions are absorbed and 2xx retransmissions pass through.
                 self.state = ACCEPTED
+                # Accepted absorbs INVITE retransmissions and never resends: keep no copy.
+                self.last_response = None
                 acts.append(StartTimer(self, "L", self._cfg.l))
                 return acts
             # §17.2.1: final non-2xx -> Completed; Timer G for unreliable transports, Timer H always.
@@ -346,6 +348,9 @@ class ClientInviteTransaction(Transaction):
                 self.state = ACCEPTED
                 self.final_status = status
                 acts = self._stop_timers()
+                # Nothing is retransmitted, CANCELled or ACKed hop by hop after a 2xx: free the
+                # forwarded request for the 32 s the transaction stays Accepted.
+                self.request = b""
                 acts.append(StartTimer(self, "M", self._cfg.m))
                 return True, acts
             if state == ACCEPTED:

@@ -145,6 +145,7 @@ class Edge:
         self.conns: dict[tuple[str, int], TcpConnection] = {}
         self._connecting: dict[tuple[str, int], list[tuple[bytes, Any]]] = {}
         self._heap: list[list[Any]] = []
+        self._dead = 0  # cancelled entries still in the heap
         self._seq = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._next = math.inf
@@ -199,11 +200,14 @@ class Edge:
                 entry = a.tx.timers.pop(a.name, None)
                 if entry is not None:
                     entry[2] = None
+                    self._dead += 1
             elif t is Terminated:
                 timers = a.tx.timers
-                for entry in timers.values():
-                    entry[2] = None
-                timers.clear()
+                if timers:
+                    for entry in timers.values():
+                        entry[2] = None
+                    self._dead += len(timers)
+                    timers.clear()
             elif t is Resolve:
                 self._spawn(self._resolve(a))
             else:
@@ -275,6 +279,7 @@ class Edge:
         old = tx.timers.get(name)
         if old is not None:
             old[2] = None
+            self._dead += 1
         when = self.loop.time() + delay  # type: ignore[union-attr]
         entry = [when, next(self._seq), tx, name]
         tx.timers[name] = entry
@@ -294,10 +299,18 @@ class Edge:
         heap = self._heap
         now = self.loop.time()  # type: ignore[union-attr]
         proxy = self.proxy
+        if self._dead > 10_000 and self._dead > len(heap) // 2:
+            # Cancelled timers stay in the heap until their deadline (Timer C: 180 s of every
+            # answered INVITE). When they are the majority, rebuild the heap from the live ones:
+            # O(n) now and then instead of memory for minutes of dead entries.
+            heap[:] = [e for e in heap if e[2] is not None]
+            heapq.heapify(heap)
+            self._dead = 0
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
             tx = entry[2]
             if tx is None:
+                self._dead -= 1
                 continue
             name = entry[3]
             if tx.timers.get(name) is entry:
@@ -306,6 +319,7 @@ class Edge:
         # Drop dead entries at the top so the next wake-up is for a live timer.
         while heap and heap[0][2] is None:
             heapq.heappop(heap)
+            self._dead -= 1
         if heap and heap[0][0] < self._next:
             self._schedule(heap[0][0])
 
