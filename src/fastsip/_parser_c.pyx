@@ -62,6 +62,36 @@ cdef extern from "Python.h":
     PyObject* PyDict_GetItem(object d, object key)
     object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
 
+
+cdef struct Txt:
+    # Text being scanned: a str's data (any kind), or message bytes known to be pure ASCII (kind 1).
+    int kind
+    void* data
+    Py_ssize_t n
+    PyObject* owner  # the str or bytes object that holds ``data`` (borrowed)
+
+
+# Params a Via or NameAddr answers from offsets, without building its params dict (slot per name).
+DEF P_BRANCH = 0
+DEF P_RECEIVED = 1
+DEF P_MADDR = 2
+DEF P_RPORT = 3
+DEF P_TTL = 4
+DEF P_TAG = 5
+DEF NSLOTS = 6
+DEF SLOT_ABSENT = -2
+DEF SLOT_FLAG = -1
+
+
+cdef struct Params:
+    # Where a value object's params are in its text; the dict is built from here on first access.
+    int kind
+    const char* data
+    Py_ssize_t ps, pe  # the params run [ps, pe), already validated
+    Py_ssize_t sv[NSLOTS]  # value start per known name (first occurrence), or SLOT_ABSENT / SLOT_FLAG
+    Py_ssize_t ev[NSLOTS]  # value end
+
+
 __all__ = [
     "IMPLEMENTATION",
     "parse",
@@ -409,39 +439,69 @@ cdef class AbsoluteURI:
 cdef class Via:
     """One via-parm of a Via header (RFC 3261 §20.42), with RFC 3581 rport."""
 
-    cdef public object protocol, transport, host, port, params
+    cdef public object protocol, transport, host, port
+    # Parsed Vias keep their params as offsets (_pr, in _owner's text) until .params is read.
+    cdef object _params, _owner
+    cdef Params _pr
 
     def __init__(self, protocol, transport, host, port, params):
         self.protocol = protocol
         self.transport = transport
         self.host = host
         self.port = port
-        self.params = params
+        self._params = params
+
+    @property
+    def params(self):
+        if self._owner is not None:
+            self._params = _params_dict(&self._pr, ViaError, "Via")
+            self._owner = None
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        self._params = value
+        self._owner = None
 
     @property
     def branch(self):
-        return self.params.get("branch")
+        if self._owner is not None:
+            return _slot_str(&self._pr, P_BRANCH)
+        return self._params.get("branch")
 
     @property
     def received(self):
-        return self.params.get("received")
+        if self._owner is not None:
+            return _slot_str(&self._pr, P_RECEIVED)
+        return self._params.get("received")
 
     @property
     def maddr(self):
-        return self.params.get("maddr")
+        if self._owner is not None:
+            return _slot_str(&self._pr, P_MADDR)
+        return self._params.get("maddr")
 
     @property
     def rport(self):
         """RFC 3581: int when the value is filled in, True for a bare ``rport``, None when absent."""
-        if "rport" not in self.params:
+        if self._owner is not None:
+            if self._pr.sv[P_RPORT] == SLOT_ABSENT:
+                return None
+            if self._pr.sv[P_RPORT] == SLOT_FLAG:
+                return True
+            return int(_slot_str(&self._pr, P_RPORT))
+        if "rport" not in self._params:
             return None
-        value = self.params["rport"]
+        value = self._params["rport"]
         return True if value is None else int(value)
 
     @property
     def ttl(self):
-        value = self.params.get("ttl")
+        value = _slot_str(&self._pr, P_TTL) if self._owner is not None else self._params.get("ttl")
         return None if value is None else int(value)
+
+    def __reduce__(self):
+        return (Via, (self.protocol, self.transport, self.host, self.port, self.params))
 
     @property
     def sent_by(self):
@@ -470,7 +530,9 @@ cdef class NameAddr:
     """A name-addr or addr-spec with header params: From, To, Contact, Route (RFC 3261 §20.10, §20.20)."""
 
     cdef public object display, uri, wildcard
-    cdef object _params  # _LAZY: an empty dict not made yet
+    # Parsed ones keep their params as offsets (_pr, in _owner's text) until .params is read.
+    cdef object _params, _owner
+    cdef Params _pr
 
     def __init__(self, display, uri, params, wildcard=False):
         self.display = display
@@ -480,19 +542,24 @@ cdef class NameAddr:
 
     @property
     def params(self):
-        if self._params is _LAZY:
-            self._params = {}
+        if self._owner is not None:
+            self._params = _params_dict(&self._pr, NameAddrError, "")
+            self._owner = None
         return self._params
 
     @params.setter
     def params(self, value):
         self._params = value
+        self._owner = None
 
     @property
     def tag(self):
-        if self._params is _LAZY:
-            return None
+        if self._owner is not None:
+            return _slot_str(&self._pr, P_TAG)
         return self._params.get("tag")
+
+    def __reduce__(self):
+        return (NameAddr, (self.display, self.uri, self.params, self.wildcard))
 
     def __repr__(self):
         if self.wildcard:
@@ -543,16 +610,11 @@ cdef class CSeq:
 # ---------------------------------------------------------------------------
 
 
-cdef struct Txt:
-    int kind
-    void* data
-    Py_ssize_t n
-
-
 cdef inline void _txt(Txt* t, str s):
     t.kind = PyUnicode_KIND(s)
     t.data = PyUnicode_DATA(s)
     t.n = PyUnicode_GET_LENGTH(s)
+    t.owner = <PyObject*>s
 
 
 cdef inline unsigned int RD(Txt* t, Py_ssize_t i) noexcept nogil:
@@ -583,6 +645,7 @@ cdef inline void _subtxt(Txt* dst, Txt* t, Py_ssize_t i, Py_ssize_t j) noexcept 
     dst.kind = t.kind
     dst.data = <char*>t.data + i * t.kind
     dst.n = j - i
+    dst.owner = t.owner
 
 
 cdef inline bint _ascii_no_lf(const unsigned char* p, Py_ssize_t n) noexcept nogil:
@@ -748,6 +811,132 @@ cdef Py_ssize_t _parse_params(
     if i < n and not (comma_stops and RD(t, i) == 44):
         raise _value_error(err, f"unexpected character {_ch(t, i)!r}", base + i, header)
     return i
+
+
+cdef inline bint _tieq(Txt* t, Py_ssize_t i, const char* lit, Py_ssize_t n) noexcept nogil:
+    """``t[i:i+n].lower() == lit`` for a token (ASCII): only A-Z change case."""
+    cdef Py_ssize_t k
+    cdef unsigned int c
+    for k in range(n):
+        c = RD(t, i + k)
+        if 65 <= c <= 90:
+            c += 32
+        if c != <unsigned int>(<unsigned char>lit[k]):
+            return False
+    return True
+
+
+cdef inline int _known_param(Txt* t, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    """The slot of the param name ``t[i:j]`` (any case), or -1."""
+    cdef Py_ssize_t n = j - i
+    if n == 6:
+        return P_BRANCH if _tieq(t, i, b"branch", 6) else -1
+    if n == 8:
+        return P_RECEIVED if _tieq(t, i, b"received", 8) else -1
+    if n == 5:
+        if _tieq(t, i, b"rport", 5):
+            return P_RPORT
+        return P_MADDR if _tieq(t, i, b"maddr", 5) else -1
+    if n == 3:
+        if _tieq(t, i, b"tag", 3):
+            return P_TAG
+        return P_TTL if _tieq(t, i, b"ttl", 3) else -1
+    return -1
+
+
+cdef inline void _params_init(Params* r, Txt* t, Py_ssize_t i) noexcept nogil:
+    cdef int k
+    r.kind = t.kind
+    r.data = <const char*>t.data
+    r.ps = i
+    r.pe = i
+    for k in range(NSLOTS):
+        r.sv[k] = SLOT_ABSENT
+        r.ev[k] = SLOT_ABSENT
+
+
+cdef Py_ssize_t _scan_params(
+    Txt* t, Py_ssize_t i, Py_ssize_t n, Py_ssize_t base, object err, str header, bint comma_stops, Params* r,
+) except -2:
+    """``_parse_params`` without the dict: the same checks and errors, and the first value of each
+    known name recorded in ``r``'s slots. Returns the index after the params (and sets ``r.pe``)."""
+    cdef Py_ssize_t j, ni, vs0, ve0
+    cdef unsigned int c
+    cdef int slot
+    i = _skip_ws(t, i, n)
+    while i < n and RD(t, i) == 59:
+        i = _skip_ws(t, i + 1, n)
+        j = _scan_cls(t, i, n, C_TOKEN)
+        if j == i:
+            raise _value_error(err, "empty parameter name", base + i, header)
+        slot = _known_param(t, i, j)
+        ni = i
+        vs0 = ve0 = SLOT_FLAG
+        i = _skip_ws(t, j, n)
+        if i < n and RD(t, i) == 61:
+            i = _skip_ws(t, i + 1, n)
+            c = RD(t, i) if i < n else 0
+            if i < n and c == 34:
+                j = _scan_quoted(t, i, n, err, base, header)
+            elif i < n and c == 91:
+                j = _find(t, 93, i, n)
+                if j < 0:
+                    raise _value_error(err, "unterminated IPv6 reference in parameter", base + i, header)
+                j += 1
+            else:
+                j = i
+                while j < n and not _is(RD(t, j), C_PVEND):
+                    j += 1
+            if j == i:
+                name = _lower_token(t, ni, _scan_cls(t, ni, n, C_TOKEN))
+                raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
+            vs0 = i
+            ve0 = j
+            i = _skip_ws(t, j, n)
+        if slot >= 0 and r.sv[slot] == SLOT_ABSENT:
+            r.sv[slot] = vs0
+            r.ev[slot] = ve0
+    if i < n and not (comma_stops and RD(t, i) == 44):
+        raise _value_error(err, f"unexpected character {_ch(t, i)!r}", base + i, header)
+    r.pe = i
+    return i
+
+
+cdef dict _params_dict(Params* r, object err, str header):
+    """The params dict of a run ``_scan_params`` validated (so this raises nothing)."""
+    cdef Txt t
+    cdef dict d = {}
+    t.kind = r.kind
+    t.data = <void*>r.data
+    t.n = r.pe
+    t.owner = NULL
+    if r.pe > r.ps:
+        _parse_params(&t, r.ps, r.pe, 0, err, header, False, d)
+    return d
+
+
+cdef object _slot_str(Params* r, int k):
+    """The value of known param ``k`` as written, or None (absent, or a flag)."""
+    cdef Py_ssize_t s = r.sv[k]
+    if s < 0:
+        return None
+    return PyUnicode_FromKindAndData(r.kind, r.data + s * r.kind, r.ev[k] - s)
+
+
+cdef bint _digits_upto_t(Txt* t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t maxlen, long maxval) noexcept:
+    """True when ``t[s:e]`` is 1..maxlen ASCII digits with a value <= maxval."""
+    cdef Py_ssize_t k
+    cdef long x = 0
+    cdef unsigned int c
+    for k in range(s, e):
+        c = RD(t, k)
+        if c < 48 or c > 57:
+            return False
+        if k - s < 8:
+            x = x * 10 + (c - 48)
+    if e - s > maxlen:
+        return False
+    return x <= maxval
 
 
 cdef Py_ssize_t _scan_host(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_ssize_t base, str header) except -2:
@@ -938,10 +1127,9 @@ cdef int _parse_vias(Txt* t, Py_ssize_t base, list out) except -1:
     cdef Py_ssize_t ps[3]
     cdef Py_ssize_t pe[3]
     cdef long port_v
-    cdef dict params
     cdef Via via
+    cdef Params* pr
     cdef str protocol, transport
-    cdef PyObject* pv
     while True:
         i = _skip_ws(t, i, n)
         element = i  # errors in params point at the via-parm that holds them
@@ -977,25 +1165,19 @@ cdef int _parse_vias(Txt* t, Py_ssize_t base, list out) except -1:
         if i < n and RD(t, i) == 58:
             i = _scan_port(t, _skip_ws(t, i + 1, n), n, ViaError, base, "Via", &port_v)
             port = port_v
-        params = {}
-        i = _parse_params(t, i, n, base, ViaError, "Via", True, params)
-        if params:
-            pv = PyDict_GetItem(params, S_RPORT)
-            if pv != NULL:
-                rport = <object>pv
-                if rport is not None and rport != "" and not _digits_upto(rport, 5, _MAX_PORT):
-                    raise ViaError("Via: invalid rport", base + element, "Via")
-            pv = PyDict_GetItem(params, S_TTL)
-            if pv != NULL:
-                ttl = <object>pv
-                if ttl is not None and not _digits_upto(ttl, 3, 255):
-                    raise ViaError("Via: invalid ttl", base + element, "Via")
         via = Via.__new__(Via)
+        pr = &via._pr
+        _params_init(pr, t, i)
+        i = _scan_params(t, i, n, base, ViaError, "Via", True, pr)
+        if pr.sv[P_RPORT] >= 0 and not _digits_upto_t(t, pr.sv[P_RPORT], pr.ev[P_RPORT], 5, _MAX_PORT):
+            raise ViaError("Via: invalid rport", base + element, "Via")
+        if pr.sv[P_TTL] >= 0 and not _digits_upto_t(t, pr.sv[P_TTL], pr.ev[P_TTL], 3, 255):
+            raise ViaError("Via: invalid ttl", base + element, "Via")
         via.protocol = protocol
         via.transport = transport
         via.host = host
         via.port = port
-        via.params = params
+        via._owner = <object>t.owner
         out.append(via)
         if i >= n:
             return 0
@@ -1066,12 +1248,12 @@ cdef object _parse_name_addrs(Txt* t, Py_ssize_t base, str header, bint multi, l
             _subtxt(&ut, t, i, j)
             uri = _parse_uri(&ut, base + i, None)
             i = j
-        params = {}
-        i = _parse_params(t, i, n, base, NameAddrError, header, multi, params)
         na = NameAddr.__new__(NameAddr)
+        _params_init(&na._pr, t, i)
+        i = _scan_params(t, i, n, base, NameAddrError, header, multi, &na._pr)
         na.display = display
         na.uri = uri
-        na._params = params if params else _LAZY
+        na._owner = <object>t.owner
         na.wildcard = False
         if out is not None:
             out.append(na)
@@ -1355,6 +1537,7 @@ cdef class Message:
             t.kind = 1
             t.data = <void*>p
             t.n = f.ve - f.vs
+            t.owner = <PyObject*>self._bufs[f.bufi]
             return None
         cdef str s = self._value(k)
         _txt(t, s)
