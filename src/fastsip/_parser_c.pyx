@@ -61,11 +61,13 @@ cdef extern from "Python.h":
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
     PyObject* PyDict_GetItem(object d, object key)
     object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
 
 
 cdef struct Txt:
     # Text being scanned: a str's data (any kind), or message bytes known to be pure ASCII (kind 1).
     int kind
+    bint ascii  # every character < 128: substrings are made without a max-char scan
     void* data
     Py_ssize_t n
     PyObject* owner  # the str or bytes object that holds ``data`` (borrowed)
@@ -86,6 +88,7 @@ DEF SLOT_FLAG = -1
 cdef struct Params:
     # Where a value object's params are in its text; the dict is built from here on first access.
     int kind
+    bint ascii
     const char* data
     Py_ssize_t ps, pe  # the params run [ps, pe), already validated
     Py_ssize_t sv[NSLOTS]  # value start per known name (first occurrence), or SLOT_ABSENT / SLOT_FLAG
@@ -612,6 +615,7 @@ cdef class CSeq:
 
 cdef inline void _txt(Txt* t, str s):
     t.kind = PyUnicode_KIND(s)
+    t.ascii = PyUnicode_IS_ASCII(s)
     t.data = PyUnicode_DATA(s)
     t.n = PyUnicode_GET_LENGTH(s)
     t.owner = <PyObject*>s
@@ -623,7 +627,16 @@ cdef inline unsigned int RD(Txt* t, Py_ssize_t i) noexcept nogil:
 
 cdef inline str _sub(Txt* t, Py_ssize_t i, Py_ssize_t j):
     """The text ``t[i:j]`` as a new str (``t`` is a str's data or pure-ASCII message bytes)."""
+    if t.ascii:
+        return _ascii_str(<const char*>t.data + i, j - i)
     return PyUnicode_FromKindAndData(t.kind, <const char*>t.data + i * t.kind, j - i)
+
+
+cdef inline str _ascii_str(const char* p, Py_ssize_t n):
+    """A str of ``n`` ASCII bytes: ``PyUnicode_New`` plus a copy (what ``_PyUnicode_FromASCII`` does)."""
+    cdef str r = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(r), p, n)
+    return r
 
 
 cdef str _method(Txt* t, Py_ssize_t i, Py_ssize_t j):
@@ -643,6 +656,7 @@ cdef inline str _ch(Txt* t, Py_ssize_t i):
 
 cdef inline void _subtxt(Txt* dst, Txt* t, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
     dst.kind = t.kind
+    dst.ascii = t.ascii
     dst.data = <char*>t.data + i * t.kind
     dst.n = j - i
     dst.owner = t.owner
@@ -847,6 +861,7 @@ cdef inline int _known_param(Txt* t, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
 cdef inline void _params_init(Params* r, Txt* t, Py_ssize_t i) noexcept nogil:
     cdef int k
     r.kind = t.kind
+    r.ascii = t.ascii
     r.data = <const char*>t.data
     r.ps = i
     r.pe = i
@@ -907,6 +922,7 @@ cdef dict _params_dict(Params* r, object err, str header):
     cdef Txt t
     cdef dict d = {}
     t.kind = r.kind
+    t.ascii = r.ascii
     t.data = <void*>r.data
     t.n = r.pe
     t.owner = NULL
@@ -920,6 +936,8 @@ cdef object _slot_str(Params* r, int k):
     cdef Py_ssize_t s = r.sv[k]
     if s < 0:
         return None
+    if r.ascii:
+        return _ascii_str(r.data + s, r.ev[k] - s)
     return PyUnicode_FromKindAndData(r.kind, r.data + s * r.kind, r.ev[k] - s)
 
 
@@ -1535,6 +1553,7 @@ cdef class Message:
         cdef const unsigned char* p = self._ptr(f.bufi) + f.vs
         if _ascii_no_lf(p, f.ve - f.vs):
             t.kind = 1
+            t.ascii = True
             t.data = <void*>p
             t.n = f.ve - f.vs
             t.owner = <PyObject*>self._bufs[f.bufi]
@@ -2235,6 +2254,7 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
             raise StartLineError(f"unsupported SIP version {_decode(p + pos + sp2 + 1, L - sp2 - 1)!r}", pos + sp2 + 1)
         req = Request.__new__(Request)
         mt.kind = 1  # a token: ASCII
+        mt.ascii = True
         mt.data = <void*>(p + pos)
         mt.n = sp1
         req.method = _method(&mt, 0, sp1)
