@@ -8,6 +8,7 @@ import gc
 import platform
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -63,9 +64,10 @@ def setup_logging(level: str) -> None:
     )
 
 
-def make_accounting(cfg: Config) -> Any:
+def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool = False) -> Any:
     """Accounting from the [acc] table; None when the config has no [acc] table (do_accounting
-    then marks transactions but nothing is recorded).
+    then marks transactions but nothing is recorded). A worker of several gets its own spool and
+    dialog journal (``spool_dir/worker-N``); the database is shared.
 
     Raises ConfigError (key "acc") when the table is invalid or accounting is not installed."""
     if not cfg.acc:
@@ -75,18 +77,23 @@ def make_accounting(cfg: Config) -> Any:
     except Exception as exc:
         raise ConfigError("acc", f"accounting is not available ({exc})") from None
     try:
-        return Accounting(AccConfig.from_dict(cfg.acc))
+        acc_cfg = AccConfig.from_dict(cfg.acc)
+        if validate_only:
+            return None
+        if worker is not None:
+            acc_cfg.spool_dir = str(Path(acc_cfg.spool_dir) / f"worker-{worker}")
+        return Accounting(acc_cfg)
     except Exception as exc:
         raise ConfigError("acc", str(exc)) from None
 
 
-async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None = None) -> None:
-    """Run the proxy until ``stop`` is set (or SIGTERM / SIGINT)."""
+async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None = None, dispatch: Any = None) -> None:
+    """Run the proxy until ``stop`` is set (or SIGTERM / SIGINT); ``dispatch`` for a worker of several."""
     from .proxy import Proxy
     from .transport import Edge
 
     proxy = Proxy(cfg, script, acc)
-    edge = Edge(proxy, cfg)
+    edge = Edge(proxy, cfg, dispatch)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,8 +105,12 @@ async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None =
         await acc.start()
     try:
         await edge.start()
-        logger.info("proxyapp {} ready (script {})", __version__, cfg.script or "built-in default")
+        who = f" worker {dispatch.index}/{dispatch.workers}" if dispatch is not None else ""
+        logger.info("proxyapp {}{} ready (script {})", __version__, who, cfg.script or "built-in default")
         await stop.wait()
+        if dispatch is not None:
+            logger.info("worker {}: handed {} messages to their owner, took over {}", dispatch.index,
+                        dispatch.handed_off, dispatch.taken_over)
         logger.info("stopping")
     finally:
         await edge.close()
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "-l", "--listen", action="append", metavar="PROTO:IP:PORT",
         help="listen here instead of the configuration's listen list (repeatable), like kamailio -l",
     )
+    ap.add_argument("-w", "--workers", type=int, help="worker processes sharing the UDP port (overrides workers)")
     ap.add_argument("-V", "--version", action="store_true", help="print version and build facts, then exit")
     ap.add_argument("--log-level", help=f"override log_level ({', '.join(LOG_LEVELS)})")
     ap.add_argument("--check", action="store_true", help="validate the configuration and the script, then exit")
@@ -129,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config.load(args.config) if args.config else Config.embedded()
         if args.listen:
             cfg.listen = [Listen.parse(v, "--listen") for v in args.listen]
+        if args.workers is not None:
+            cfg.workers = args.workers
+        cfg.check_workers()
         if args.log_level:
             level = args.log_level.upper()
             if level not in LOG_LEVELS:
@@ -140,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             script = Script.load(cfg.script)
         except ScriptLoadError as exc:
             raise ConfigError("script", str(exc)) from None
-        acc = make_accounting(cfg)
+        # With several workers the table is only validated here: each worker builds its own
+        # accounting after the fork (its writer threads and queues must not be shared).
+        acc = make_accounting(cfg, validate_only=cfg.workers > 1)
     except ConfigError as exc:
         print(f"proxyapp: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -151,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         print("configuration OK")
         return 0
     setup_logging(cfg.log_level)
-    from .transport import new_event_loop
 
     # The cycle collector is off. It scans every live container: with 100,000 transactions alive
     # (32 s of calls at 3,000/s) one generation-1 pass stalls the event loop for half a second,
@@ -163,9 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     gc.disable()
 
+    if cfg.workers > 1:
+        from .workers import supervise
+
+        def worker(dispatch: Any) -> int:
+            return run(cfg, script, make_accounting(cfg, dispatch.index), dispatch)
+
+        return supervise(cfg.workers, worker)
+    return run(cfg, script, acc)
+
+
+def run(cfg: Config, script: Any, acc: Any, dispatch: Any = None) -> int:
+    """One proxy process (the only one, or a worker of several) until SIGTERM / SIGINT."""
+    from .transport import new_event_loop
+
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(serve(cfg, script, acc))
+            runner.run(serve(cfg, script, acc, dispatch=dispatch))
     except OSError as exc:
         logger.error("cannot start: {}", exc)
         return 1

@@ -120,6 +120,19 @@ class Config:
     max_message_size: int = 65535
     acc: dict[str, Any] = field(default_factory=dict)  # passed through to proxyapp.acc.AccConfig
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
+    # Worker processes sharing the listen addresses (proxyapp.workers); 1 = one process.
+    workers: int = 1
+
+    def check_workers(self) -> None:
+        """Raises ConfigError unless ``workers`` is 1..64, and UDP-only when above 1."""
+        v = self.workers
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 64:
+            raise ConfigError("workers", f"expected an integer between 1 and 64, got {v!r}")
+        if v > 1 and any(x.transport != "udp" for x in self.listen):
+            raise ConfigError(
+                "workers", "more than one worker needs UDP-only listen sockets (a TCP connection "
+                "lives in one process; use workers = 1 for TCP)",
+            )
 
     @classmethod
     def embedded(cls) -> "Config":
@@ -149,7 +162,7 @@ class Config:
         """Validate a parsed TOML document; raises ConfigError naming the key."""
         known = {
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
-            "log_level", "timers", "max_message_size", "acc", "script_params",
+            "log_level", "timers", "max_message_size", "acc", "script_params", "workers",
         }
         for key in data:
             if key not in known:
@@ -193,6 +206,9 @@ class Config:
             cfg.max_message_size = v
         if "timers" in data:
             cfg.timers = _timers(data["timers"])
+        if "workers" in data:
+            cfg.workers = data["workers"]
+        cfg.check_workers()
         for table in ("acc", "script_params"):
             if table in data:
                 if not isinstance(data[table], dict):

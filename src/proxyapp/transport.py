@@ -20,6 +20,7 @@ from loguru import logger
 from .config import Config, Listen
 from .proxy import Proxy, Resolve, Target
 from .transaction import CancelTimer, Send, StartTimer, Terminated
+from .workers import Dispatch, owner_of, pack, reuseport_socket, unpack
 
 DNS_TIMEOUT = 5.0
 
@@ -72,6 +73,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.edge = edge
         self.listen = listen
         self.transport: asyncio.DatagramTransport | None = None
+        self.index = edge.cfg.listen.index(listen)
+        dispatch = edge.dispatch
+        if dispatch is not None:
+            self._me = dispatch.index
+            self._workers = dispatch.workers
+            self.datagram_received = self._dispatching  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -80,8 +87,39 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         edge = self.edge
         edge.run(edge.proxy.receive(data, Target("udp", addr[0], addr[1], None, self.listen)))
 
+    def _dispatching(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Several workers (proxyapp.workers): handle our calls, hand the others to their owner."""
+        owner = owner_of(data, self._workers)
+        if owner < 0 or owner == self._me:
+            edge = self.edge
+            edge.run(edge.proxy.receive(data, Target("udp", addr[0], addr[1], None, self.listen)))
+            return
+        self.edge.hand_off(owner, pack(data, addr[0], addr[1], self.index))
+
     def error_received(self, exc: Exception) -> None:
         logger.debug("udp socket {}: {}", self.listen, exc)
+
+
+class _PeerProtocol(asyncio.DatagramProtocol):
+    """This worker's private socket: messages other workers received for calls we own."""
+
+    def __init__(self, edge: "Edge") -> None:
+        self.edge = edge
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, packet: bytes, addr: tuple[str, int]) -> None:
+        edge = self.edge
+        try:
+            data, host, port, index = unpack(packet)
+            listen = edge.cfg.listen[index]
+        except (ValueError, IndexError):
+            logger.warning("dropped a malformed hand-off datagram from {}:{}", addr[0], addr[1])
+            return
+        edge.dispatch.taken_over += 1  # type: ignore[union-attr]
+        edge.run(edge.proxy.receive(data, Target("udp", host, port, None, listen)))
 
 
 class TcpConnection(asyncio.Protocol):
@@ -135,9 +173,11 @@ class TcpConnection(asyncio.Protocol):
 class Edge:
     """Sockets, timers and DNS around one Proxy; ``run(actions)`` executes what the core decided."""
 
-    def __init__(self, proxy: Proxy, cfg: Config) -> None:
+    def __init__(self, proxy: Proxy, cfg: Config, dispatch: Dispatch | None = None) -> None:
         self.proxy = proxy
         self.cfg = cfg
+        self.dispatch = dispatch  # several workers: who owns which call (proxyapp.workers)
+        self._peer: _PeerProtocol | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.udp: dict[Listen, _UdpProtocol] = {}
         self.tcp_servers: list[asyncio.AbstractServer] = []
@@ -156,10 +196,16 @@ class Edge:
         self.loop = loop = asyncio.get_running_loop()
         for listen in self.cfg.listen:
             if listen.transport == "udp":
-                family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-                _, proto = await loop.create_datagram_endpoint(
-                    lambda listen=listen: _UdpProtocol(self, listen), local_addr=(listen.host, listen.port), family=family,
-                )
+                if self.dispatch is not None:
+                    _, proto = await loop.create_datagram_endpoint(
+                        lambda listen=listen: _UdpProtocol(self, listen), sock=reuseport_socket(listen.host, listen.port),
+                    )
+                else:
+                    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+                    _, proto = await loop.create_datagram_endpoint(
+                        lambda listen=listen: _UdpProtocol(self, listen), local_addr=(listen.host, listen.port),
+                        family=family,
+                    )
                 self.udp[listen] = proto  # type: ignore[assignment]
             else:
                 server = await loop.create_server(
@@ -168,8 +214,26 @@ class Edge:
                 self.tcp_servers.append(server)
                 self.tcp_listen.append(listen)
             logger.info("listening on {}", listen)
+        if self.dispatch is not None:
+            sock = self.dispatch.sock
+            sock.setblocking(False)
+            _, peer = await loop.create_datagram_endpoint(lambda: _PeerProtocol(self), sock=sock)
+            self._peer = peer  # type: ignore[assignment]
+
+    def hand_off(self, owner: int, packet: bytes) -> None:
+        """Pass a datagram to the worker that owns its call (proxyapp.workers)."""
+        peer = self._peer
+        if peer is None or peer.transport is None:
+            return
+        self.dispatch.handed_off += 1  # type: ignore[union-attr]
+        try:
+            peer.transport.sendto(packet, self.dispatch.addrs[owner])  # type: ignore[union-attr]
+        except OSError as exc:
+            logger.warning("hand-off to worker {} failed: {}", owner, exc)
 
     async def close(self) -> None:
+        if self._peer is not None and self._peer.transport is not None:
+            self._peer.transport.close()
         for proto in self.udp.values():
             if proto.transport is not None:
                 proto.transport.close()

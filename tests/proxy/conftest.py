@@ -11,8 +11,8 @@ from .support import ProxyProcess, Sipp, free_port
 def proxy_factory(tmp_path):
     started: list[ProxyProcess] = []
 
-    def start(extra_toml: str = "", log_level: str = "DEBUG") -> ProxyProcess:
-        p = ProxyProcess(tmp_path, free_port(), extra_toml, log_level)
+    def start(extra_toml: str = "", log_level: str = "DEBUG", transports: tuple[str, ...] = ("udp", "tcp")) -> ProxyProcess:
+        p = ProxyProcess(tmp_path, free_port(), extra_toml, log_level, transports)
         started.append(p)
         return p
 

@@ -58,14 +58,13 @@ def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
 class ProxyProcess:
     """``python -m proxyapp --config FILE`` as a subprocess."""
 
-    def __init__(self, tmp: Path, port: int, extra_toml: str, log_level: str) -> None:
+    def __init__(self, tmp: Path, port: int, extra_toml: str, log_level: str,
+                 transports: tuple[str, ...] = ("udp", "tcp")) -> None:
         self.port = port
         self.config = tmp / "proxy.toml"
         self.log_path = tmp / "proxy.log"
-        self.config.write_text(
-            f'listen = ["udp:127.0.0.1:{port}", "tcp:127.0.0.1:{port}"]\n'
-            f'log_level = "{log_level}"\n' + extra_toml
-        )
+        listen = ", ".join(f'"{t}:127.0.0.1:{port}"' for t in transports)
+        self.config.write_text(f'listen = [{listen}]\nlog_level = "{log_level}"\n' + extra_toml)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._log = self.log_path.open("wb")
@@ -74,8 +73,9 @@ class ProxyProcess:
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(tmp),
         )
         deadline = time.monotonic() + 15
+        ready = extra_toml.count("workers = ") and int(extra_toml.split("workers = ")[1].split()[0]) or 1
         while time.monotonic() < deadline:
-            if b"ready" in self.log_path.read_bytes():
+            if self.log_path.read_bytes().count(b" ready ") >= ready:  # every worker is listening
                 return
             if self.proc.poll() is not None:
                 break
