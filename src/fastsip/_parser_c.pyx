@@ -134,6 +134,7 @@ DEF C_ALPHA = 64
 DEF C_URIBAD = 128
 DEF C_PVEND = 256
 DEF C_ADDREND = 512
+DEF C_URISPEC = 1024  # ':' '@' '?' '%': the URI pre-scan notes where they are
 
 cdef unsigned short CLS[256]
 
@@ -163,6 +164,8 @@ cdef void _init_tables():
         CLS[ord(s)] |= C_PVEND
     for s in ";, \t":
         CLS[ord(s)] |= C_ADDREND
+    for s in ":@?%":
+        CLS[ord(s)] |= C_URISPEC
 
 
 _init_tables()
@@ -1012,18 +1015,31 @@ cdef int _check_escapes(Txt* t, Py_ssize_t start, Py_ssize_t end, Py_ssize_t bas
 cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
     """Parse the URI text ``t``; ``s`` is that text as a str when the caller has it (else it is made)."""
     cdef Py_ssize_t n = t.n
-    cdef Py_ssize_t k, colon, i, at, pc, semi, h_end, q, pend
+    cdef Py_ssize_t k, colon, i, at, pc, semi, h_end, q, pend, qm
     cdef unsigned int c
     cdef long port_v
+    cdef bint pct = False
     if n == 0:
         raise URIError("empty URI", base)
-    colon = -1
+    # One pass: forbidden characters, and where the first ':', the first '@' after it and the
+    # first '?' are, and whether any '%' is (no '%': no escape to check).
+    colon = at = qm = -1
     for k in range(n):
         c = RD(t, k)
-        if _is(c, C_URIBAD):
-            raise URIError(f"character {_ch(t, k)!r} not allowed in a URI", base + k)
-        if c == 58 and colon < 0:
-            colon = k
+        if c < 128 and (CLS[c] & (C_URIBAD | C_URISPEC)):
+            if CLS[c] & C_URIBAD:
+                raise URIError(f"character {_ch(t, k)!r} not allowed in a URI", base + k)
+            if c == 58:
+                if colon < 0:
+                    colon = k
+            elif c == 64:
+                if at < 0 and colon >= 0:
+                    at = k
+            elif c == 63:
+                if qm < 0:
+                    qm = k
+            else:
+                pct = True
     if colon <= 0 or not _is(RD(t, 0), C_ALPHA):
         raise URIError("URI without a valid scheme", base)
     for k in range(colon):
@@ -1059,7 +1075,6 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
 
     i = colon + 1
     # userinfo ends at the first '@' (the host, params and headers cannot hold one unescaped).
-    at = _find(t, 64, i, n)
     user = password = None
     if at >= 0:
         pc = _find(t, 58, i, at)
@@ -1070,7 +1085,8 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
             user = _sub(t, i, at)
         if not user:
             raise URIError("empty user part before '@'", base + i)
-        _check_escapes(t, i, at, base)
+        if pct:
+            _check_escapes(t, i, at, base)
         i = at + 1
     h_end = _scan_host(t, i, n, URIError, base, "")
     host = _sub(t, i, h_end)
@@ -1082,15 +1098,17 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
     params = None
     if i < n and RD(t, i) == 59:
         params = {}
-        q = _find(t, 63, i, n)
+        q = -1 if qm < 0 else (qm if qm >= i else _find(t, 63, i, n))
         pend = q if q >= 0 else n
         _parse_params(t, i, pend, base, URIError, "", False, params)
-        _check_escapes(t, i, pend, base)
+        if pct:
+            _check_escapes(t, i, pend, base)
         i = pend
     cdef dict headers = None
     if i < n and RD(t, i) == 63:
         headers = {}
-        _check_escapes(t, i, n, base)
+        if pct:
+            _check_escapes(t, i, n, base)
         for part in _sub(t, i + 1, n).split("&"):
             if not part:
                 continue
