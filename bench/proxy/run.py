@@ -21,6 +21,7 @@ cap of duration + 60 s), every process stopped by its pid (and its process group
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -41,6 +42,16 @@ ROOT = HERE.parent.parent
 PROXY_PORT, CALLEE_PORT, CALLER_PORT = 45060, 45070, 45080
 CALLEE_CTL, CALLER_CTL = 45090, 45091  # SIPp control sockets (default 8888 is outside our range)
 CALLEE_MEDIA, CALLER_MEDIA = 45100, 45110  # SIPp RTP echo ports (unused, but SIPp binds them)
+
+
+def set_ports(base: int) -> None:
+    """All ports from --port-base: proxy base, callee +10, caller +20, SIPp control +30/+31, media +40/+50."""
+    global PROXY_PORT, CALLEE_PORT, CALLER_PORT, CALLEE_CTL, CALLER_CTL, CALLEE_MEDIA, CALLER_MEDIA
+    if not (45000 <= base and base + 60 <= 45999):
+        raise SystemExit("--port-base must keep every port in 45000-45999")
+    PROXY_PORT, CALLEE_PORT, CALLER_PORT = base, base + 10, base + 20
+    CALLEE_CTL, CALLER_CTL = base + 30, base + 31
+    CALLEE_MEDIA, CALLER_MEDIA = base + 40, base + 50
 VARIANTS = ("plain", "acc_log", "acc_db")
 
 KAMAILIO_DEFINES = {"plain": "WITH_PLAIN", "acc_log": "WITH_ACC_LOG", "acc_db": "WITH_ACC_DB"}
@@ -67,6 +78,7 @@ class RunResult:
     rss_peak_kb: int | None = None  # largest VmHWM of one proxy process
     rss_sum_kb: int | None = None  # sum of VmHWM over the proxy's processes (shared memory counted twice)
     nprocs: int = 0
+    udp_drops: dict = field(default_factory=dict)  # receive-buffer overflows per socket, /proc/net/udp
     callee_failed: int = 0
     error: str | None = None
     rundir: str = ""
@@ -127,6 +139,19 @@ def tree_hwm(root: int) -> tuple[int, int, int]:
         except OSError:
             pass
     return (max(vals) if vals else 0), sum(vals), len(vals)
+
+
+def udp_drops(port: int) -> int | None:
+    """Datagrams the kernel dropped on 127.0.0.1:port because its receive buffer was full (/proc/net/udp)."""
+    want = f"0100007F:{port:04X}"
+    try:
+        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[1] == want:
+                return int(f[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def udp_bound(port: int) -> bool:
@@ -300,6 +325,10 @@ def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) ->
         res.error = "sipp not installed (apt-get install sip-tester)"
         return res
     calls = max(1, int(rate * args.duration))
+    busy = [p for p in (PROXY_PORT, CALLEE_PORT, CALLER_PORT) if udp_bound(p)]
+    if busy:
+        res.error = f"UDP port(s) {busy} already in use on 127.0.0.1 (another benchmark? use --port-base)"
+        return res
     started: list[Proc] = []
     try:
         uas = Proc("uas", [sipp, "-sf", str(scenario("uas.xml", rundir, PROXY_PORT)), "-i", "127.0.0.1",
@@ -340,6 +369,8 @@ def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) ->
             res.notes.append("caller did not finish in time; stopped")
         wall = time.monotonic() - t_start
         cpu1 = tree_cpu(px.pid)
+        res.udp_drops = {name: udp_drops(port) for name, port in
+                         (("proxy", PROXY_PORT), ("callee", CALLEE_PORT), ("caller", CALLER_PORT))}
         hwm, hwm_sum, n = tree_hwm(px.pid)
         res.cpu_s = round(cpu1 - cpu0, 3)
         res.rss_peak_kb, res.rss_sum_kb, res.nprocs = hwm, hwm_sum, n
@@ -421,6 +452,10 @@ def report(results: list[RunResult], facts: dict) -> str:
                 "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for r in sorted(rows, key=lambda r: r.rate):
             notes = "; ".join(([r.error] if r.error else []) + r.notes)
+            drops = {k: v for k, v in r.udp_drops.items() if v}
+            if drops:
+                notes = (notes + "; " if notes else "") + "UDP drops (rcvbuf full): " + ", ".join(
+                    f"{k} {v}" for k, v in drops.items())
             if r.callee_failed:
                 notes = (notes + "; " if notes else "") + f"callee failed {r.callee_failed}"
             rss = "-" if r.rss_peak_kb is None else f"{r.rss_peak_kb / 1024:.1f} / {r.rss_sum_kb / 1024:.1f} ({r.nprocs})"
@@ -478,6 +513,8 @@ def main() -> int:
     ap.add_argument("--bisect", type=int, default=0,
                     help="after the step-up, this many bisection runs between the last clean and first failing rate")
     ap.add_argument("--max-wall", type=float, default=1500.0, help="seconds for the whole invocation")
+    ap.add_argument("--port-base", type=int, default=45060,
+                    help="proxy port; callee +10, caller +20, SIPp control +30/+31, media +40/+50 (default 45060)")
     ap.add_argument("--trace-msg", action="store_true", help="SIPp -trace_msg on both sides (debugging)")
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--workdir", help="keep run directories here (default: a temporary directory, removed)")
@@ -496,8 +533,24 @@ def main() -> int:
     for v in variants:
         if v not in VARIANTS:
             ap.error(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
-    facts = machine_facts()
+    set_ports(args.port_base)
     deadline = time.monotonic() + args.max_wall
+    # One invocation at a time per port set: a second one waits here instead of colliding on the ports.
+    lock = open(Path(tempfile.gettempdir()) / f"fastsip-proxybench-{args.port_base}.lock", "w")
+    waited = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not waited:
+                print(f"# another run.py holds ports {args.port_base}+: waiting (or use --port-base)",
+                      file=sys.stderr, flush=True)
+                waited = True
+            if time.monotonic() > deadline:
+                raise SystemExit("gave up waiting for the other run (--max-wall)")
+            time.sleep(1)
+    facts = machine_facts()
     base = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fastsip-proxybench-"))
     base.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
