@@ -227,13 +227,20 @@ def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     return cmd
 
 
-def proxyapp_cmd(variant: str, rundir: Path, port: int) -> list[str]:
-    """Write a proxyapp TOML config for the variant (bench/proxy/proxyapp-VARIANT.toml) and return the command."""
+def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2) -> list[str]:
+    """Write a proxyapp TOML config for the variant (bench/proxy/proxyapp-VARIANT.toml) and return the command.
+
+    Two worker processes by default, like Kamailio's children=2 in kamailio.cfg; "proxyapp1" runs one.
+    """
     tmpl = (HERE / f"proxyapp-{variant}.toml").read_text()
     cfg = rundir / "proxyapp.toml"
     cfg.write_text(tmpl.replace("@PORT@", str(port)).replace("@RUNDIR@", str(rundir))
                    .replace("@HERE@", str(HERE)))
-    return [sys.executable, "-m", "proxyapp", "--config", str(cfg)]
+    return [sys.executable, "-m", "proxyapp", "--config", str(cfg), "--workers", str(workers)]
+
+
+def proxyapp1_cmd(variant: str, rundir: Path, port: int) -> list[str]:
+    return proxyapp_cmd(variant, rundir, port, workers=1)
 
 
 def custom_cmd(template: str):
@@ -469,40 +476,43 @@ def report(results: list[RunResult], facts: dict) -> str:
         out += ["", f"Highest rate with zero failed calls: **{b.rate}/s**" if b else
                 "Highest rate with zero failed calls: none of the rates tried"]
     variants = sorted({v for _, v in keys})
-    if any(p == "kamailio" for p, _ in keys) and any(p == "proxyapp" for p, _ in keys):
-        out += ["", "### proxyapp / Kamailio", "",
-                "| variant | zero-failure rate ratio | CPU ms/call ratio | setup mean ratio | setup p99 ratio |",
-                "|---|---:|---:|---:|---:|"]
-        for v in variants:
-            a, k = best.get(("proxyapp", v)), best.get(("kamailio", v))
-            if not (a and k):
-                out.append(f"| {v} | - | - | - | - |")
-                continue
-            common = [r.rate for r in results if r.proxy == "proxyapp" and r.variant == v and not r.failed
-                      and r.attempted] 
-            common = [x for x in common if any(r.rate == x and r.proxy == "kamailio" and r.variant == v
-                                                and not r.failed and r.attempted for r in results)]
-            cpu_ratio = mean_ratio = p99_ratio = "-"
-            if common:
-                x = max(common)
-                ra = next(r for r in results if (r.proxy, r.variant, r.rate) == ("proxyapp", v, x))
-                rk = next(r for r in results if (r.proxy, r.variant, r.rate) == ("kamailio", v, x))
-                if ra.cpu_ms_per_call and rk.cpu_ms_per_call:
-                    cpu_ratio = f"{ra.cpu_ms_per_call / rk.cpu_ms_per_call:.1f}x (at {x}/s)"
-                if ra.setup_mean_ms and rk.setup_mean_ms:
-                    mean_ratio = f"{ra.setup_mean_ms / rk.setup_mean_ms:.1f}x (at {x}/s)"
-                if ra.setup_p99_ms and rk.setup_p99_ms:
-                    p99_ratio = f"{ra.setup_p99_ms / rk.setup_p99_ms:.1f}x (at {x}/s)"
-            out.append(f"| {v} | {a.rate / k.rate:.2f} | {cpu_ratio} | {mean_ratio} | {p99_ratio} |")
-        out += ["", "Ratios are proxyapp / Kamailio; the CPU and latency ratios are taken at the highest rate "
-                "both passed with zero failures."]
+    others = [p for p in dict.fromkeys(p for p, _ in keys) if p != "kamailio"]
+    if any(p == "kamailio" for p, _ in keys) and others:
+        out += ["", "### Ratios to Kamailio", "",
+                "| proxy | variant | zero-failure rate ratio | CPU ms/call ratio | setup mean ratio | setup p99 ratio |",
+                "|---|---|---:|---:|---:|---:|"]
+        for other in others:
+            for v in variants:
+                a, k = best.get((other, v)), best.get(("kamailio", v))
+                if not (a and k):
+                    out.append(f"| {other} | {v} | - | - | - | - |")
+                    continue
+                clean = {(r.proxy, r.rate) for r in results if r.variant == v and r.attempted and not r.failed
+                         and r.succeeded == r.attempted and not r.error}
+                common = [x for (p, x) in clean if p == other and ("kamailio", x) in clean]
+                cpu_ratio = mean_ratio = p99_ratio = "-"
+                if common:
+                    x = max(common)
+                    ra = next(r for r in results if (r.proxy, r.variant, r.rate) == (other, v, x))
+                    rk = next(r for r in results if (r.proxy, r.variant, r.rate) == ("kamailio", v, x))
+                    if ra.cpu_ms_per_call and rk.cpu_ms_per_call:
+                        cpu_ratio = f"{ra.cpu_ms_per_call / rk.cpu_ms_per_call:.2f}x (at {x}/s)"
+                    if ra.setup_mean_ms and rk.setup_mean_ms:
+                        mean_ratio = f"{ra.setup_mean_ms / rk.setup_mean_ms:.1f}x (at {x}/s)"
+                    if ra.setup_p99_ms and rk.setup_p99_ms:
+                        p99_ratio = f"{ra.setup_p99_ms / rk.setup_p99_ms:.1f}x (at {x}/s)"
+                out.append(f"| {other} | {v} | {a.rate / k.rate:.2f} | {cpu_ratio} | {mean_ratio} | {p99_ratio} |")
+        out += ["", "Ratios are proxy / Kamailio (below 1 is better for CPU and latency, above 1 better for the "
+                "rate); CPU and latency are compared at the highest rate both passed with zero failures. A rate "
+                "ratio of 1.00 at the top of --rates only says both passed every rate tried."]
     return "\n".join(out)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxy", default="kamailio",
-                    help="kamailio, proxyapp, both, or names given with --proxy-cmd (comma-separated)")
+                    help="kamailio, proxyapp (2 workers), proxyapp1 (1 worker), both (kamailio,proxyapp), "
+                         "all, or names given with --proxy-cmd (comma-separated)")
     ap.add_argument("--proxy-cmd", action="append", default=[],
                     help="NAME=COMMAND with {port}, {variant}, {rundir}, {here} placeholders")
     ap.add_argument("--variants", default="plain")
@@ -520,11 +530,12 @@ def main() -> int:
     ap.add_argument("--workdir", help="keep run directories here (default: a temporary directory, removed)")
     args = ap.parse_args()
 
-    builders = {"kamailio": kamailio_cmd, "proxyapp": proxyapp_cmd}
+    builders = {"kamailio": kamailio_cmd, "proxyapp": proxyapp_cmd, "proxyapp1": proxyapp1_cmd}
     for spec in args.proxy_cmd:
         name, _, tmpl = spec.partition("=")
         builders[name] = custom_cmd(tmpl)
-    proxies = ["kamailio", "proxyapp"] if args.proxy == "both" else args.proxy.split(",")
+    proxies = {"both": ["kamailio", "proxyapp"], "all": ["kamailio", "proxyapp", "proxyapp1"]}.get(
+        args.proxy, args.proxy.split(","))
     variants = args.variants.split(",")
     rates = [int(x) for x in args.rates.split(",")]
     for p in proxies:
