@@ -321,9 +321,12 @@ cdef object _LAZY = object()  # an empty dict not made yet
 cdef class SipURI:
     """A sip: or sips: URI (RFC 3261 §19.1). ``str(uri)`` is the exact text it was parsed from."""
 
-    cdef public object scheme, user, password, host, port, _raw
+    cdef public object scheme, user, password, host, port
     # Most URIs have no params or headers: their empty dicts are made on first access.
     cdef object _params, _headers
+    # The text: _raw_s, or (while that is None) made from _rt, whose data _owner holds.
+    cdef object _raw_s, _owner
+    cdef Txt _rt
 
     def __init__(self, scheme, user, password, host, port, params, headers, raw):
         self.scheme = scheme
@@ -333,7 +336,18 @@ cdef class SipURI:
         self.port = port
         self._params = params
         self._headers = headers
-        self._raw = raw
+        self._raw_s = raw
+
+    @property
+    def _raw(self):
+        if self._raw_s is None:
+            self._raw_s = _sub(&self._rt, 0, self._rt.n)
+            self._owner = None
+        return self._raw_s
+
+    def __reduce__(self):
+        return (SipURI, (self.scheme, self.user, self.password, self.host, self.port, self.params, self.headers,
+                         self._raw))
 
     @property
     def params(self):
@@ -1127,7 +1141,11 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
     u.port = port
     u._params = params if params else _LAZY
     u._headers = headers if headers else _LAZY
-    u._raw = s if s is not None else _sub(t, 0, n)
+    if s is not None:
+        u._raw_s = s
+    else:
+        u._rt = t[0]
+        u._owner = <object>t.owner
     return u
 
 

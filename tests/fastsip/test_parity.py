@@ -173,9 +173,24 @@ def snapshot(msg: object) -> dict:
     for key in ("call_id", "max_forwards", "content_length", "content_type", "body"):
         s[key] = _attempt(lambda key=key: getattr(m, key))
     s["validate"] = _attempt(m.validate)
+    s["pickled values"] = _attempt(lambda: _pickled_values(m))
     s["bytes"] = bytes(m)
     s["to_bytes"] = m.to_bytes()
     return s
+
+
+def _pickled_values(m: object) -> list:
+    """Value objects survive pickle and copy with every attribute (the C ones keep lazy params)."""
+    values = list(m.via) + [m.from_, m.to, m.cseq] + list(m.contact) + list(m.route)  # type: ignore[attr-defined]
+    if m.is_request:  # type: ignore[attr-defined]
+        values.append(m.uri)  # type: ignore[attr-defined]
+    values += [getattr(v, "uri", None) for v in values]
+    out = []
+    for v in values:
+        for dup in (lambda x: pickle.loads(pickle.dumps(x)), copy.copy, copy.deepcopy):
+            d = dup(v)
+            out.append((repr(d), d == v, _via(d) if type(d).__name__ == "Via" else None))
+    return out
 
 
 def _parse(impl, data: bytes, **kw):  # type: ignore[no-untyped-def]
