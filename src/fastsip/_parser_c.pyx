@@ -2192,6 +2192,27 @@ cdef inline Py_ssize_t _findc(const unsigned char* p, Py_ssize_t i, Py_ssize_t e
     return -1 if r == NULL else <Py_ssize_t>(<const unsigned char*>r - p)
 
 
+cdef inline Py_ssize_t _find_control(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
+    """The first control character (0x00-0x1f but HT, or DEL) in ``p[i:end]``, or -1.
+
+    Eight bytes at a time while no byte is below 0x20 or equal to 0x7f (bytes >= 0x80 never match).
+    """
+    cdef unsigned long long w, x
+    cdef unsigned char c
+    while i + 8 <= end:
+        memcpy(&w, p + i, 8)
+        x = w ^ 0x7f7f7f7f7f7f7f7fULL
+        if (((w - 0x2020202020202020ULL) & ~w) | ((x - 0x0101010101010101ULL) & ~x)) & 0x8080808080808080ULL:
+            break
+        i += 8
+    while i < end:
+        c = p[i]
+        if (c < 32 and c != 9) or c == 127:
+            return i
+        i += 1
+    return -1
+
+
 cdef inline Py_ssize_t _skip_ws_bytes(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
     while i < end and (p[i] == 32 or p[i] == 9):
         i += 1
@@ -2243,10 +2264,9 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
     if eol < 0:
         raise IncompleteMessage("the start line has no line break", n)
     ce = eol - 1 if p[eol - 1] == 13 else eol
-    for k in range(pos, ce):
-        c = p[k]
-        if (c < 32 and c != 9) or c == 127:
-            raise StartLineError("control character in the start line", k)
+    k = _find_control(p, pos, ce)
+    if k >= 0:
+        raise StartLineError("control character in the start line", k)
     L = ce - pos
     if L >= 4 and _up(p[pos]) == b'S' and _up(p[pos + 1]) == b'I' and _up(p[pos + 2]) == b'P' and p[pos + 3] == b'/':
         sp1 = _findc(p, pos, ce, 32)
@@ -2335,17 +2355,24 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
                 f.ve = v_end
             f.le = eol + 1
         else:
-            colon = _findc(p, pos, ce, 58)
-            if colon < 0:
-                raise HeaderError("header line without a colon", pos)
-            name_end = colon
-            while name_end > pos and (p[name_end - 1] == 32 or p[name_end - 1] == 9):
-                name_end -= 1
-            if name_end == pos:
-                raise HeaderError("invalid character in a header name", pos)
-            for k in range(pos, name_end):
-                if not (CLS[p[k]] & C_TOKEN):
-                    raise HeaderError("invalid character in a header name", k)
+            # Usually the name is all token characters right up to the colon: one loop does both.
+            k = pos
+            while k < ce and (CLS[p[k]] & C_TOKEN):
+                k += 1
+            if k > pos and k < ce and p[k] == 58:
+                colon = name_end = k
+            else:
+                colon = _findc(p, pos, ce, 58)
+                if colon < 0:
+                    raise HeaderError("header line without a colon", pos)
+                name_end = colon
+                while name_end > pos and (p[name_end - 1] == 32 or p[name_end - 1] == 9):
+                    name_end -= 1
+                if name_end == pos:
+                    raise HeaderError("invalid character in a header name", pos)
+                for k in range(pos, name_end):
+                    if not (CLS[p[k]] & C_TOKEN):
+                        raise HeaderError("invalid character in a header name", k)
             if (msg._nf >= mh) if mh >= 0 else (msg._nf >= max_headers):
                 raise TooManyHeaders(f"more than {max_headers} header lines", pos)
             vs = _skip_ws_bytes(p, colon + 1, ce)
