@@ -315,6 +315,9 @@ class Proxy:
 
         self.cfg = cfg
         self.timers = cfg.timers
+        from .script import ScriptContext
+
+        self._script_context = ScriptContext
         self.script = script if script is not None else Script.load(cfg.script)
         self.script.proxy = self
         self.acc = acc
@@ -617,9 +620,7 @@ class Proxy:
         lh = self._loop_hash(msg, headers)
         self._stamp_via(msg, via, source, headers)
         reply_dest = self._reply_dest(msg, via, source)
-        from .script import ScriptContext
-
-        ctx = ScriptContext(self, msg, source, reply_dest, key)
+        ctx = self._script_context(self, msg, source, reply_dest, key)
         ctx.loop_hash = lh
         self.script.run_request(ctx)
 

@@ -37,6 +37,7 @@ except Exception:  # accounting not installed yet: do_accounting still validates
     AccMark = None  # type: ignore[assignment,misc]
 
 
+_METHOD_SETS: dict[str, frozenset[str]] = {}  # is_method argument -> the methods it names
 _MARKS: dict[tuple[str, str, str | None], Any] = {}  # do_accounting arguments -> parsed template
 
 
@@ -186,6 +187,12 @@ class Script:
 class ScriptContext:
     """What a route gets beside the message: the verbs, named as in OpenSIPS."""
 
+    __slots__ = (
+        "proxy", "msg", "source", "reply_dest", "key", "tctx", "acc_mark", "record_route_flag",
+        "maxfwd_done", "failure_route", "reply_route", "branch_route", "dst_uri", "loop_hash",
+        "replied", "reply", "reply_code", "branch", "params", "__dict__",
+    )
+
     def __init__(self, proxy: Proxy, msg: Any, source: Target, reply_dest: Target, key: Any) -> None:
         self.proxy = proxy
         self.msg = msg
@@ -249,8 +256,10 @@ class ScriptContext:
 
     def is_method(self, methods: str) -> bool:
         """is_method("INVITE") or is_method("INVITE|BYE")."""
-        m = self.msg.method
-        return any(m == x.strip().upper() for x in methods.split("|"))
+        wanted = _METHOD_SETS.get(methods)
+        if wanted is None:
+            wanted = _METHOD_SETS[methods] = frozenset(x.strip().upper() for x in methods.split("|"))
+        return self.msg.method in wanted
 
     def is_myself(self, what: Any = None) -> bool:
         """OpenSIPS ``uri == myself``: a URI object or text, ``host[:port]``; default the R-URI."""
