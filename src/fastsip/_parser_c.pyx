@@ -322,6 +322,9 @@ cdef class SipURI:
     """A sip: or sips: URI (RFC 3261 §19.1). ``str(uri)`` is the exact text it was parsed from."""
 
     cdef public object scheme, user, password, host, port
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete {type(self).__name__}.{name}")
     # Most URIs have no params or headers: their empty dicts are made on first access.
     cdef object _params, _headers
     # The text: _raw_s, or (while that is None) made from _rt, whose data _owner holds.
@@ -460,6 +463,9 @@ cdef class Via:
     """One via-parm of a Via header (RFC 3261 §20.42), with RFC 3581 rport."""
 
     cdef public object protocol, transport, host, port
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete {type(self).__name__}.{name}")
     # Parsed Vias keep their params as offsets (_pr, in _owner's text) until .params is read.
     cdef object _params, _owner
     cdef Params _pr
@@ -550,6 +556,9 @@ cdef class NameAddr:
     """A name-addr or addr-spec with header params: From, To, Contact, Route (RFC 3261 §20.10, §20.20)."""
 
     cdef public object display, uri, wildcard
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete {type(self).__name__}.{name}")
     # Parsed ones keep their params as offsets (_pr, in _owner's text) until .params is read.
     cdef object _params, _owner
     cdef Params _pr
@@ -604,6 +613,9 @@ cdef class CSeq:
     """CSeq: sequence number and method (RFC 3261 §20.16)."""
 
     cdef public object seq, method
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete {type(self).__name__}.{name}")
 
     def __init__(self, seq, method):
         self.seq = seq
@@ -1535,6 +1547,9 @@ cdef class Message:
 
     def __dealloc__(self):
         free(self._f)
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete {type(self).__name__}.{name}")
 
     def __init__(self):
         raise TypeError("use fastsip.parse() to build messages")
@@ -2482,3 +2497,79 @@ def make_response(
     resp = parse(b"".join(out), max_size=max(DEFAULT_MAX_SIZE, sum(map(len, out)) + 1))
     assert isinstance(resp, Response)
     return resp
+
+
+# ---------------------------------------------------------------------------
+# Plain fields as member descriptors
+# ---------------------------------------------------------------------------
+# Cython exposes ``cdef public`` fields as getset properties, which CPython reads
+# through the generic attribute path on every access. A member descriptor
+# (T_OBJECT_EX) is what CPython 3.11's specializing interpreter turns into a
+# direct load at a fixed offset (LOAD_ATTR_SLOT), so reading ``uri.host`` costs
+# a few instructions instead of a descriptor call. The fields are re-exposed as
+# members after the types are built; deleting one is refused (``__delattr__``),
+# so a field is never NULL under the Cython code that reads it.
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        const char* name
+        int type
+        Py_ssize_t offset
+        int flags
+        const char* doc
+    enum: T_OBJECT_EX
+
+cdef extern from "Python.h":
+    ctypedef struct PyTypeObject:
+        PyObject* tp_dict
+        Py_ssize_t tp_basicsize
+    object PyDescr_NewMember(PyTypeObject* t, PyMemberDef* m)
+    void PyType_Modified(PyTypeObject* t)
+
+cdef list _MEMBER_KEEP = []  # the names and definitions the member descriptors point at
+
+
+cdef int _as_members(type cls, object probe, tuple names) except -1:
+    """Replace the getset descriptors ``names`` of ``cls`` by member descriptors at the same fields.
+
+    Each field's offset is found by setting it (through the getset) to a fresh sentinel on
+    ``probe``, an instance, and finding that pointer in the instance's memory.
+    """
+    cdef PyTypeObject* tp = <PyTypeObject*>cls
+    cdef PyMemberDef* d
+    cdef Py_ssize_t off, found
+    cdef char* base = <char*><PyObject*>probe
+    defs = PyBytes_FromStringAndSize(NULL, len(names) * sizeof(PyMemberDef))
+    _MEMBER_KEEP.append(defs)
+    d = <PyMemberDef*>PyBytes_AS_STRING(defs)
+    for k, name in enumerate(names):
+        sentinel = object()
+        setattr(probe, name, sentinel)
+        found = -1
+        off = 2 * sizeof(void*)  # past ob_refcnt and ob_type
+        while off + <Py_ssize_t>sizeof(PyObject*) <= tp.tp_basicsize:
+            if (<PyObject**>(base + off))[0] == <PyObject*>sentinel:
+                found = off
+                break
+            off += sizeof(PyObject*)
+        setattr(probe, name, None)
+        if found < 0:
+            raise RuntimeError(f"fastsip: no field for {cls.__name__}.{name}")
+        bname = name.encode("ascii")
+        _MEMBER_KEEP.append(bname)
+        d[k].name = PyBytes_AS_STRING(bname)
+        d[k].type = T_OBJECT_EX
+        d[k].offset = found
+        d[k].flags = 0
+        d[k].doc = NULL
+        (<dict>tp.tp_dict)[name] = PyDescr_NewMember(tp, &d[k])
+    PyType_Modified(tp)
+    return 0
+
+
+_as_members(SipURI, SipURI.__new__(SipURI), ("scheme", "user", "password", "host", "port"))
+_as_members(Via, Via.__new__(Via), ("protocol", "transport", "host", "port"))
+_as_members(NameAddr, NameAddr.__new__(NameAddr), ("display", "uri", "wildcard"))
+_as_members(CSeq, CSeq.__new__(CSeq), ("seq", "method"))
+_as_members(Request, Request.__new__(Request), ("method", "version"))
+_as_members(Response, Response.__new__(Response), ("status", "reason", "version"))

@@ -309,6 +309,29 @@ def test_parse_uri(text: str) -> None:
         assert a == b
 
 
+def test_plain_fields_are_member_descriptors() -> None:
+    """The C value objects expose plain fields as members (CPython specializes those loads);
+    they stay writable, and deleting one is refused so no field is ever NULL."""
+    msg = c_impl.parse(EXTRA[0])
+    objects = [msg, msg.uri, msg.via[0], msg.from_, msg.cseq]
+    for obj, names in zip(objects, (("method", "version"), ("scheme", "user", "password", "host", "port"),
+                                    ("protocol", "transport", "host", "port"), ("display", "uri", "wildcard"),
+                                    ("seq", "method"))):
+        for name in names:
+            assert type(type(obj).__dict__[name]).__name__ == "member_descriptor", (type(obj), name)
+            before = getattr(obj, name)
+            with pytest.raises(AttributeError):
+                delattr(obj, name)
+            assert getattr(obj, name) == before
+            setattr(obj, name, "x")
+            assert getattr(obj, name) == "x"
+        repr(obj)
+    with pytest.raises(AttributeError):
+        del msg.via
+    response = c_impl.parse(EXTRA[1])
+    assert (response.status, response.reason, response.version) == (180, "Ringing", "SIP/2.0")
+
+
 def test_public_names() -> None:
     assert c_impl.IMPLEMENTATION == "c"
     assert set(c_impl.__all__) == set(py_impl.__all__)
