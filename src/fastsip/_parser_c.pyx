@@ -718,12 +718,37 @@ cdef inline Py_ssize_t _skip_ws(Txt* t, Py_ssize_t i, Py_ssize_t n) noexcept nog
 
 
 cdef inline Py_ssize_t _scan_cls(Txt* t, Py_ssize_t i, Py_ssize_t n, unsigned short m) noexcept nogil:
+    cdef const unsigned char* p
+    if t.kind == 1:  # bytes index CLS directly (128-255 are in no class)
+        p = <const unsigned char*>t.data
+        while i < n and (CLS[p[i]] & m):
+            i += 1
+        return i
     while i < n and _is(RD(t, i), m):
         i += 1
     return i
 
 
+cdef inline Py_ssize_t _scan_not_cls(Txt* t, Py_ssize_t i, Py_ssize_t n, unsigned short m) noexcept nogil:
+    """The first index from ``i`` whose character is in class ``m`` (or ``n``)."""
+    cdef const unsigned char* p
+    if t.kind == 1:
+        p = <const unsigned char*>t.data
+        while i < n and not (CLS[p[i]] & m):
+            i += 1
+        return i
+    while i < n and not _is(RD(t, i), m):
+        i += 1
+    return i
+
+
 cdef inline Py_ssize_t _find(Txt* t, unsigned int ch, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    cdef const void* r
+    if t.kind == 1:
+        if i >= n or ch > 255:
+            return -1
+        r = memchr(<const char*>t.data + i, ch, n - i)
+        return -1 if r == NULL else <Py_ssize_t>(<const char*>r - <const char*>t.data)
     while i < n:
         if RD(t, i) == ch:
             return i
@@ -843,9 +868,7 @@ cdef Py_ssize_t _parse_params(
                     raise _value_error(err, "unterminated IPv6 reference in parameter", base + i, header)
                 j += 1
             else:
-                j = i
-                while j < n and not _is(RD(t, j), C_PVEND):
-                    j += 1
+                j = _scan_not_cls(t, i, n, C_PVEND)
             if j == i:
                 raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
             value = _sub(t, i, j)
@@ -928,9 +951,7 @@ cdef Py_ssize_t _scan_params(
                     raise _value_error(err, "unterminated IPv6 reference in parameter", base + i, header)
                 j += 1
             else:
-                j = i
-                while j < n and not _is(RD(t, j), C_PVEND):
-                    j += 1
+                j = _scan_not_cls(t, i, n, C_PVEND)
             if j == i:
                 name = _lower_token(t, ni, _scan_cls(t, ni, n, C_TOKEN))
                 raise _value_error(err, f"empty value for parameter {name!r}", base + i, header)
@@ -1050,22 +1071,26 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
     # One pass: forbidden characters, and where the first ':', the first '@' after it and the
     # first '?' are, and whether any '%' is (no '%': no escape to check).
     colon = at = qm = -1
-    for k in range(n):
+    k = 0
+    while True:
+        k = _scan_not_cls(t, k, n, C_URIBAD | C_URISPEC)
+        if k >= n:
+            break
         c = RD(t, k)
-        if c < 128 and (CLS[c] & (C_URIBAD | C_URISPEC)):
-            if CLS[c] & C_URIBAD:
-                raise URIError(f"character {_ch(t, k)!r} not allowed in a URI", base + k)
-            if c == 58:
-                if colon < 0:
-                    colon = k
-            elif c == 64:
-                if at < 0 and colon >= 0:
-                    at = k
-            elif c == 63:
-                if qm < 0:
-                    qm = k
-            else:
-                pct = True
+        if CLS[c] & C_URIBAD:
+            raise URIError(f"character {_ch(t, k)!r} not allowed in a URI", base + k)
+        if c == 58:
+            if colon < 0:
+                colon = k
+        elif c == 64:
+            if at < 0 and colon >= 0:
+                at = k
+        elif c == 63:
+            if qm < 0:
+                qm = k
+        else:
+            pct = True
+        k += 1
     if colon <= 0 or not _is(RD(t, 0), C_ALPHA):
         raise URIError("URI without a valid scheme", base)
     for k in range(colon):
