@@ -68,6 +68,19 @@ async def resolve_sip(name: str, port: int | None, transport: str) -> list[tuple
     return out
 
 
+UDP_RECEIVE_BUFFER = 4 << 20
+
+
+def _big_receive_buffer(sock: Any) -> None:
+    """Ask for a 4 MiB receive buffer (the kernel caps it at net.core.rmem_max): a burst of
+    datagrams while the event loop is busy must queue, not be dropped
+    (a dropped INVITE costs the caller a 500 ms retransmission)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+    except (OSError, AttributeError):
+        pass
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, edge: "Edge", listen: Listen) -> None:
         self.edge = edge
@@ -207,6 +220,7 @@ class Edge:
                         family=family,
                     )
                 self.udp[listen] = proto  # type: ignore[assignment]
+                _big_receive_buffer(proto.transport.get_extra_info("socket"))  # type: ignore[union-attr]
             else:
                 server = await loop.create_server(
                     lambda listen=listen: TcpConnection(self, listen), listen.host, listen.port, reuse_address=True,
@@ -217,6 +231,7 @@ class Edge:
         if self.dispatch is not None:
             sock = self.dispatch.sock
             sock.setblocking(False)
+            _big_receive_buffer(sock)
             _, peer = await loop.create_datagram_endpoint(lambda: _PeerProtocol(self), sock=sock)
             self._peer = peer  # type: ignore[assignment]
 
