@@ -93,3 +93,36 @@ def test_two_workers_carry_calls_cancels_and_retransmissions(proxy_factory, sipp
     assert len(moved) == 2, log[-3000:]
     handed = sum(m[0] for m in moved)
     assert handed > 0 and handed == sum(m[1] for m in moved)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_supervisor_restarts_a_killed_worker_and_calls_go_on(proxy_factory, sipp):
+    import os
+    import signal
+    import time
+
+    proxy = proxy_factory("workers = 2\n" + FAST_TIMERS, transports=("udp",))
+
+    def workers() -> list[int]:
+        path = f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children"
+        with open(path) as fh:
+            return sorted(int(p) for p in fh.read().split())
+
+    before = workers()
+    assert len(before) == 2
+    time.sleep(2.2)  # a worker dying right after start stops the supervisor instead (no spin)
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not re.search(r"restarting it", proxy.log()) or proxy.log().count(" ready ") < 3:
+        assert time.monotonic() < deadline, proxy.log()
+        time.sleep(0.05)
+    after = workers()
+    assert len(after) == 2 and before[0] not in after and before[1] in after
+    uas_port = free_port()
+    uas = sipp.uas("uas_call.xml", uas_port, calls=6)
+    res = sipp.uac("uac_call.xml", proxy.port, f"127.0.0.1:{uas_port}", calls=6, extra=["-r", "10"])
+    _assert_ok(res, sipp.wait(uas), proxy, sipp, "calls after a worker restart")
+    proxy.stop()
+    assert proxy.proc.returncode == 0
+    assert re.search(r"worker 0: handed", proxy.log()) and re.search(r"worker 1: handed", proxy.log())
