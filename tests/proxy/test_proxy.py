@@ -551,3 +551,17 @@ def test_advertised_address_in_via_and_record_route_and_is_us():
     bye = req("BYE", cseq=2, to_tag="b1", branch="z9hG4bKbye", extra="Route: <sip:sip.example.com:5080;lr>\r\n")
     s = sends(h.rx(bye))
     assert s[0].dest.addr == CALLEE and b"\r\nRoute:" not in s[0].data
+
+
+def test_loop_hash_covers_proxy_require_and_proxy_authorization_in_any_case():
+    # §16.6 step 8: the branch's loop part changes with Proxy-Require / Proxy-Authorization.
+    import fastsip
+
+    from proxyapp.proxy import Proxy
+
+    base = Proxy._loop_hash(fastsip.parse(req()))
+    seen = {base}
+    for extra in ("Proxy-Require: foo\r\n", "proxy-require: bar\r\n", "PROXY-AUTHORIZATION: Digest x\r\n"):
+        seen.add(Proxy._loop_hash(fastsip.parse(req(extra=extra))))
+    assert len(seen) == 4
+    assert Proxy._loop_hash(fastsip.parse(req(extra="X-Proxy-Require-Not: foo\r\n"))) == base
