@@ -2232,6 +2232,29 @@ cdef inline Py_ssize_t _findc(const unsigned char* p, Py_ssize_t i, Py_ssize_t e
     return -1 if r == NULL else <Py_ssize_t>(<const unsigned char*>r - p)
 
 
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* The index of the first CR or LF in p[i:n], or -1; 16 bytes at a time where SSE2 is there. */
+    static inline Py_ssize_t fastsip_find_crlf(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) {
+    #if defined(__SSE2__)
+        const __m128i cr = _mm_set1_epi8(13), lf = _mm_set1_epi8(10);
+        while (i + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i*)(p + i));
+            int m = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+            if (m) return i + __builtin_ctz((unsigned)m);
+            i += 16;
+        }
+    #endif
+        for (; i < n; i++) if (p[i] == 13 || p[i] == 10) return i;
+        return -1;
+    }
+    """
+    Py_ssize_t fastsip_find_crlf(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept nogil
+
+
 cdef inline Py_ssize_t _find_control(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept nogil:
     """The first control character (0x00-0x1f but HT, or DEL) in ``p[i:end]``, or -1.
 
@@ -2367,19 +2390,28 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
     # --- header lines (RFC 3261 §7.3) ------------------------------------------
     pos = eol + 1
     while True:
-        eol = _findc(p, pos, n, 10)
-        if eol < 0:
-            raise IncompleteMessage("no empty line after the headers", n)
-        ce = eol - 1 if eol > pos and p[eol - 1] == 13 else eol
+        # The first CR or LF ends the line when it is an LF or a CRLF (then no CR is inside);
+        # a lone CR takes the exact path below, which reports it as the reference does.
+        k = fastsip_find_crlf(p, pos, n)
+        if k >= 0 and p[k] == 10:
+            eol = ce = k
+        elif k >= 0 and k + 1 < n and p[k + 1] == 10:
+            eol = k + 1
+            ce = k
+        else:
+            eol = _findc(p, pos, n, 10)
+            if eol < 0:
+                raise IncompleteMessage("no empty line after the headers", n)
+            ce = eol - 1 if eol > pos and p[eol - 1] == 13 else eol
+            cr = _findc(p, pos, ce, 13)
+            if cr >= 0 and ce != pos:
+                raise HeaderError("CR without LF inside a header line", cr)
         if ce == pos:
             msg._tail_b = 0
             msg._tail_s = pos
             msg._tail_e = eol + 1
             pos = eol + 1
             break
-        cr = _findc(p, pos, ce, 13)
-        if cr >= 0:
-            raise HeaderError("CR without LF inside a header line", cr)
         c = p[pos]
         if c == 32 or c == 9:
             # §7.3.1 folding: a line starting with whitespace continues the previous header.
