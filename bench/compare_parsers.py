@@ -61,7 +61,7 @@ def run_worker(lib: str, workload: str, mode: str, repeat: int, min_time: float)
     out["version"] = _version(lib, mod)
     fn = getattr(mod, mode, None)
     if fn is None:
-        out["error"] = "mode not supported by the library"
+        out["error"] = "the library has no API for this"
         out["unsupported"] = True
         return out
     try:
@@ -150,7 +150,7 @@ def build_c(build_dir: Path) -> dict[str, Path | str]:
 def run_c(lib: str, binary: Path, workload: str, mode: str, repeat: int, min_time: float) -> dict:
     out = {"lib": lib, "workload": workload, "mode": mode, "ok": False}
     if mode == "serialize":
-        out.update(error="mode not measured for C", unsupported=True)
+        out.update(error="not measured for the C parsers", unsupported=True)
         return out
     p = subprocess.run([str(binary), str(HERE / "workloads" / f"{workload}.sip"), mode, str(repeat),
                         str(min_time)], capture_output=True, text=True, timeout=300)
@@ -252,7 +252,7 @@ def table(results: list[dict], workload: str, mode: str) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     for r in rows:
         if not r.get("ok"):
-            what = "n/a (no such API)" if r.get("unsupported") else f"FAILED: {r.get('error', '?')}"
+            what = f"n/a ({r.get('error')})" if r.get("unsupported") else f"FAILED: {r.get('error', '?')}"
             cells = [r["lib"], r.get("version", ""), what, "", ""] + ([""] if extra else [])
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -287,6 +287,29 @@ def targets(results: list[dict]) -> list[str]:
     return out
 
 
+def render(facts: dict, results: list[dict]) -> str:
+    """Markdown: machine facts, one table per (workload, mode), the targets, what each adapter reads."""
+    import adapters
+
+    out = ["## Machine", ""] + [f"- {k}: {v}" for k, v in facts.items()]
+    wls = list(dict.fromkeys(r["workload"] for r in results))
+    modes = list(dict.fromkeys(r["mode"] for r in results))
+    libs = list(dict.fromkeys(r["lib"] for r in results))
+    for wl in wls:
+        for mode in modes:
+            out += ["", f"### {wl} / {mode}", ""] + table(results, wl, mode)
+    out += targets(results)
+    out += ["", "### What each adapter reads", ""]
+    for lib in libs:
+        if lib in adapters.LIBS:
+            try:
+                note = adapters.load(lib).NOTES
+            except Exception as exc:
+                note = f"(not importable: {type(exc).__name__}: {exc})"
+            out.append(f"- {lib}: {note}")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=3, metavar=("LIB", "WORKLOAD", "MODE"))
@@ -297,10 +320,15 @@ def main() -> int:
     ap.add_argument("--min-time", type=float, default=0.2, help="seconds per timed loop (default 0.2)")
     ap.add_argument("--timeout", type=float, default=180, help="seconds per worker")
     ap.add_argument("--json", help="also write all raw results to this file")
+    ap.add_argument("--from-json", help="print the tables of a file written by --json, measuring nothing")
     args = ap.parse_args()
 
     if args.worker:
         print(json.dumps(run_worker(*args.worker, repeat=args.repeat, min_time=args.min_time)))
+        return 0
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        print(render(saved["machine"], saved["results"]))
         return 0
 
     facts = machine_facts()
@@ -325,26 +353,7 @@ def main() -> int:
                 status = f"{r['median_us']:.2f} µs" if r.get("ok") else r.get("error", "failed")
                 print(f"# {wl:14} {mode:9} {lib:11} {status}", file=sys.stderr, flush=True)
 
-    print("## Machine\n")
-    for k, v in facts.items():
-        print(f"- {k}: {v}")
-    for wl in wls:
-        for mode in modes:
-            print(f"\n### {wl} / {mode}\n")
-            print("\n".join(table(results, wl, mode)))
-    print("\n".join(targets(results)))
-    notes = {}
-    import adapters
-
-    for lib in libs:
-        if lib in adapters.LIBS:
-            try:
-                notes[lib] = adapters.load(lib).NOTES
-            except Exception as exc:
-                notes[lib] = f"(not importable: {type(exc).__name__}: {exc})"
-    print("\n### What each adapter reads\n")
-    for lib, note in notes.items():
-        print(f"- {lib}: {note}")
+    print(render(facts, results))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": facts, "results": results}, indent=1))
     shutil.rmtree(args.scratch, ignore_errors=True)

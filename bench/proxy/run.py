@@ -413,6 +413,14 @@ def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) ->
 
 # --------------------------------------------------------------------------- report
 
+def clean(r: RunResult) -> bool:
+    """A rate the proxy sustained: every call attempted succeeded, none failed, and the successful calls came
+    at >= 95 % of the offered rate (with heavy retransmission the calls still succeed, but late and slower:
+    RFC 7501 counts the rate the DUT establishes sessions at, not the rate they were offered)."""
+    return (not r.error and r.attempted > 0 and r.failed == 0 and r.succeeded == r.attempted
+            and r.achieved_rate >= 0.95 * r.rate)
+
+
 def machine_facts() -> dict[str, str]:
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -470,10 +478,10 @@ def report(results: list[RunResult], facts: dict) -> str:
                        f"{fmt(r.achieved_rate, 1)} | {fmt(r.setup_median_ms, 0)} | {fmt(r.setup_mean_ms)} | "
                        f"{fmt(r.setup_p99_ms, 0)} | "
                        f"{fmt(r.cpu_ms_per_call, 3)} | {rss} | {notes} |")
-        clean = [r for r in rows if not r.error and r.attempted and r.failed == 0 and r.succeeded == r.attempted]
-        b = max(clean, key=lambda r: r.rate) if clean else None
+        ok_rows = [r for r in rows if clean(r)]
+        b = max(ok_rows, key=lambda r: r.rate) if ok_rows else None
         best[(proxy, variant)] = b
-        out += ["", f"Highest rate with zero failed calls: **{b.rate}/s**" if b else
+        out += ["", f"Highest rate with zero failed calls (and >= 95 % of it achieved): **{b.rate}/s**" if b else
                 "Highest rate with zero failed calls: none of the rates tried"]
     variants = sorted({v for _, v in keys})
     others = [p for p in dict.fromkeys(p for p, _ in keys) if p != "kamailio"]
@@ -487,9 +495,8 @@ def report(results: list[RunResult], facts: dict) -> str:
                 if not (a and k):
                     out.append(f"| {other} | {v} | - | - | - | - |")
                     continue
-                clean = {(r.proxy, r.rate) for r in results if r.variant == v and r.attempted and not r.failed
-                         and r.succeeded == r.attempted and not r.error}
-                common = [x for (p, x) in clean if p == other and ("kamailio", x) in clean]
+                passed = {(r.proxy, r.rate) for r in results if r.variant == v and clean(r)}
+                common = [x for (p, x) in passed if p == other and ("kamailio", x) in passed]
                 cpu_ratio = mean_ratio = p99_ratio = "-"
                 if common:
                     x = max(common)
@@ -527,9 +534,15 @@ def main() -> int:
                     help="proxy port; callee +10, caller +20, SIPp control +30/+31, media +40/+50 (default 45060)")
     ap.add_argument("--trace-msg", action="store_true", help="SIPp -trace_msg on both sides (debugging)")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--from-json", help="print the report of a file written by --json, running nothing")
     ap.add_argument("--workdir", help="keep run directories here (default: a temporary directory, removed)")
     args = ap.parse_args()
 
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        rs = [RunResult(**{"udp_drops": {}, **r}) for r in saved["results"]]
+        print(report(rs, saved["machine"]))
+        return 0
     builders = {"kamailio": kamailio_cmd, "proxyapp": proxyapp_cmd, "proxyapp1": proxyapp1_cmd}
     for spec in args.proxy_cmd:
         name, _, tmpl = spec.partition("=")
@@ -587,7 +600,7 @@ def main() -> int:
                     break
                 if r.error and not r.attempted:
                     break  # the proxy does not even start: no point in higher rates
-                if r.failed or r.succeeded < r.attempted:
+                if not clean(r):
                     first_bad = first_bad or rate
                     if not args.keep_going:
                         break
@@ -601,7 +614,7 @@ def main() -> int:
                 r = run(proxy, variant, mid)
                 if r is None:
                     break
-                if r.failed or r.succeeded < r.attempted or r.error:
+                if not clean(r):
                     hi = mid
                 else:
                     lo = mid
