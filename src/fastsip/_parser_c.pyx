@@ -2140,24 +2140,54 @@ cdef bint _all_digits(str v):
 cdef class Request(Message):
     """A SIP request (RFC 3261 §7.1)."""
 
-    cdef public object method, version, _uri_text, _uri_offset
+    cdef public object method, version, _uri_offset
+    # The Request-URI text: _uri_str, or while _uri_lazy the received bytes _p0[_uri_s:_uri_e],
+    # decoded on first need (a pure-ASCII one is parsed straight from the bytes).
+    cdef object _uri_str
+    cdef bint _uri_lazy
+    cdef Py_ssize_t _uri_s, _uri_e
 
     is_request = True
+
+    cdef object _uri_get(self):
+        if self._uri_lazy:
+            self._uri_str = _decode(self._p0 + self._uri_s, self._uri_e - self._uri_s)
+            self._uri_lazy = False
+        return self._uri_str
+
+    @property
+    def _uri_text(self):
+        return self._uri_get()
+
+    @_uri_text.setter
+    def _uri_text(self, value):
+        self._uri_str = value
+        self._uri_lazy = False
 
     @property
     def uri(self):
         """The Request-URI, parsed on first access (raises ``URIError``)."""
         cdef Txt t
         cdef str s
+        cdef const unsigned char* p
         if self._c_uri is _UNSET:
-            s = <str?>self._uri_text
-            _txt(&t, s)
-            self._c_uri = _parse_uri(&t, self._uri_offset, s)
+            p = self._p0 + self._uri_s
+            if self._uri_lazy and _ascii_no_lf(p, self._uri_e - self._uri_s):
+                t.kind = 1
+                t.ascii = True
+                t.data = <void*>p
+                t.n = self._uri_e - self._uri_s
+                t.owner = <PyObject*>self._bufs[0]
+                self._c_uri = _parse_uri(&t, self._uri_offset, None)
+            else:
+                s = <str?>self._uri_get()
+                _txt(&t, s)
+                self._c_uri = _parse_uri(&t, self._uri_offset, s)
         return self._c_uri
 
     @property
     def raw_uri(self):
-        return self._uri_text
+        return self._uri_get()
 
     def set_uri(self, uri):
         """Replace the Request-URI (the start line is rewritten, the rest kept)."""
@@ -2165,7 +2195,8 @@ cdef class Request(Message):
         self._sl_b = self._add_buf(line)
         self._sl_s = 0
         self._sl_e = len(line)
-        self._uri_text = uri
+        self._uri_str = uri
+        self._uri_lazy = False
         self._uri_offset = len(self.method) + 1
         self._edited()
 
@@ -2173,18 +2204,22 @@ cdef class Request(Message):
         cdef Request r = <Request>new
         r.method = self.method
         r.version = self.version
-        r._uri_text = self._uri_text
+        r._uri_str = self._uri_str
+        r._uri_lazy = self._uri_lazy
+        r._uri_s = self._uri_s
+        r._uri_e = self._uri_e
         r._uri_offset = self._uri_offset
 
     cdef tuple _extra_state(self):
-        return (self.method, self.version, self._uri_text, self._uri_offset)
+        return (self.method, self.version, self._uri_get(), self._uri_offset)
 
     cdef int _set_extra_state(self, tuple extra) except -1:
-        self.method, self.version, self._uri_text, self._uri_offset = extra
+        self.method, self.version, self._uri_str, self._uri_offset = extra
+        self._uri_lazy = False
         return 0
 
     def __repr__(self):
-        return f"<Request {self.method} {self._uri_text}>"
+        return f"<Request {self.method} {self._uri_get()}>"
 
 
 @cython.freelist(8)
@@ -2378,7 +2413,9 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
         mt.n = sp1
         req.method = _method(&mt, 0, sp1)
         req.version = S_SIP20
-        req._uri_text = _decode(p + pos + sp1 + 1, sp2 - sp1 - 1)
+        req._uri_lazy = True
+        req._uri_s = pos + sp1 + 1
+        req._uri_e = pos + sp2
         req._uri_offset = pos + sp1 + 1
         msg = req
     msg._bufs = [buf]
