@@ -48,11 +48,12 @@ def route(msg, ctx):
     if not ctx.is_method("REGISTER"):
         ctx.record_route()
 
-    if ctx.is_method("INVITE"):
+    if ctx.is_method("INVITE") and ctx.acc_mark is None:
         # Calls are accounted (the seed's acc use case): a CDR when the BYE is answered, a
         # missed-call record when nobody answers, failed attempts too. With the embedded
         # defaults they go to the log and to SQLite (./proxyapp-acc.db); without an [acc]
-        # table the mark records nothing.
+        # table the mark records nothing. A script that calls this route after marking the
+        # request itself keeps its own choice.
         ctx.do_accounting("log|db", "cdr|missed|failed")
 
     # "Request URI is different, possibly outbound, append header" (the seed's log line).

@@ -195,6 +195,17 @@ def test_default_script_marks_initial_invites_for_log_db_cdr_missed_failed():
     h.rx(req("OPTIONS", branch="z9hG4bKo"))
     opt = [t for t in h.proxy.server_txs.values() if t is not tx][0]
     assert opt.owner.acc_mark is None
+    # a script wrapping the default route that marked the INVITE itself keeps its own mark
+    from proxyapp import default_script
+
+    def wrapper(msg, ctx):
+        ctx.do_accounting("db", "cdr")
+        default_script.route(msg, ctx)
+
+    h2 = Harness(script=Script(types.SimpleNamespace(route=wrapper), None))
+    h2.rx(req())
+    (own,) = [t.owner.acc_mark for t in h2.proxy.server_txs.values()]
+    assert (own.types, own.cdr, own.missed, own.failed) == ({"db"}, True, False, False)
     # each transaction has its own mark (a mark is mutable: missed is cleared after use)
     h.rx(req(branch="z9hG4bKc2", cseq=2))
     marks = [t.owner.acc_mark for t in h.proxy.server_txs.values() if t.owner.method == "INVITE"]
