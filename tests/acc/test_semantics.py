@@ -94,6 +94,31 @@ def test_bye_from_callee_ends_same_dialog(acc_env):
     assert r.kind == "cdr" and r.ms_duration == 3250 and r.from_tag == "ft1" and r.to_tag == "tt1"
 
 
+def test_bye_that_timed_out_still_ends_the_dialog(acc_env):
+    # The proxy reports a BYE whose callee never answered as a local 408 (no 408 goes upstream,
+    # RFC 4320); RFC 3261 §15.1.1 ends the dialog all the same, so the CDR must be written.
+    cfg, b = acc_env
+
+    async def go():
+        acc = await _started(cfg, b)
+        inv = request("INVITE", "call-t", "ft1")
+        acc.observe_request(inv, SRC, T0)
+        acc.observe_response(response(inv, 200, "OK", "tt1"), T0 + 1)
+        acc.transaction_completed(AccMark.parse("db", "cdr|failed"), inv, 200, "OK", "tt1", SRC, T0 + 1)
+        acc.observe_request(request("ACK", "call-t", "ft1", "tt1"), SRC, T0 + 1.1)
+        bye = request("BYE", "call-t", "ft1", "tt1", cseq=2)
+        acc.observe_request(bye, SRC, T0 + 6.5)
+        acc.transaction_completed(AccMark.parse("db", "failed"), bye, 408, "Request Timeout", None, SRC, T0 + 38.5)
+        await settle(acc)
+        await acc.close()
+
+    run(go())
+    cdr = [r for r in b["db"].records if r.kind == "cdr"]
+    byes = [r for r in b["db"].records if r.method == "BYE"]
+    assert len(cdr) == 1 and cdr[0].end_reason == "bye" and cdr[0].ms_duration == 5500
+    assert [(r.sip_code, r.sip_reason) for r in byes] == [(408, "Request Timeout")]
+
+
 def test_reinvite_keeps_dialog_and_duplicate_bye_completion_ignored(acc_env):
     cfg, b = acc_env
 
