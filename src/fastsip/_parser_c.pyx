@@ -2465,8 +2465,9 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
             f.le = eol + 1
         else:
             # Usually the name is all token characters right up to the colon: one loop does both.
+            # p[ce] is the CR or LF ending the line, not a token character: it stops the loop.
             k = pos
-            while k < ce and (CLS[p[k]] & C_TOKEN):
+            while CLS[p[k]] & C_TOKEN:
                 k += 1
             if k > pos and k < ce and p[k] == 58:
                 colon = name_end = k
