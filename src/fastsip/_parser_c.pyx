@@ -51,6 +51,11 @@ from .errors import (
     ViaError,
 )
 
+# The error classes the scanners take as an argument, as C-level references (no module lookup per call).
+cdef object _E_URI = URIError
+cdef object _E_VIA = ViaError
+cdef object _E_NAMEADDR = NameAddrError
+
 cdef extern from "Python.h":
     int PyUnicode_KIND(object o)
     void* PyUnicode_DATA(object o)
@@ -1116,7 +1121,7 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
             if not user:
                 raise URIError("tel: URI without a number", base + colon + 1)
             if semi >= 0:
-                _parse_params(t, semi, n, base, URIError, "", False, params)
+                _parse_params(t, semi, n, base, _E_URI, "", False, params)
         au = AbsoluteURI.__new__(AbsoluteURI)
         au.scheme = scheme
         au.user = user
@@ -1139,19 +1144,19 @@ cdef object _parse_uri(Txt* t, Py_ssize_t base, str s):
         if pct:
             _check_escapes(t, i, at, base)
         i = at + 1
-    h_end = _scan_host(t, i, n, URIError, base, "")
+    h_end = _scan_host(t, i, n, _E_URI, base, "")
     host = _sub(t, i, h_end)
     i = h_end
     port = None
     if i < n and RD(t, i) == 58:
-        i = _scan_port(t, i + 1, n, URIError, base, "", &port_v)
+        i = _scan_port(t, i + 1, n, _E_URI, base, "", &port_v)
         port = port_v
     params = None
     if i < n and RD(t, i) == 59:
         params = {}
         q = -1 if qm < 0 else (qm if qm >= i else _find(t, 63, i, n))
         pend = q if q >= 0 else n
-        _parse_params(t, i, pend, base, URIError, "", False, params)
+        _parse_params(t, i, pend, base, _E_URI, "", False, params)
         if pct:
             _check_escapes(t, i, pend, base)
         i = pend
@@ -1249,17 +1254,17 @@ cdef int _parse_vias(Txt* t, Py_ssize_t base, list out) except -1:
             transport = S_TLS
         else:
             transport = _sub(t, ps[2], pe[2]).upper()
-        h_end = _scan_host(t, i, n, ViaError, base, "Via")
+        h_end = _scan_host(t, i, n, _E_VIA, base, "Via")
         host = _sub(t, i, h_end)
         i = _skip_ws(t, h_end, n)
         port = None
         if i < n and RD(t, i) == 58:
-            i = _scan_port(t, _skip_ws(t, i + 1, n), n, ViaError, base, "Via", &port_v)
+            i = _scan_port(t, _skip_ws(t, i + 1, n), n, _E_VIA, base, "Via", &port_v)
             port = port_v
         via = Via.__new__(Via)
         pr = &via._pr
         _params_init(pr, t, i)
-        i = _scan_params(t, i, n, base, ViaError, "Via", True, pr)
+        i = _scan_params(t, i, n, base, _E_VIA, "Via", True, pr)
         if pr.sv[P_RPORT] >= 0 and not _digits_upto_t(t, pr.sv[P_RPORT], pr.ev[P_RPORT], 5, _MAX_PORT):
             raise ViaError("Via: invalid rport", base + element, "Via")
         if pr.sv[P_TTL] >= 0 and not _digits_upto_t(t, pr.sv[P_TTL], pr.ev[P_TTL], 3, 255):
@@ -1308,7 +1313,7 @@ cdef object _parse_name_addrs(Txt* t, Py_ssize_t base, str header, bint multi, l
             raise NameAddrError(f"{header}: empty value", base + i, header)
         display = None
         if RD(t, i) == 34:
-            j = _scan_quoted(t, i, n, NameAddrError, base, header)
+            j = _scan_quoted(t, i, n, _E_NAMEADDR, base, header)
             display = _unquote(t, i, j)
             i = _skip_ws(t, j, n)
             if i >= n or RD(t, i) != 60:
@@ -1341,7 +1346,7 @@ cdef object _parse_name_addrs(Txt* t, Py_ssize_t base, str header, bint multi, l
             i = j
         na = NameAddr.__new__(NameAddr)
         _params_init(&na._pr, t, i)
-        i = _scan_params(t, i, n, base, NameAddrError, header, multi, &na._pr)
+        i = _scan_params(t, i, n, base, _E_NAMEADDR, header, multi, &na._pr)
         na.display = display
         na.uri = uri
         na._owner = <object>t.owner
