@@ -1037,12 +1037,11 @@ cdef Py_ssize_t _scan_host(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_
 
 
 cdef Py_ssize_t _scan_port(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_ssize_t base, str header, long* port) except -2:
-    cdef Py_ssize_t j = i
+    cdef Py_ssize_t j = _scan_cls(t, i, end, C_DIGIT)
+    cdef Py_ssize_t k
     cdef long v = 0
-    while j < end and _is(RD(t, j), C_DIGIT):
-        if j - i < 6:
-            v = v * 10 + (RD(t, j) - 48)
-        j += 1
+    for k in range(i, min(j, i + 6)):
+        v = v * 10 + (RD(t, k) - 48)
     if j == i or j - i > 5 or v > _MAX_PORT:
         raise _value_error(err, "invalid port", base + i, header)
     port[0] = v
