@@ -475,6 +475,7 @@ class ClientNonInviteTransaction(Transaction):
                 acts.append(Terminated(self))
             else:
                 self.state = COMPLETED
+                self.request = b""  # never retransmitted again: Completed only absorbs (Timer K)
                 acts.append(StartTimer(self, "K", self._cfg.t4))
             return True, acts
         return False, []  # Completed: retransmissions absorbed

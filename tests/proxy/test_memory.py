@@ -79,3 +79,20 @@ def test_bytes_per_live_call_and_per_dialog():
     # parsed messages keep (about 1.3 KiB): the core's share is smaller.
     print(f"\nproxy core: {per_call:.0f} bytes per live call (INVITE server + client transaction)")
     assert 1000 < per_call < 6 * 1024
+
+
+def test_completed_non_invite_keeps_only_its_last_response_after_timer_k():
+    # BYE / OPTIONS: once the branch is over (Timer K, 5 s) the context, the parsed request and
+    # the client transaction are freed; the server transaction alone absorbs retransmissions
+    # until Timer J (32 s), resending its final response.
+    h = Harness()
+    options = req("OPTIONS")
+    fwd = sends(h.rx(options))[0]
+    ok = sends(h.rx(resp_for(fwd.data, 200, "OK"), CALLEE))[0].data
+    (stx,) = h.proxy.server_txs.values()
+    assert stx.owner is not None and fwd.tx.request == b""
+    h.fire(fwd.tx, "K")
+    assert h.proxy.client_txs == {} and stx.owner is None
+    assert [s.data for s in sends(h.rx(options))] == [ok]
+    h.fire(stx, "J")
+    assert h.proxy.server_txs == {}
