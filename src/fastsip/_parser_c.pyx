@@ -698,6 +698,11 @@ cdef inline void _subtxt(Txt* dst, Txt* t, Py_ssize_t i, Py_ssize_t j) noexcept 
 
 cdef inline bint _ascii_no_lf(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     """True when ``p[:n]`` is pure ASCII without a line break: then its bytes are its decoded text, index for index."""
+    return _ascii(p, n) and (n == 0 or memchr(p, 10, n) == NULL)
+
+
+cdef inline bint _ascii(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """True when every byte of ``p[:n]`` is below 128."""
     cdef Py_ssize_t i = 0
     cdef unsigned long long acc = 0, w
     while i + 8 <= n:
@@ -707,9 +712,7 @@ cdef inline bint _ascii_no_lf(const unsigned char* p, Py_ssize_t n) noexcept nog
     while i < n:
         acc |= p[i]
         i += 1
-    if acc & 0x8080808080808080ULL:
-        return False
-    return n == 0 or memchr(p, 10, n) == NULL
+    return (acc & 0x8080808080808080ULL) == 0
 
 
 cdef inline Py_ssize_t _skip_ws(Txt* t, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
@@ -1538,6 +1541,7 @@ cdef struct Field:
     Py_ssize_t vs  # value start (after the colon, leading whitespace skipped)
     Py_ssize_t ve  # value end (before the line break, trailing whitespace dropped)
     Py_ssize_t le  # line end (after the line break)
+    int folded     # 0: the value holds no line break (a received line without continuation)
 
 
 DEF INITIAL_FIELDS = 16
@@ -1612,14 +1616,14 @@ cdef class Message:
         cdef Field* f = &self._f[k]
         cdef const unsigned char* p = self._ptr(f.bufi)
         raw = PyBytes_FromStringAndSize(<const char*>p + f.vs, f.ve - f.vs)
-        if memchr(p + f.vs, 10, f.ve - f.vs) != NULL:
+        if f.folded and memchr(p + f.vs, 10, f.ve - f.vs) != NULL:
             raw = _FOLD_RE.sub(b" ", raw)
         return raw
 
     cdef str _value(self, Py_ssize_t k):
         cdef Field* f = &self._f[k]
         cdef const unsigned char* p = self._ptr(f.bufi)
-        if memchr(p + f.vs, 10, f.ve - f.vs) != NULL:
+        if f.folded and memchr(p + f.vs, 10, f.ve - f.vs) != NULL:
             return _FOLD_RE.sub(b" ", PyBytes_FromStringAndSize(<const char*>p + f.vs, f.ve - f.vs)).decode(
                 "utf-8", "replace"
             )
@@ -1631,7 +1635,7 @@ cdef class Message:
         held while ``t`` is used (None in the first case)."""
         cdef Field* f = &self._f[k]
         cdef const unsigned char* p = self._ptr(f.bufi) + f.vs
-        if _ascii_no_lf(p, f.ve - f.vs):
+        if _ascii(p, f.ve - f.vs) and not (f.folded and memchr(p, 10, f.ve - f.vs) != NULL):
             t.kind = 1
             t.ascii = True
             t.data = <void*>p
@@ -1689,6 +1693,7 @@ cdef class Message:
             nn = len(bname)
             nv = len(bvalue)
         f.kind = _kind_of(name)
+        f.folded = 1  # the caller's value may hold line breaks: look when reading
         f.bufi = self._add_buf(buf)
         f.ls = 0
         f.ne = nn
@@ -2112,6 +2117,7 @@ def _restore_message(cls, state):
             raise ValueError("invalid message state")
         f = &m._f[m._nf]
         f.kind = kind
+        f.folded = 1
         f.bufi = bufi
         f.ls = ls
         f.ne = ne
@@ -2467,6 +2473,7 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
                     f.vs = _skip_ws_bytes(p, pos, ce)
                 f.ve = v_end
             f.le = eol + 1
+            f.folded = 1
         else:
             # Usually the name is all token characters right up to the colon: one loop does both.
             # p[ce] is the CR or LF ending the line, not a token character: it stops the loop.
@@ -2497,6 +2504,7 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
                 msg._reserve(msg._nf + 1)
             f = &msg._f[msg._nf]
             f.kind = _classify(p + pos, name_end - pos)
+            f.folded = 0
             f.bufi = 0
             f.ls = pos
             f.ne = name_end
