@@ -119,6 +119,44 @@ def test_bye_that_timed_out_still_ends_the_dialog(acc_env):
     assert [(r.sip_code, r.sip_reason) for r in byes] == [(408, "Request Timeout")]
 
 
+def _answered_call_with_unanswered_bye(acc, callid):
+    inv = request("INVITE", callid, "ft1")
+    acc.observe_request(inv, SRC, T0)
+    acc.observe_response(response(inv, 200, "OK", "tt1"), T0 + 1)
+    acc.transaction_completed(AccMark.parse("db", "cdr"), inv, 200, "OK", "tt1", SRC, T0 + 1)
+    acc.observe_request(request("BYE", callid, "ft1", "tt1", cseq=2), SRC, T0 + 4)
+
+
+def test_unanswered_bye_ends_the_dialog_after_timer_f(acc_env):
+    cfg, b = acc_env
+
+    async def go():
+        acc = await _started(cfg, b)
+        _answered_call_with_unanswered_bye(acc, "call-g")
+        assert acc.expire(T0 + 4 + 31) == 0  # the BYE could still be answered
+        assert acc.expire(T0 + 4 + 32) == 1
+        await settle(acc)
+        await acc.close()
+
+    run(go())
+    [cdr] = b["db"].records
+    assert (cdr.kind, cdr.end_reason, cdr.ms_duration) == ("cdr", "bye", 3000)
+
+
+def test_shutdown_writes_cdrs_of_calls_whose_bye_is_pending(acc_env):
+    cfg, b = acc_env
+
+    async def go():
+        acc = await _started(cfg, b)
+        _answered_call_with_unanswered_bye(acc, "call-s")
+        await settle(acc)
+        await acc.close()
+
+    run(go())
+    [cdr] = b["db"].records
+    assert (cdr.kind, cdr.callid, cdr.end_reason, cdr.ms_duration) == ("cdr", "call-s", "bye", 3000)
+
+
 def test_reinvite_keeps_dialog_and_duplicate_bye_completion_ignored(acc_env):
     cfg, b = acc_env
 

@@ -74,8 +74,12 @@ class Dialog:
 class DialogTracker:
     """Open CDR dialogs plus the INVITE timestamps needed to create them."""
 
-    def __init__(self, lifetime_s: float) -> None:
+    def __init__(self, lifetime_s: float, bye_grace_s: float = 32.0) -> None:
         self.lifetime_s = lifetime_s
+        # A BYE that arrived but was never answered (the callee ignored it, or the proxy stopped
+        # first) still ends the call at its arrival (RFC 3261 §15.1.1): once the BYE transaction
+        # could no longer complete (Timer F, 64*T1 = 32 s by default) the CDR is written.
+        self.bye_grace_s = bye_grace_s
         self.dialogs: dict[tuple[str, str, str], Dialog] = {}
         # (callid, from_tag) -> [first INVITE arrival, first 2xx or None]
         self._pending: dict[tuple[str, str], list[float | None]] = {}
@@ -172,6 +176,9 @@ class DialogTracker:
         "lifetime".  Also forgets stale pending INVITEs and old tombstones."""
         out = []
         for d in list(self.dialogs.values()):
+            if d.bye_ts is not None and now >= d.bye_ts + self.bye_grace_s:
+                out.append(self._end(d, d.bye_ts, END_BYE, now))
+                continue
             deadline = d.last_activity + self.lifetime_s
             if now >= deadline:
                 out.append(self._end(d, deadline, END_LIFETIME, now))
@@ -184,6 +191,11 @@ class DialogTracker:
                 break
             self._tombstones.popitem(last=False)
         return out
+
+    def end_byes(self, now: float) -> list[Dialog]:
+        """End every dialog whose BYE arrived but was not answered yet (shutdown: the transaction
+        that would have answered it goes away with this process)."""
+        return [self._end(d, d.bye_ts, END_BYE, now) for d in list(self.dialogs.values()) if d.bye_ts is not None]
 
     def restore(self, dialogs: list[Dialog]) -> None:
         """Put journaled dialogs back after a restart."""

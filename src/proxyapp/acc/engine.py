@@ -346,6 +346,10 @@ class Accounting:
         """SIGTERM path: flush every queue to its backend or spool, write the journal, stop."""
         if not self._started or self._closed:
             return
+        # Calls whose BYE is still unanswered have ended: their CDRs go out with this flush
+        # instead of waiting in the journal for a restart.
+        for d in self.tracker.end_byes(self._clock()):
+            self._emit_cdr(d)
         self._closed = True
         for t in self._tasks:
             t.cancel()
