@@ -1627,6 +1627,8 @@ cdef class Message:
             return _FOLD_RE.sub(b" ", PyBytes_FromStringAndSize(<const char*>p + f.vs, f.ve - f.vs)).decode(
                 "utf-8", "replace"
             )
+        if _ascii(p + f.vs, f.ve - f.vs):  # ASCII is its own UTF-8: copy, no decoder
+            return _ascii_str(<const char*>p + f.vs, f.ve - f.vs)
         return _decode(p + f.vs, f.ve - f.vs)
 
     cdef str _view(self, Py_ssize_t k, Txt* t):
