@@ -751,16 +751,17 @@ class Proxy:
                 tctx.reply_dest.host, tctx.reply_dest.port, tctx.request.call_id,
             )
 
-    def _acc_completed(self, tctx: TxContext, resp: Any, status: int) -> None:
+    def _acc_completed(self, tctx: TxContext, resp: Any, status: int, reason: str | None = None) -> None:
+        """Report the transaction's final outcome once; ``resp`` None means a final never sent."""
         acc = self.acc
         if acc is None or tctx.completed_reported:
             return
         tctx.completed_reported = True
         try:
-            to = resp.to
+            to = resp.to if resp is not None else None
             acc.transaction_completed(
-                tctx.acc_mark, tctx.request, status, resp.reason, to.tag if to else None,
-                tctx.source.addr, self.wallclock(),
+                tctx.acc_mark, tctx.request, status, resp.reason if resp is not None else reason,
+                to.tag if to else None, tctx.source.addr, self.wallclock(),
             )
         except Exception:
             logger.exception("accounting transaction_completed failed")
@@ -1243,6 +1244,11 @@ class Proxy:
             # transaction stays to absorb its retransmissions until then (never forwarded twice).
             tctx.final_sent = True
             self._tx_actions(tctx.server_tx.abandon())
+            # Accounting still sees the local 408 it would have been: a marked request with
+            # `failed` is recorded (OpenSIPS tm accounts its internal 408), and a BYE that timed
+            # out ends its dialog, so the CDR is written (RFC 3261 §15.1.1). Without this a call
+            # whose callee never answered the BYE had neither BYE record nor CDR.
+            self._acc_completed(tctx, None, 408, "Request Timeout")
             return
         if best.final is None:
             if status == 408 and tctx.cancelled:
