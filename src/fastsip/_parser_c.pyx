@@ -10,10 +10,19 @@ Design (mirrors ``_parser_py``; read that module's docstring first):
 * A field's bytes live in ``Message._bufs[field.bufi]``: index 0 is the received
   buffer, the others are small buffers written by edits. Buffers are immutable
   and the list only grows, so offsets stay valid and copies can share buffers.
-* Header values are decoded on first access; the sub-parsers (URI, Via,
-  name-addr, CSeq) then scan the decoded ``str`` through ``PyUnicode_READ`` with
-  256-entry char-class tables, so error offsets count characters exactly as the
-  reference does (they differ from bytes only for non-ASCII values).
+* Header values are parsed on first access. The sub-parsers (URI, Via,
+  name-addr, CSeq) scan a ``Txt``: the value's own bytes when they are pure
+  ASCII and unfolded (then a byte index is a character index, so error offsets
+  are the reference's), else the decoded ``str`` read through ``PyUnicode_READ``.
+  Either way 256-entry char-class tables classify characters, and str objects
+  are made only for the fields returned (ASCII ones by a plain copy).
+* Via and NameAddr keep their params as offsets plus a few slots (branch,
+  received, maddr, rport, ttl, tag) filled by the validating scan; the params
+  dict is built on first ``.params``. A URI inside a header keeps its text as
+  offsets until ``str()``; the Request-URI is decoded on first need.
+* Plain fields of the value objects and of Request/Response are member
+  descriptors (see the end of the module), which CPython 3.11 reads at a fixed
+  offset; Cython's own ``cdef public`` getsets take the generic attribute path.
 * Exceptions come from ``fastsip.errors``; none is defined here.
 """
 
