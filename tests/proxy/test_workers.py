@@ -10,7 +10,7 @@ import pytest
 from proxyapp.config import Config, ConfigError
 from proxyapp.workers import call_id_of, owner_of, pack, unpack
 
-from .harness import CALLEE, Harness, req, resp_for, sends
+from .harness import Harness, req, resp_for, sends
 from .support import free_port
 from .test_e2e_sipp import FAST_TIMERS, _assert_ok
 
