@@ -119,7 +119,16 @@ async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="proxyapp", description="A stateful SIP proxy on fastsip.")
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["acc"]:
+        # `proxyapp acc migrate|schema|spool ...`: accounting maintenance (proxyapp.acc.cli)
+        from .acc.cli import main as acc_main
+
+        return acc_main(args_in[1:])
+    ap = argparse.ArgumentParser(
+        prog="proxyapp", description="A stateful SIP proxy on fastsip.",
+        epilog="Accounting maintenance: proxyapp acc {migrate,schema,spool} --help",
+    )
     ap.add_argument(
         "-c", "--config",
         help="TOML configuration file (default: listen on 127.0.0.1:5060 UDP+TCP, the default script, "
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-V", "--version", action="store_true", help="print version and build facts, then exit")
     ap.add_argument("--log-level", help=f"override log_level ({', '.join(LOG_LEVELS)})")
     ap.add_argument("--check", action="store_true", help="validate the configuration and the script, then exit")
-    args = ap.parse_args(argv)
+    args = ap.parse_args(args_in)
     if args.version:
         print(version_text())
         return 0

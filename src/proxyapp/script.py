@@ -428,6 +428,12 @@ class ScriptContext:
             self.tctx.acc_mark = self.acc_mark
         return True
 
+    def drop_accounting(self, types: str | None = None, flags: str | None = None) -> bool:
+        """Undo do_accounting: everything with no argument, else the given types and/or flags."""
+        if self.acc_mark is not None:
+            self.acc_mark.drop(types, flags)
+        return True
+
     def acc_log_request(self, comment: str) -> bool:
         acc = self.proxy.acc
         if acc is not None:

@@ -258,3 +258,29 @@ def test_accounting_sees_stateless_finals_too():
     assert acc.calls[1] == ("response", 483)
     assert acc.calls[2] == ("completed", None, "INVITE", 483, "Too Many Hops", True, CALLER, 1000.0)
     assert len(acc.calls) == 3
+
+
+def test_drop_accounting_undoes_do_accounting_in_whole_or_in_part():
+    def route(msg, ctx):
+        ctx.do_accounting("db|log|aaa", "cdr|missed|failed", "my_acc")
+        if msg.headers.get("X-Drop") == "all":
+            ctx.drop_accounting()
+        elif msg.headers.get("X-Drop") == "some":
+            ctx.drop_accounting("aaa", "missed")
+        ctx.t_relay()
+
+    h = Harness(script=Script(types.SimpleNamespace(route=route), None))
+    h.rx(req(branch="z9hG4bKd1", extra="X-Drop: all\r\n"))
+    h.rx(req(branch="z9hG4bKd2", cseq=2, extra="X-Drop: some\r\n"))
+    marks = {tx.owner.request.headers["X-Drop"]: tx.owner.acc_mark for tx in h.proxy.server_txs.values()}
+    everything, some = marks["all"], marks["some"]
+    assert (everything.types, everything.cdr, everything.missed, everything.failed) == (set(), False, False, False)
+    assert (some.types, some.cdr, some.missed, some.failed, some.table) == ({"db", "log"}, True, False, True, "my_acc")
+
+
+def test_acc_subcommand_prints_the_schema(capsys):
+    from proxyapp.__main__ import main
+
+    assert main(["acc", "schema", "--dialect", "postgres"]) == 0
+    out = capsys.readouterr().out
+    assert 'CREATE TABLE IF NOT EXISTS "acc"' in out and '"missed_calls"' in out and "BIGINT" in out
