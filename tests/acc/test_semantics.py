@@ -329,3 +329,16 @@ def test_aaa_with_cdr_sends_start_at_answer_and_cdr_as_stop(acc_env):
     # transaction itself (do_accounting("aaa") on the BYE in call())
     assert [(r.kind, r.method, r.sip_code) for r in b["aaa"].records] == [("acc", "INVITE", 200), ("cdr", "INVITE", 200), ("acc", "BYE", 200)]
     assert [r.kind for r in b["db"].records] == ["cdr"]
+
+
+def test_dialog_to_dict_has_every_field():
+    # to_dict is written out field by field for speed; it must stay what asdict would give.
+    import dataclasses
+
+    from proxyapp.acc.dialog import Dialog
+
+    d = Dialog("c", "a", "b", 1.0, 2.0, 200, "OK", ("db", "log"), "t", {"x": 1}, 3.0, 4.0, 5.0, "bye")
+    expected = dataclasses.asdict(d)
+    expected["types"] = ["db", "log"]
+    assert d.to_dict() == expected
+    assert Dialog.from_dict(d.to_dict()) == d

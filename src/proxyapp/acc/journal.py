@@ -28,7 +28,7 @@ class DialogJournal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.do_fsync = fsync
-        self._buf: list[str] = []
+        self._buf: list[dict[str, Any]] = []
         self._fh: Any = None
         self.lines = 0  # lines in the file (for compaction)
 
@@ -90,33 +90,35 @@ class DialogJournal:
     def key_str(key: tuple[str, str, str]) -> str:
         return "\x1f".join(key)
 
+    # The event path only queues plain dicts; JSON is encoded by write(), in the writer thread,
+    # so journaling costs the proxy's event loop a dict and an append per event.
     def opened(self, d: Dialog) -> None:
-        self._buf.append(json.dumps({"op": "open", "d": d.to_dict()}, separators=(",", ":")))
+        self._buf.append({"op": "open", "d": d.to_dict()})
 
     def bye(self, d: Dialog, ts: float) -> None:
-        self._buf.append(json.dumps({"op": "bye", "k": self.key_str(d.key), "ts": ts}))
+        self._buf.append({"op": "bye", "k": self.key_str(d.key), "ts": ts})
 
     def touch(self, d: Dialog, ts: float) -> None:
-        self._buf.append(json.dumps({"op": "touch", "k": self.key_str(d.key), "ts": ts}))
+        self._buf.append({"op": "touch", "k": self.key_str(d.key), "ts": ts})
 
     def closed(self, d: Dialog) -> None:
-        self._buf.append(json.dumps({"op": "close", "k": self.key_str(d.key)}))
+        self._buf.append({"op": "close", "k": self.key_str(d.key)})
 
     @property
     def dirty(self) -> bool:
         return bool(self._buf)
 
-    def take(self) -> list[str]:
+    def take(self) -> list[dict[str, Any]]:
         buf, self._buf = self._buf, []
         return buf
 
-    def write(self, lines: list[str]) -> None:
-        """Write and fsync a batch of lines (called in a worker thread)."""
-        if not lines or self._fh is None:
+    def write(self, entries: list[dict[str, Any]]) -> None:
+        """Encode, write and fsync a batch of entries (called in a worker thread)."""
+        if not entries or self._fh is None:
             return
-        self._fh.write("".join(line + "\n" for line in lines))
+        self._fh.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries))
         self._fh.flush()
-        self.lines += len(lines)
+        self.lines += len(entries)
         if self.do_fsync:
             os.fsync(self._fh.fileno())
 
