@@ -74,6 +74,7 @@ cdef extern from "Python.h":
     ctypedef struct PyObject
     PyObject* PyDict_SetDefault(object d, object key, object default) except NULL
     PyObject* PyDict_GetItem(object d, object key)
+    PyObject* PyList_GET_ITEM(object l, Py_ssize_t i)
     object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
     object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
 
@@ -1564,7 +1565,8 @@ cdef class Message:
     cdef Field* _f
     cdef Py_ssize_t _nf
     cdef Py_ssize_t _cap
-    cdef list _bufs
+    cdef list _bufs  # None until an edit adds a buffer: then [_buf0, ...]
+    cdef bytes _buf0  # the received buffer
     cdef const unsigned char* _p0
     cdef int _sl_b, _tail_b, _body_b
     cdef Py_ssize_t _sl_s, _sl_e, _tail_s, _tail_e, _body_s, _body_e
@@ -1618,8 +1620,13 @@ cdef class Message:
         return <const unsigned char*>PyBytes_AS_STRING(self._bufs[bufi])
 
     cdef int _add_buf(self, bytes b) except -1:
+        if self._bufs is None:
+            self._bufs = [self._buf0]
         self._bufs.append(b)
         return len(self._bufs) - 1
+
+    cdef inline bytes _buf(self, int bufi):
+        return self._buf0 if bufi == 0 else <bytes>self._bufs[bufi]
 
     cdef bytes _raw_value(self, Py_ssize_t k):
         cdef Field* f = &self._f[k]
@@ -1651,7 +1658,7 @@ cdef class Message:
             t.ascii = True
             t.data = <void*>p
             t.n = f.ve - f.vs
-            t.owner = <PyObject*>self._bufs[f.bufi]
+            t.owner = <PyObject*>self._buf0 if f.bufi == 0 else PyList_GET_ITEM(self._bufs, f.bufi)
             return None
         cdef str s = self._value(k)
         _txt(t, s)
@@ -1731,7 +1738,7 @@ cdef class Message:
         """The message bytes: exactly the received ones while unmodified."""
         cdef bytes buf
         if not self._modified:
-            buf = self._bufs[self._sl_b]
+            buf = self._buf(self._sl_b)
             if self._sl_s == 0 and self._body_e == PyBytes_GET_SIZE(buf):
                 return buf
             return buf[self._sl_s : self._body_e]
@@ -2069,7 +2076,8 @@ cdef class Message:
         new._reserve(self._nf)
         memcpy(new._f, self._f, self._nf * sizeof(Field))
         new._nf = self._nf
-        new._bufs = list(self._bufs)
+        new._buf0 = self._buf0
+        new._bufs = None if self._bufs is None else list(self._bufs)
         new._p0 = self._p0
         new._sl_b = self._sl_b
         new._sl_s = self._sl_s
@@ -2103,7 +2111,8 @@ cdef class Message:
             fields.append((f.kind, f.bufi, f.ls, f.ne, f.vs, f.ve, f.le))
         segs = (self._sl_b, self._sl_s, self._sl_e, self._tail_b, self._tail_s, self._tail_e,
                 self._body_b, self._body_s, self._body_e)
-        return (_restore_message, (type(self), (list(self._bufs), fields, segs, self._modified, self._extra_state())))
+        bufs = [self._buf0] if self._bufs is None else list(self._bufs)
+        return (_restore_message, (type(self), (bufs, fields, segs, self._modified, self._extra_state())))
 
 
 def _restore_message(cls, state):
@@ -2121,6 +2130,7 @@ def _restore_message(cls, state):
 
     cdef Field* f
     m._bufs = bufs
+    m._buf0 = bufs[0]
     m._p0 = <const unsigned char*>PyBytes_AS_STRING(bufs[0])
     m._reserve(len(fields))
     for kind, bufi, ls, ne, vs, ve, le in fields:
@@ -2198,7 +2208,7 @@ cdef class Request(Message):
                 t.ascii = True
                 t.data = <void*>p
                 t.n = self._uri_e - self._uri_s
-                t.owner = <PyObject*>self._bufs[0]
+                t.owner = <PyObject*>self._buf0
                 self._c_uri = _parse_uri(&t, self._uri_offset, None)
             else:
                 s = <str?>self._uri_get()
@@ -2439,7 +2449,7 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
         req._uri_e = pos + sp2
         req._uri_offset = pos + sp1 + 1
         msg = req
-    msg._bufs = [buf]
+    msg._buf0 = buf
     msg._p0 = p
     msg._sl_b = 0
     msg._sl_s = pos
