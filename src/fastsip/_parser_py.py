@@ -19,7 +19,7 @@ Design (shared with ``_parser_c.pyx``):
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, NamedTuple, Union
 
 from ._grammar import (
     DEFAULT_MAX_HEADERS,
@@ -87,6 +87,53 @@ _DIGITS_RE = re.compile(r"[0-9]*")
 _PARAM_VALUE_RE = re.compile(r'[^;,? \t<>"]*')
 _URI_FORBIDDEN_RE = re.compile('[ \t\r\n"<>\\\\^`{|}\x00]')
 _TOKEN_BYTES = bytes(sorted(TOKEN_CHARS))
+
+# --- Fast paths ----------------------------------------------------------------------
+# Each _FAST_*_RE matches, in one C call, only a common well-formed shape for which the
+# code after it yields exactly what the exact scanner yields (values, types, params order,
+# lower-casing, first duplicate wins). Anything else -- quotes, escapes, IPv6, folding,
+# odd whitespace, every malformed input -- falls back to the exact scanner, which defines
+# behaviour and produces the errors. tests/fastsip/test_fastpath.py proves fast == exact.
+_TOKEN_CLASS = r"A-Za-z0-9\-.!%*_+`'~"
+# Request-Line: token SP run-of-visible-bytes SP "SIP/2.0" [CR] LF (no control character).
+_FAST_REQUEST_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+) ([^\x00-\x20\x7f]+) SIP/2\.0\r?\n")
+# Header line: token [WS] ":" [WS] rest-of-line LF. Groups: the name, the separator, the
+# rest of the line without its LF (the value plus any trailing whitespace and CR). A
+# folded line does not start with a token. The rest is scanned as [^\n]* (sre's fast
+# single-byte loop), so it may hold a CR: _fast_header_lines gives up when the block
+# has a CR that is not right before an LF.
+_FAST_HEADER_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+)([ \t]*:[ \t]*)([^\n]*)\n")
+# One generic param without whitespace, quotes or an IPv6 value: ";" token ["=" value].
+# A value starting with "[" takes a different exact path, so "[" is left out altogether.
+_FAST_PARAM = r";[" + _TOKEN_CLASS + r"]+(?:=[^;,? \t<>\"\[]+)?"
+_FAST_PARAM_RE = re.compile(r";([" + _TOKEN_CLASS + r"]+)(?:=([^;,? \t<>\"\[]+))?")
+# A sip:/sips: URI: scheme ":" [user [":" password] "@"] hostname/IPv4 [":" port] *(";" param),
+# no %-escape, no "?headers", no IPv6. Every class leaves out "@" (the exact parser splits
+# userinfo at the first "@" anywhere), "%" (escape checks) and the characters a URI may not
+# hold. Groups: scheme, user, password, host, port, params.
+_FAST_URI = (
+    r"([sS][iI][pP][sS]?):"
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,]*))?@)?"
+    r"([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-.!*_+'~]+(?:=[A-Za-z0-9\-.!*_+'~:/=&$()]+)?)*)"
+)
+_FAST_URI_RE = re.compile(_FAST_URI)
+# One via-parm: protocol "/" version "/" transport WS host [":" port] *param, nothing else
+# (no comma-joined second via-parm, no IPv6, no whitespace around "/", ":" or ";").
+# Groups: protocol name, version, transport, host, port, params.
+_FAST_VIA_RE = re.compile(
+    r"([" + _TOKEN_CLASS + r"]+)/([" + _TOKEN_CLASS + r"]+)/([" + _TOKEN_CLASS + r"]+)[ \t]+"
+    r"([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?((?:" + _FAST_PARAM + r")*)"
+)
+# One name-addr: ['"' display without escapes '"' [WS] / tokens separated by WS [WS]]
+# "<" fast URI ">" *param, nothing else (no addr-spec, no comma-joined list).
+# Groups: quoted display, token display, the URI text, then the six URI groups, params.
+_FAST_NAME_ADDR_RE = re.compile(
+    r'(?:"([^"\\]*)"[ \t]*|([' + _TOKEN_CLASS + r"]+(?:[ \t]+[" + _TOKEN_CLASS + r"]+)*)[ \t]*)?"
+    r"<(" + _FAST_URI + r")>((?:" + _FAST_PARAM + r")*)"
+)
+# CSeq: 1-10 digits, WS, a token method.
+_FAST_CSEQ_RE = re.compile(r"([0-9]{1,10})[ \t]+([" + _TOKEN_CLASS + r"]+)")
 # Header name as received -> (lookup key, name as str); bounded so hostile input cannot grow it.
 _NAME_CACHE: dict[bytes, tuple[str, str]] = {}
 _NAME_CACHE_MAX = 2048
@@ -417,6 +464,95 @@ def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, heade
 
 
 # ---------------------------------------------------------------------------
+# Fast paths (see _FAST_*_RE above): None means "not a shape I take", never an error
+# ---------------------------------------------------------------------------
+
+
+def _fast_params(text: str) -> dict[str, str | None] | None:
+    """Params of ``text``, a run of _FAST_PARAM already matched; None on a repeated name (the exact path picks the first)."""
+    pairs = _FAST_PARAM_RE.findall(text)
+    params = {name.lower(): value or None for name, value in pairs}
+    return params if len(params) == len(pairs) else None
+
+
+def _fast_sip_uri(
+    raw: str, scheme: str, user: str | None, password: str | None, host: str, port: str | None, ptext: str
+) -> SipURI | None:
+    """Build a SipURI from the groups of _FAST_URI; None when the exact parser must decide."""
+    if ptext:
+        params = _fast_params(ptext)
+        if params is None:
+            return None
+    else:
+        params = {}
+    if port is None:
+        return SipURI(scheme.lower(), user, password, host, None, params, {}, raw)
+    p = int(port)
+    if p > _MAX_PORT:
+        return None
+    return SipURI(scheme.lower(), user, password, host, p, params, {}, raw)
+
+
+def _fast_uri(s: str) -> SipURI | None:
+    m = _FAST_URI_RE.fullmatch(s)
+    return None if m is None else _fast_sip_uri(s, *m.groups())
+
+
+def _fast_via(s: str) -> Via | None:
+    """One via-parm in the common shape (see _FAST_VIA_RE), else None."""
+    m = _FAST_VIA_RE.fullmatch(s)
+    if m is None:
+        return None
+    name, version, transport, host, port, ptext = m.groups()
+    if ptext:
+        params = _fast_params(ptext)
+        if params is None:
+            return None
+        # RFC 3581 rport and ttl must be numbers in range; the exact path raises otherwise.
+        rport = params.get("rport")
+        if rport is not None and not (len(rport) <= 5 and rport.isascii() and rport.isdigit() and int(rport) <= _MAX_PORT):
+            return None
+        ttl = params.get("ttl")
+        if ttl is not None and not (len(ttl) <= 3 and ttl.isascii() and ttl.isdigit() and int(ttl) <= 255):
+            return None
+    else:
+        params = {}
+    if port is not None:
+        p: int | None = int(port)
+        if p > _MAX_PORT:  # type: ignore[operator]
+            return None
+    else:
+        p = None
+    return Via(f"{name}/{version}", transport.upper(), host, p, params)
+
+
+def _fast_name_addr(s: str) -> NameAddr | None:
+    """One name-addr in the common shape (see _FAST_NAME_ADDR_RE), else None."""
+    m = _FAST_NAME_ADDR_RE.fullmatch(s)
+    if m is None:
+        return None
+    quoted, tokens, raw, scheme, user, password, host, port, uptext, ptext = m.groups()
+    uri = _fast_sip_uri(raw, scheme, user, password, host, port, uptext)
+    if uri is None:
+        return None
+    if ptext:
+        params = _fast_params(ptext)
+        if params is None:
+            return None
+    else:
+        params = {}
+    return NameAddr(quoted if quoted is not None else tokens, uri, params)
+
+
+def _fast_cseq(s: str) -> CSeq | None:
+    m = _FAST_CSEQ_RE.fullmatch(s)
+    if m is None:
+        return None
+    seq = int(m[1])
+    return CSeq(seq, m[2]) if seq <= _MAX_CSEQ else None
+
+
+# ---------------------------------------------------------------------------
 # URIs (RFC 3261 §19.1, §25.1)
 # ---------------------------------------------------------------------------
 
@@ -431,6 +567,9 @@ def _check_escapes(s: str, start: int, end: int, base: int) -> None:
 
 
 def _parse_uri(s: str, base: int = 0) -> URI:
+    fast = _fast_uri(s)
+    if fast is not None:
+        return fast
     n = len(s)
     if n == 0:
         raise URIError("empty URI", base)
@@ -517,6 +656,10 @@ def parse_uri(text: str) -> URI:
 
 def _parse_vias(s: str, base: int, out: list[Via]) -> None:
     """RFC 3261 §20.42: via-parm *(COMMA via-parm); appends to ``out``."""
+    fast = _fast_via(s)
+    if fast is not None:
+        out.append(fast)
+        return
     n = len(s)
     i = 0
     while True:
@@ -560,6 +703,11 @@ def _parse_vias(s: str, base: int, out: list[Via]) -> None:
 
 def _parse_name_addrs(s: str, base: int, header: str, multi: bool, out: list[NameAddr]) -> None:
     """RFC 3261 §20.10/§20.20: (name-addr / addr-spec) *(SEMI param), comma-separated when ``multi``."""
+    # A whole value the fast path takes is one element, so ``multi`` does not matter.
+    fast = _fast_name_addr(s)
+    if fast is not None:
+        out.append(fast)
+        return
     n = len(s)
     i = 0
     while True:
@@ -604,19 +752,19 @@ def _parse_name_addrs(s: str, base: int, header: str, multi: bool, out: list[Nam
 # ---------------------------------------------------------------------------
 
 
-class _Field:
-    """One header line: its lookup key, name as written, and where its line and value sit in ``buf``."""
+class _Field(NamedTuple):
+    """One header line: its lookup key, name as written, and where its line and value sit in ``buf``.
 
-    __slots__ = ("key", "name", "buf", "ls", "vs", "ve", "le")
+    A tuple, so that parse() builds one in a single C call (``_Field._make``).
+    """
 
-    def __init__(self, key: str, name: str, buf: bytes, ls: int, vs: int, ve: int, le: int) -> None:
-        self.key = key
-        self.name = name
-        self.buf = buf
-        self.ls = ls  # line start
-        self.vs = vs  # value start (after the colon, leading whitespace skipped)
-        self.ve = ve  # value end (before the line break, trailing whitespace dropped)
-        self.le = le  # line end (after the line break)
+    key: str
+    name: str
+    buf: bytes
+    ls: int  # line start
+    vs: int  # value start (after the colon, leading whitespace skipped)
+    ve: int  # value end (before the line break, trailing whitespace dropped)
+    le: int  # line end (after the line break)
 
     @classmethod
     def new(cls, name: str, value: str) -> "_Field":
@@ -1137,6 +1285,9 @@ class Response(Message):
 
 def _parse_cseq(s: str, base: int) -> CSeq:
     """RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method."""
+    fast = _fast_cseq(s)
+    if fast is not None:
+        return fast
     n = len(s)
     i = _DIGITS_RE.match(s).end()  # type: ignore[union-attr]
     if i == 0 or i > 10 or int(s[:i]) > _MAX_CSEQ:
@@ -1163,34 +1314,8 @@ def _check_version(v: bytes, offset: int) -> str:
     return "SIP/2.0"
 
 
-def parse(
-    data: bytes | bytearray | memoryview,
-    *,
-    max_size: int = DEFAULT_MAX_SIZE,
-    max_headers: int = DEFAULT_MAX_HEADERS,
-) -> Request | Response:
-    """Parse one SIP message (one UDP datagram, or one message framed by ``StreamParser``).
-
-    Returns a ``Request`` or ``Response``. Raises a ``ParseError`` subclass for any
-    malformed input, with ``offset`` pointing at the problem.
-    """
-    if isinstance(data, (bytearray, memoryview)):
-        data = bytes(data)
-    elif not isinstance(data, bytes):
-        raise TypeError("parse() takes bytes, bytearray or memoryview")
-    n = len(data)
-    if n > max_size:
-        raise MessageTooLarge(f"message of {n} bytes is larger than the limit of {max_size}", max_size)
-
-    # RFC 3261 §7.5: ignore line breaks before the start line.
-    pos = 0
-    while pos < n and data[pos] in (13, 10):
-        pos += 1
-    if pos >= n:
-        raise IncompleteMessage("no message: empty or only line breaks", pos)
-    msg_start = pos
-
-    # --- start line -----------------------------------------------------------
+def _start_line(data: bytes, pos: int, n: int) -> tuple[int, tuple[bytes, int, int], Request | Response]:
+    """The exact start-line parser (RFC 3261 §7.1, §7.2): returns (index of its LF, its segment, the message)."""
     eol = data.find(b"\n", pos)
     if eol < 0:
         raise IncompleteMessage("the start line has no line break", n)
@@ -1200,7 +1325,6 @@ def parse(
     if bad >= 0:
         raise StartLineError("control character in the start line", pos + bad)
     sl = (data, pos, eol + 1)
-    msg: Request | Response
     if line[:4].upper() == b"SIP/":
         sp1 = line.find(b" ")
         if sp1 < 0:
@@ -1238,10 +1362,57 @@ def parse(
         req._uri_text = _decode(uri)
         req._uri_offset = pos + sp1 + 1
         msg = req
+    return eol, sl, msg
+
+
+def parse(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    max_headers: int = DEFAULT_MAX_HEADERS,
+) -> Request | Response:
+    """Parse one SIP message (one UDP datagram, or one message framed by ``StreamParser``).
+
+    Returns a ``Request`` or ``Response``. Raises a ``ParseError`` subclass for any
+    malformed input, with ``offset`` pointing at the problem.
+    """
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    elif not isinstance(data, bytes):
+        raise TypeError("parse() takes bytes, bytearray or memoryview")
+    n = len(data)
+    if n > max_size:
+        raise MessageTooLarge(f"message of {n} bytes is larger than the limit of {max_size}", max_size)
+
+    # RFC 3261 §7.5: ignore line breaks before the start line.
+    pos = 0
+    while pos < n and data[pos] in (13, 10):
+        pos += 1
+    if pos >= n:
+        raise IncompleteMessage("no message: empty or only line breaks", pos)
+    msg_start = pos
+
+    # --- start line -----------------------------------------------------------
+    msg: Request | Response
+    m = _FAST_REQUEST_LINE_RE.match(data, pos)
+    if m is not None:
+        # Fast path: see _FAST_REQUEST_LINE_RE; the checks below define behaviour.
+        eol = m.end() - 1
+        sl = (data, pos, eol + 1)
+        req = object.__new__(Request)
+        req.method = m[1].decode("ascii")
+        req.version = "SIP/2.0"
+        req._uri_offset = m.start(2)
+        req._uri_text = m[2].decode("utf-8", "replace")
+        msg = req
+    else:
+        eol, sl, msg = _start_line(data, pos, n)
 
     # --- header lines (RFC 3261 §7.3) ------------------------------------------
-    fields: list[_Field] = []
     pos = eol + 1
+    # Fast path (see _fast_header_lines): it takes every line or none; the exact loop
+    # below then goes on from ``pos`` (the empty line, or everything when it took none).
+    fields, pos = _fast_header_lines(data, pos, max_headers)
     while True:
         eol = data.find(b"\n", pos)
         if eol < 0:
@@ -1260,14 +1431,15 @@ def parse(
             if not fields:
                 raise HeaderError("continuation line before the first header", pos)
             f = fields[-1]
+            vs, ve = f.vs, f.ve
             v_end = ce
             while v_end > pos and data[v_end - 1] in (32, 9):
                 v_end -= 1
             if v_end > pos:
-                if f.vs == f.ve:  # the value so far was empty: it starts on this line
-                    f.vs = _skip_ws_bytes(data, pos, ce)
-                f.ve = v_end
-            f.le = eol + 1
+                if vs == ve:  # the value so far was empty: it starts on this line
+                    vs = _skip_ws_bytes(data, pos, ce)
+                ve = v_end
+            fields[-1] = _Field(f.key, f.name, f.buf, f.ls, vs, ve, eol + 1)
         else:
             colon = data.find(b":", pos, ce)
             if colon < 0:
@@ -1315,6 +1487,46 @@ def parse(
             raise TruncatedBody(f"Content-Length is {length} but only {n - pos} body bytes follow", n)
     msg._init(data, sl, fields, tail, (data, pos, end))
     return msg
+
+
+def _fast_header_lines(data: bytes, pos: int, max_headers: int) -> tuple[list[_Field], int]:
+    """Fast path for the header block from ``pos``: (fields, position of the empty line), or ([], pos).
+
+    It takes the block only when every line up to the first empty line is a plain
+    _FAST_HEADER_LINE_RE line (one findall in C; the lines must tile the block with no
+    gap, and no CR may stand anywhere but before an LF) and there are at most
+    ``max_headers`` of them. Otherwise it takes nothing, and the exact loop in parse()
+    does the whole block: folding, errors and their offsets, the header limit.
+    """
+    stop = data.find(b"\n\r\n", pos - 1)
+    stop2 = data.find(b"\n\n", pos - 1)
+    if stop2 >= 0 and (stop < 0 or stop2 < stop):
+        stop = stop2
+    if stop < pos:  # no header line, or no empty line at all
+        return [], pos
+    stop += 1
+    lines = _FAST_HEADER_LINE_RE.findall(data, pos, stop)
+    if len(lines) > max_headers or data.count(b"\r", pos, stop) != data.count(b"\r\n", pos, stop):
+        return [], pos
+    fields: list[_Field] = []
+    append = fields.append
+    make = _Field._make
+    ls = pos
+    for name, sep, rest in lines:
+        known = _NAME_CACHE.get(name)
+        if known is None:
+            sname = name.decode("ascii")
+            known = (header_key(sname), sname)
+            if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+                _NAME_CACHE[name] = known
+        vs = ls + len(name) + len(sep)
+        le = vs + len(rest) + 1
+        # Every CR here is the one before LF, so this strips exactly the trailing whitespace.
+        append(make((known[0], known[1], data, ls, vs, vs + len(rest.rstrip(b" \t\r")), le)))
+        ls = le
+    if ls != stop:  # findall skipped something: not every line is plain
+        return [], pos
+    return fields, stop
 
 
 def _skip_ws_bytes(data: bytes, i: int, end: int) -> int:
