@@ -59,6 +59,7 @@ def run_worker(lib: str, workload: str, mode: str, repeat: int, min_time: float)
         out["error"] = f"import failed: {type(exc).__name__}: {exc}"
         return out
     out["version"] = _version(lib, mod)
+    out["notes"] = getattr(mod, "NOTES", "")
     fn = getattr(mod, mode, None)
     if fn is None:
         out["error"] = "the library has no API for this"
@@ -323,11 +324,20 @@ def render(facts: dict, results: list[dict]) -> str:
     out += targets(results)
     out += ["", "### What each adapter reads", ""]
     for lib in libs:
-        if lib in adapters.LIBS:
-            try:
-                note = adapters.load(lib).NOTES
-            except Exception as exc:
-                note = f"(not importable: {type(exc).__name__}: {exc})"
+        note = next((r["notes"] for r in results if r["lib"] == lib and r.get("notes")), None)
+        if note is None and lib in adapters.LIBS:
+            # Not in the results (older file): import here, in a scratch directory, because PySIPio
+            # writes PySIP.log into the working directory when it is imported.
+            cwd = os.getcwd()
+            with tempfile.TemporaryDirectory() as scratch:
+                os.chdir(scratch)
+                try:
+                    note = adapters.load(lib).NOTES
+                except Exception as exc:
+                    note = f"(not importable: {type(exc).__name__}: {exc})"
+                finally:
+                    os.chdir(cwd)
+        if note is not None:
             out.append(f"- {lib}: {note}")
     return "\n".join(out)
 
