@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the end-to-end tests start on loopback (they never skip in CI).
-DEBS=(sip-tester postgresql freeradius tshark)
+DEBS=(sip-tester postgresql freeradius)
 missing=()
 for p in "${DEBS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
