@@ -19,6 +19,7 @@ Design (shared with ``_parser_c.pyx``):
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Iterable, Iterator, NamedTuple, Union
 
 from ._grammar import (
@@ -755,7 +756,7 @@ def _parse_name_addrs(s: str, base: int, header: str, multi: bool, out: list[Nam
 class _Field(NamedTuple):
     """One header line: its lookup key, name as written, and where its line and value sit in ``buf``.
 
-    A tuple, so that parse() builds one in a single C call (``_Field._make``).
+    A tuple, so that parse() builds one in a single C call (``_new_field``).
     """
 
     key: str
@@ -781,7 +782,11 @@ class _Field(NamedTuple):
         return raw
 
     def value(self) -> str:
-        return _decode(self.raw_value())
+        # _decode(self.raw_value()), written out: it is called for every header read.
+        raw = self.buf[self.vs : self.ve]
+        if b"\n" in raw:
+            raw = _FOLD_RE.sub(b" ", raw)
+        return raw.decode("utf-8", "replace")
 
 
 class Headers:
@@ -901,10 +906,12 @@ class Message:
         return h  # type: ignore[return-value]
 
     def _first(self, key: str) -> _Field | None:
-        for f in self._fields:
-            if f.key == key:
-                return f
-        return None
+        """The first field with this key, or None (through an index made once per message and edit)."""
+        index = self._cache.get("_first")
+        if index is None:
+            # Reversed, so that the first field of a key is the one stored last.
+            self._cache["_first"] = index = {f.key: f for f in reversed(self._fields)}
+        return index.get(key)  # type: ignore[attr-defined]
 
     @property
     def body(self) -> bytes:
@@ -930,9 +937,12 @@ class Message:
             if f is None:
                 v = None
             else:
-                out: list[NameAddr] = []
-                _parse_name_addrs(f.value(), f.vs, header, False, out)
-                v = out[0]
+                value = f.value()
+                v = _fast_name_addr(value)  # the fast path of _parse_name_addrs, one call sooner
+                if v is None:
+                    out: list[NameAddr] = []
+                    _parse_name_addrs(value, f.vs, header, False, out)
+                    v = out[0]
             self._cache[key] = v
         return v  # type: ignore[return-value]
 
@@ -995,7 +1005,8 @@ class Message:
         if f is None:
             return None
         value = f.value()
-        if not value or len(value) > 3 or any(c not in _DIGITS for c in value) or int(value) > 255:
+        # isascii() and isdigit(): only 0-9, as the RFC's DIGIT.
+        if not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255:
             raise NumberError("Max-Forwards: not a number from 0 to 255", f.vs, "Max-Forwards")
         return int(value)
 
@@ -1489,6 +1500,10 @@ def parse(
     return msg
 
 
+# _Field(...) and _Field._make run Python code per call; this builds the same tuple in C.
+_new_field = partial(tuple.__new__, _Field)
+
+
 def _fast_header_lines(data: bytes, pos: int, max_headers: int) -> tuple[list[_Field], int]:
     """Fast path for the header block from ``pos``: (fields, position of the empty line), or ([], pos).
 
@@ -1510,7 +1525,7 @@ def _fast_header_lines(data: bytes, pos: int, max_headers: int) -> tuple[list[_F
         return [], pos
     fields: list[_Field] = []
     append = fields.append
-    make = _Field._make
+    new_field = _new_field
     ls = pos
     for name, sep, rest in lines:
         known = _NAME_CACHE.get(name)
@@ -1522,7 +1537,7 @@ def _fast_header_lines(data: bytes, pos: int, max_headers: int) -> tuple[list[_F
         vs = ls + len(name) + len(sep)
         le = vs + len(rest) + 1
         # Every CR here is the one before LF, so this strips exactly the trailing whitespace.
-        append(make((known[0], known[1], data, ls, vs, vs + len(rest.rstrip(b" \t\r")), le)))
+        append(new_field((known[0], known[1], data, ls, vs, vs + len(rest.rstrip(b" \t\r")), le)))
         ls = le
     if ls != stop:  # findall skipped something: not every line is plain
         return [], pos
