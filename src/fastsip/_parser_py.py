@@ -98,12 +98,12 @@ _TOKEN_BYTES = bytes(sorted(TOKEN_CHARS))
 _TOKEN_CLASS = r"A-Za-z0-9\-.!%*_+`'~"
 # Request-Line: token SP run-of-visible-bytes SP "SIP/2.0" [CR] LF (no control character).
 _FAST_REQUEST_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+) ([^\x00-\x20\x7f]+) SIP/2\.0\r?\n")
-# Header line: token [WS] ":" [WS] rest-of-line LF. Groups: the name, the separator, the
-# rest of the line without its LF (the value plus any trailing whitespace and CR). A
+# Header line: token [WS] ":" [WS] rest-of-line LF. Groups: the name with the separator,
+# the name, the rest of the line without its LF (the value plus any trailing whitespace and CR). A
 # folded line does not start with a token. The rest is scanned as [^\n]* (sre's fast
 # single-byte loop), so it may hold a CR: _fast_header_lines gives up when the block
 # has a CR that is not right before an LF.
-_FAST_HEADER_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+)([ \t]*:[ \t]*)([^\n]*)\n")
+_FAST_HEADER_LINE_RE = re.compile(rb"(([" + _TOKEN_CLASS.encode() + rb"]+)[ \t]*:[ \t]*)([^\n]*)\n")
 # One generic param without whitespace, quotes or an IPv6 value: ";" token ["=" value].
 # A value starting with "[" takes a different exact path, so "[" is left out altogether.
 _FAST_PARAM = r";[" + _TOKEN_CLASS + r"]+(?:=[^;,? \t<>\"\[]+)?"
@@ -1527,14 +1527,14 @@ def _fast_header_lines(data: bytes, pos: int, max_headers: int) -> tuple[list[_F
     append = fields.append
     new_field = _new_field
     ls = pos
-    for name, sep, rest in lines:
+    for name_sep, name, rest in lines:
         known = _NAME_CACHE.get(name)
         if known is None:
             sname = name.decode("ascii")
             known = (header_key(sname), sname)
             if len(_NAME_CACHE) < _NAME_CACHE_MAX:
                 _NAME_CACHE[name] = known
-        vs = ls + len(name) + len(sep)
+        vs = ls + len(name_sep)
         le = vs + len(rest) + 1
         # Every CR here is the one before LF, so this strips exactly the trailing whitespace.
         append(new_field((known[0], known[1], data, ls, vs, vs + len(rest.rstrip(b" \t\r")), le)))
