@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
+from operator import itemgetter
 from typing import Iterable, Iterator, NamedTuple, Union
 
 from ._grammar import (
@@ -107,7 +108,6 @@ _FAST_HEADER_LINE_RE = re.compile(rb"(([" + _TOKEN_CLASS.encode() + rb"]+)[ \t]*
 # One generic param without whitespace, quotes or an IPv6 value: ";" token ["=" value].
 # A value starting with "[" takes a different exact path, so "[" is left out altogether.
 _FAST_PARAM = r";[" + _TOKEN_CLASS + r"]+(?:=[^;,? \t<>\"\[]+)?"
-_FAST_PARAM_RE = re.compile(r";([" + _TOKEN_CLASS + r"]+)(?:=([^;,? \t<>\"\[]+))?")
 # A sip:/sips: URI: scheme ":" [user [":" password] "@"] hostname/IPv4 [":" port] *(";" param),
 # no %-escape, no "?headers", no IPv6. Every class leaves out "@" (the exact parser splits
 # userinfo at the first "@" anywhere), "%" (escape checks) and the characters a URI may not
@@ -471,9 +471,15 @@ def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, heade
 
 def _fast_params(text: str) -> dict[str, str | None] | None:
     """Params of ``text``, a run of _FAST_PARAM already matched; None on a repeated name (the exact path picks the first)."""
-    pairs = _FAST_PARAM_RE.findall(text)
-    params = {name.lower(): value or None for name, value in pairs}
-    return params if len(params) == len(pairs) else None
+    # The text matched (;token[=value])*, where a value holds no ";" and a token no "=":
+    # so split and partition cut it exactly where the exact scanner does.
+    parts = text.split(";")
+    params: dict[str, str | None] = {}
+    for part in parts:
+        name, eq, value = part.partition("=")
+        params[name.lower()] = value if eq else None
+    del params[""]  # before the first ";"
+    return params if len(params) == len(parts) - 1 else None
 
 
 def _fast_sip_uri(
@@ -841,6 +847,7 @@ class Headers:
 
 
 _UNSET = object()
+_KEY = itemgetter(0)  # _Field.key, as a C function for map()
 
 
 class Message:
@@ -907,11 +914,12 @@ class Message:
 
     def _first(self, key: str) -> _Field | None:
         """The first field with this key, or None (through an index made once per message and edit)."""
-        index = self._cache.get("_first")
+        index: dict[str, _Field] | None = self._cache.get("_first")  # type: ignore[assignment]
         if index is None:
             # Reversed, so that the first field of a key is the one stored last.
-            self._cache["_first"] = index = {f.key: f for f in reversed(self._fields)}
-        return index.get(key)  # type: ignore[attr-defined]
+            rev = self._fields[::-1]
+            self._cache["_first"] = index = dict(zip(map(_KEY, rev), rev))
+        return index.get(key)
 
     @property
     def body(self) -> bytes:
@@ -1336,6 +1344,7 @@ def _start_line(data: bytes, pos: int, n: int) -> tuple[int, tuple[bytes, int, i
     if bad >= 0:
         raise StartLineError("control character in the start line", pos + bad)
     sl = (data, pos, eol + 1)
+    msg: Request | Response
     if line[:4].upper() == b"SIP/":
         sp1 = line.find(b" ")
         if sp1 < 0:
