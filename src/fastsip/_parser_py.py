@@ -104,6 +104,7 @@ _FAST_REQUEST_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+) ([^\x
 # folded line does not start with a token. The rest is scanned as [^\n]* (sre's fast
 # single-byte loop), so it may hold a CR: _fast_header_lines gives up when the block
 # has a CR that is not right before an LF.
+_STRAY_CR_RE = re.compile(rb"\r(?!\n)")
 _FAST_HEADER_LINE_RE = re.compile(rb"(([" + _TOKEN_CLASS.encode() + rb"]+)[ \t]*:[ \t]*)([^\n]*)\n")
 # One generic param without whitespace, quotes or an IPv6 value: ";" token ["=" value].
 # A value starting with "[" takes a different exact path, so "[" is left out altogether.
@@ -1530,7 +1531,7 @@ def _fast_header_lines(data: bytes, pos: int, max_headers: int) -> tuple[list[_F
         return [], pos
     stop += 1
     lines = _FAST_HEADER_LINE_RE.findall(data, pos, stop)
-    if len(lines) > max_headers or data.count(b"\r", pos, stop) != data.count(b"\r\n", pos, stop):
+    if len(lines) > max_headers or _STRAY_CR_RE.search(data, pos, stop) is not None:
         return [], pos
     fields: list[_Field] = []
     append = fields.append
