@@ -14,6 +14,11 @@ Design (shared with ``_parser_c.pyx``):
   an unmodified message costs one slice and an edited one a handful.
 * Offsets in errors are absolute byte offsets in the message buffer. Inside a
   header value they count from the value's first byte through the unfolded value.
+* Speed without a second spec: the common well-formed shapes (request line, a plain
+  header block, one Via, a sip: URI, a <name-addr>, CSeq) are taken by one regex each
+  (the ``_FAST_*`` names); everything else falls back to the exact scanners, which
+  define behaviour and raise every error. tests/fastsip/test_fastpath.py holds the
+  fast paths to giving exactly what the exact scanners give.
 """
 
 from __future__ import annotations
@@ -100,10 +105,10 @@ _TOKEN_CLASS = r"A-Za-z0-9\-.!%*_+`'~"
 # Request-Line: token SP run-of-visible-bytes SP "SIP/2.0" [CR] LF (no control character).
 _FAST_REQUEST_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+) ([^\x00-\x20\x7f]+) SIP/2\.0\r?\n")
 # Header line: token [WS] ":" [WS] rest-of-line LF. Groups: the name with the separator,
-# the name, the rest of the line without its LF (the value plus any trailing whitespace and CR). A
-# folded line does not start with a token. The rest is scanned as [^\n]* (sre's fast
-# single-byte loop), so it may hold a CR: _fast_header_lines gives up when the block
-# has a CR that is not right before an LF.
+# the name, the rest of the line without its LF (the value plus any trailing whitespace
+# and CR). A folded line does not start with a token. The rest is scanned as [^\n]*
+# (sre's fast single-byte loop), so it may hold a CR: _fast_header_lines gives up when
+# _STRAY_CR_RE finds a CR that is not right before an LF.
 _STRAY_CR_RE = re.compile(rb"\r(?!\n)")
 _FAST_HEADER_LINE_RE = re.compile(rb"(([" + _TOKEN_CLASS.encode() + rb"]+)[ \t]*:[ \t]*)([^\n]*)\n")
 # One generic param without whitespace, quotes or an IPv6 value: ";" token ["=" value].
@@ -471,7 +476,10 @@ def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, heade
 
 
 def _fast_params(text: str) -> dict[str, str | None] | None:
-    """Params of ``text``, a run of _FAST_PARAM already matched; None on a repeated name (the exact path picks the first)."""
+    """Params of ``text``, a run of _FAST_PARAM already matched; None on a repeated name.
+
+    (The exact path keeps the first of repeated names; that case is left to it.)
+    """
     # The text matched (;token[=value])*, where a value holds no ";" and a token no "=":
     # so split and partition cut it exactly where the exact scanner does.
     parts = text.split(";")
@@ -518,7 +526,9 @@ def _fast_via(s: str) -> Via | None:
             return None
         # RFC 3581 rport and ttl must be numbers in range; the exact path raises otherwise.
         rport = params.get("rport")
-        if rport is not None and not (len(rport) <= 5 and rport.isascii() and rport.isdigit() and int(rport) <= _MAX_PORT):
+        if rport is not None and not (
+            len(rport) <= 5 and rport.isascii() and rport.isdigit() and int(rport) <= _MAX_PORT
+        ):
             return None
         ttl = params.get("ttl")
         if ttl is not None and not (len(ttl) <= 3 and ttl.isascii() and ttl.isdigit() and int(ttl) <= 255):
