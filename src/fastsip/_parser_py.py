@@ -104,6 +104,9 @@ _TOKEN_BYTES = bytes(sorted(TOKEN_CHARS))
 _TOKEN_CLASS = r"A-Za-z0-9\-.!%*_+`'~"
 # Request-Line: token SP run-of-visible-bytes SP "SIP/2.0" [CR] LF (no control character).
 _FAST_REQUEST_LINE_RE = re.compile(rb"([" + _TOKEN_CLASS.encode() + rb"]+) ([^\x00-\x20\x7f]+) SIP/2\.0\r?\n")
+# Status-Line: "SIP/2.0" SP 3 digits from 100 to 699 [SP reason without control
+# characters but tab] [CR] LF. Groups: the code, the reason (None when absent).
+_FAST_STATUS_LINE_RE = re.compile(rb"SIP/2\.0 ([1-6][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\r?\n")
 # Header line: token [WS] ":" [WS] rest-of-line LF. Groups: the name with the separator,
 # the name, the rest of the line without its LF (the value plus any trailing whitespace
 # and CR). A folded line does not start with a token. The rest is scanned as [^\n]*
@@ -1425,9 +1428,9 @@ def parse(
 
     # --- start line -----------------------------------------------------------
     msg: Request | Response
+    # Fast paths: see _FAST_REQUEST_LINE_RE and _FAST_STATUS_LINE_RE; _start_line defines behaviour.
     m = _FAST_REQUEST_LINE_RE.match(data, pos)
     if m is not None:
-        # Fast path: see _FAST_REQUEST_LINE_RE; the checks below define behaviour.
         eol = m.end() - 1
         sl = (data, pos, eol + 1)
         req = object.__new__(Request)
@@ -1437,7 +1440,18 @@ def parse(
         req._uri_text = m[2].decode("utf-8", "replace")
         msg = req
     else:
-        eol, sl, msg = _start_line(data, pos, n)
+        m = _FAST_STATUS_LINE_RE.match(data, pos)
+        if m is not None:
+            eol = m.end() - 1
+            sl = (data, pos, eol + 1)
+            resp = object.__new__(Response)
+            resp.status = int(m[1])
+            reason = m[2]
+            resp.reason = "" if reason is None else reason.decode("utf-8", "replace")
+            resp.version = "SIP/2.0"
+            msg = resp
+        else:
+            eol, sl, msg = _start_line(data, pos, n)
 
     # --- header lines (RFC 3261 §7.3) ------------------------------------------
     pos = eol + 1

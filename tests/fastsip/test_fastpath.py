@@ -35,6 +35,7 @@ def exact_only() -> Iterator[None]:
     """Switch every fast path of the module off: what remains is the exact scanner."""
     saved = {name: getattr(py, name) for name in (
         "_fast_uri", "_fast_via", "_fast_name_addr", "_fast_cseq", "_fast_header_lines", "_FAST_REQUEST_LINE_RE",
+        "_FAST_STATUS_LINE_RE",
     )}
     py._fast_uri = lambda s: None
     py._fast_via = lambda s: None
@@ -42,6 +43,7 @@ def exact_only() -> Iterator[None]:
     py._fast_cseq = lambda s: None
     py._fast_header_lines = lambda data, pos, max_headers: ([], pos)
     py._FAST_REQUEST_LINE_RE = _NEVER
+    py._FAST_STATUS_LINE_RE = _NEVER
     try:
         yield
     finally:
@@ -195,6 +197,24 @@ def test_fast_paths_take_the_common_shapes() -> None:
     fields, end = py._fast_header_lines(seed, pos, 256)
     assert len(fields) == 12 and seed[end : end + 2] == b"\r\n"
     assert py._FAST_REQUEST_LINE_RE.match(seed) is not None
+    ok = (ROOT / "bench" / "workloads" / "ok_5via_3rr.sip").read_bytes()
+    assert py._FAST_STATUS_LINE_RE.match(ok) is not None
+
+
+START_LINES = [
+    b"SIP/2.0 200 OK", b"SIP/2.0 200", b"SIP/2.0 200 ", b"SIP/2.0 200  x", b"SIP/2.0 2000 OK", b"SIP/2.0 099 x",
+    b"SIP/2.0 700 x", b"SIP/2.0 20 x", b"sip/2.0 200 OK", b"SIP/2.1 200 OK", b"SIP/2.0 200 O\tK", b"SIP/2.0 200 O\rK",
+    b"SIP/2.0 200 \xc3\xa9\xff", b"SIP/2.0  200 OK", b"SIP/2.0 200 OK\r", b"SIP/2.0 200 O\x00K", b"SIP/2.0 200 O\x7fK",
+    b"INVITE sip:a@b SIP/2.0", b"INVITE sip:a@b sip/2.0", b"INVITE  sip:a@b SIP/2.0", b"INVITE sip:a@b SIP/2.0 ",
+    b"INVITE sip:a\tb SIP/2.0", b"INVITE sip:\xff SIP/2.0", b"INV@TE sip:a@b SIP/2.0", b"SIP sip:a@b SIP/2.0",
+    b"INVITE sip:a b SIP/2.0", b"INVITE sip:a@b SIP/2.0\r", b"x y SIP/2.0",
+]
+
+
+@pytest.mark.parametrize("line", START_LINES)
+@pytest.mark.parametrize("end", [b"\r\n", b"\n"])
+def test_start_lines(line: bytes, end: bytes) -> None:
+    both(line + end + b"Via: SIP/2.0/UDP h\r\n\r\n")
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
