@@ -82,7 +82,11 @@ def test_radius_server_down_spools_then_replays(tmp_path):
             await acc.start()
             for i in range(5):
                 acc.transaction_completed(AccMark.parse("aaa"), request("BYE", f"rd-{i}", "a", "b"), 200, "OK", "b", SRC, time.time())
-            await asyncio.sleep(0.8)
+            # Each record fails after 2 x 100 ms; wait for all five to reach the spool (a fixed
+            # sleep was flaky on a loaded machine), then check none was written.
+            deadline = time.monotonic() + 15
+            while acc.stats()["aaa"]["spool_pending"] < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             s = acc.stats()["aaa"]
             assert s["spool_pending"] == 5 and s["written"] == 0
             await asyncio.to_thread(fr.start)
