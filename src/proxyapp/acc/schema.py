@@ -61,11 +61,12 @@ def add_column_sql(table: str, column: str, dialect: str, extra: Iterable[str]) 
     return f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {ctype}"
 
 
-def insert_sql(table: str, extra: Iterable[str], dialect: str) -> str:
+def insert_sql(table: str, extra: Iterable[str], dialect: str, rows: int = 1) -> str:
+    """INSERT of `rows` rows (one VALUES tuple each) that skips a record_id already stored."""
     names = [c[0] for c in columns(extra)]
     ph = "?" if dialect == "sqlite" else "%s"
     cols = ", ".join(q(n) for n in names)
-    vals = ", ".join(ph for _ in names)
+    vals = "), (".join([", ".join(ph for _ in names)] * rows)
     if dialect == "sqlite":
         return f"INSERT OR IGNORE INTO {q(table)} ({cols}) VALUES ({vals})"
     return f"INSERT INTO {q(table)} ({cols}) VALUES ({vals}) ON CONFLICT ({q('record_id')}) DO NOTHING"
