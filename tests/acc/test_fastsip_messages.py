@@ -5,7 +5,7 @@ import asyncio
 import fastsip
 
 from proxyapp.acc import AccConfig, Accounting, AccMark
-from proxyapp.acc.records import compile_extra, request_fields
+from proxyapp.acc.records import ExtraFields, compile_extra, request_fields
 
 from .memory import memory_backends, settle
 
@@ -46,6 +46,25 @@ def test_fields_from_a_parsed_invite():
         "to_user": "2222222222", "to_host": "203.0.113.9", "ruri_user": "2222222222", "ruri_host": "203.0.113.9",
         "user_agent": "Bria 3 release 3.5.5 stamp 71243",
     }
+
+
+def test_extra_fields_equal_the_guarded_getters_and_survive_a_malformed_header():
+    """ExtraFields (one try for all columns) gives what the per-column guarded getters give; a
+    header fastsip can only reject when it is read (a lazy ParseError) empties just its columns,
+    and request_fields falls back to field-by-field reading the same way."""
+    spec = dict(AccConfig().extra, furi="$fu", ci="$ci", ru="$ru")
+    src = ("192.0.2.7", 4539)
+    good = fastsip.parse(INVITE.encode())
+    guarded = compile_extra(spec)
+    assert ExtraFields(spec)(good, src) == {k: g(good, src) for k, g in guarded.items()}
+    assert ExtraFields(spec)(good, src)["furi"] == "sip:8887779996@198.51.100.1"
+
+    bad = fastsip.parse(INVITE.replace("To: <sip:2222222222@203.0.113.9>", "To: <<<broken").encode())
+    vals = ExtraFields(spec)(bad, src)
+    assert vals == {k: g(bad, src) for k, g in guarded.items()}
+    assert vals["to_user"] is None and vals["to_host"] is None
+    assert vals["from_user"] == "8887779996" and vals["ruri_host"] == "203.0.113.9" and vals["src_port"] == "4539"
+    assert request_fields(bad) == ("INVITE", "fd542335", None, "Y2UzN2VmYTFhMzczNDk3ZGE1NzM0YjI4NzUzYzQyZTA")
 
 
 def test_cdr_from_parsed_messages(tmp_path):

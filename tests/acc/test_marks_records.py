@@ -68,6 +68,38 @@ def test_extra_getters():
         compile_extra({"callid": "$ci"})
 
 
+def test_record_ids_unique_time_ordered_and_reseeded_after_fork():
+    import os
+    import time
+    import uuid
+
+    from proxyapp.acc.records import new_record_id, uuid5_hex
+
+    now_ms = int(time.time() * 1000)
+    ids = [new_record_id() for _ in range(5000)]
+    assert len(set(ids)) == 5000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert abs(int(ids[0][:12], 16) - now_ms) < 5000  # the first 48 bits are epoch ms
+    assert AccRecord(kind="acc", types=("db",), table=None, method="BYE", from_tag="a", to_tag="b",
+                     callid="c", sip_code=200, sip_reason="OK", time=1).record_id not in ids
+    # A forked child draws its own random start: its ids differ from the parent's next ones.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.write(w, "".join(new_record_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 10000).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    parent = [new_record_id() for _ in range(100)]
+    assert {child[i:i + 32][12:] for i in range(0, 3200, 32)}.isdisjoint(p[12:] for p in parent)
+    # uuid5_hex is uuid.uuid5 (CDR ids must not change across versions: they deduplicate).
+    ns = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc")
+    for name in ("c\x1fa\x1fb", "é日本", ""):
+        assert uuid5_hex(ns.bytes, name) == uuid.uuid5(ns, name).hex
+
+
 def test_record_json_roundtrip():
     r = AccRecord(kind="cdr", types=("db", "log"), table="my_acc", method="INVITE", from_tag="a", to_tag="b", callid="c", sip_code=200, sip_reason="OK", time=1, duration=2, ms_duration=2500, setuptime=30, created=0, end_reason="bye", extra={"src_ip": "1.2.3.4"})
     assert AccRecord.from_json(r.to_json()) == r

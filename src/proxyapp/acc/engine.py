@@ -46,18 +46,17 @@ from .records import (
     KIND_MISSED,
     KIND_REQUEST,
     AccRecord,
-    compile_extra,
+    ExtraFields,
     ms,
     request_fields,
     split_comment,
+    uuid5_hex,
 )
 from .spool import Spool
 
 BACKEND_NAMES = ("log", "db", "aaa", "evi")
-_CDR_NS = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc")
-
-
-_ACC_NS = uuid.UUID("0b9d1a8e-6c2f-4a51-8d0e-1f5a3c7e9acc")
+_CDR_NS = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc").bytes
+_ACC_NS = uuid.UUID("0b9d1a8e-6c2f-4a51-8d0e-1f5a3c7e9acc").bytes
 
 
 def _cseq_number(request: Any) -> int | None:
@@ -70,7 +69,7 @@ def _cseq_number(request: Any) -> int | None:
 
 def cdr_record_id(d: Dialog) -> str:
     """Deterministic id of a dialog's CDR: regenerated after a restart it is deduplicated."""
-    return uuid.uuid5(_CDR_NS, "\x1f".join((d.callid, d.caller_tag, d.callee_tag))).hex
+    return uuid5_hex(_CDR_NS, "\x1f".join((d.callid, d.caller_tag, d.callee_tag)))
 
 
 @dataclasses.dataclass
@@ -304,7 +303,7 @@ class Accounting:
         lifetime timer); the proxy passes only the config."""
         self.cfg = config or AccConfig()
         self._clock = clock
-        self._extra = compile_extra(self.cfg.extra)
+        self._extras = ExtraFields(self.cfg.extra)
         self._subscribers: dict[str, list[Callable[..., Any]]] = {}
         self._backends = backends
         self.tracker = DialogTracker(self.cfg.cdr_lifetime_s)
@@ -368,7 +367,10 @@ class Accounting:
             await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
             try:
                 if self.journal.dirty:
-                    await asyncio.to_thread(self.journal.write, self.journal.take())
+                    # Encoding and write() here (one frame, no GIL hand-over to a thread), only
+                    # the fsync in a thread: it waits on the disk with the GIL released.
+                    self.journal.append(self.journal.take())
+                    await asyncio.to_thread(self.journal.sync)
                 if self.journal.should_compact(len(self.tracker)):
                     snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
                     await asyncio.to_thread(self.journal.compact, snapshot)
@@ -401,7 +403,8 @@ class Accounting:
         """A server transaction sent its final response upstream (OpenSIPS acc_onreply)."""
         if status < 200:
             return
-        method, from_tag, req_to_tag, callid = request_fields(request)
+        fields = request_fields(request)
+        method, from_tag, req_to_tag, callid = fields
         initial_invite = method == "INVITE" and not req_to_tag
         if method == "BYE" and callid and from_tag and req_to_tag:
             d = self.tracker.bye_completed(callid, from_tag, req_to_tag, ts)
@@ -422,16 +425,16 @@ class Accounting:
                 # RADIUS is the exception: RFC 2866 accounts a session as a Start and a Stop with
                 # the same Acct-Session-Id, so aaa gets the Start now and the CDR as the Stop.
                 if d is not None and "aaa" in types:
-                    self._emit(self._record(KIND_ACC, ("aaa",), mark.table, request, status, reason, to_tag, ts, extra))
+                    self._emit(self._record(KIND_ACC, ("aaa",), mark.table, request, status, reason, to_tag, ts, extra, fields))
                 return
-            self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra))
+            self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra, fields))
             return
         if initial_invite and callid and from_tag:
             self.tracker.invite_completed(callid, from_tag, to_tag, status, reason, ts, False, (), None, {})
         if method == "INVITE" and mark.missed:
-            self._missed(mark, types, request, status, reason, to_tag, ts, extra)
+            self._missed(mark, types, request, status, reason, to_tag, ts, extra, fields)
         if mark.failed:
-            self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra))
+            self._emit(self._record(KIND_ACC, types, mark.table, request, status, reason, to_tag, ts, extra, fields))
 
     def branch_failed(
         self,
@@ -519,9 +522,6 @@ class Accounting:
         return out
 
     # -- internals ------------------------------------------------------------------------
-    def _extras(self, request: Any, source_addr: tuple[str, int] | None) -> dict[str, Any]:
-        return {col: get(request, source_addr) for col, get in self._extra.items()}
-
     def _record(
         self,
         kind: str,
@@ -533,9 +533,19 @@ class Accounting:
         to_tag: str | None,
         ts: float,
         extra: dict[str, Any],
+        fields: tuple[str | None, str | None, str | None, str | None] | None = None,
     ) -> AccRecord:
-        method, from_tag, req_to_tag, callid = request_fields(request)
-        r = AccRecord(
+        """One record of a request; ``fields`` is its request_fields() when the caller has them."""
+        method, from_tag, req_to_tag, callid = fields if fields is not None else request_fields(request)
+        record_id = ""
+        if kind == KIND_ACC:
+            # One transaction, one record: the id is derived from the transaction (Call-ID,
+            # From tag, CSeq, method, status), so a transaction reported twice -- a retransmission
+            # mishandled upstream, a replay -- is deduplicated by the backends like a replay.
+            seq = _cseq_number(request)
+            if callid and seq is not None:
+                record_id = uuid5_hex(_ACC_NS, "\x1f".join((callid, from_tag or "", str(seq), method or "", str(code))))
+        return AccRecord(
             kind=kind,
             types=types,
             table=table,
@@ -547,19 +557,11 @@ class Accounting:
             sip_reason=reason,
             time=ms(ts) or 0,
             extra=extra,
+            record_id=record_id,
         )
-        if kind == KIND_ACC:
-            # One transaction, one record: the id is derived from the transaction (Call-ID,
-            # From tag, CSeq, method, status), so a transaction reported twice -- a retransmission
-            # mishandled upstream, a replay -- is deduplicated by the backends like a replay.
-            seq = _cseq_number(request)
-            if callid and seq is not None:
-                key = "\x1f".join((callid, from_tag or "", str(seq), method or "", str(code)))
-                r.record_id = uuid.uuid5(_ACC_NS, key).hex
-        return r
 
-    def _missed(self, mark: AccMark, types: tuple[str, ...], request: Any, status: int, reason: str, to_tag: str | None, ts: float, extra: dict[str, Any]) -> None:
-        self._emit(self._record(KIND_MISSED, types, mark.table, request, status, reason, to_tag, ts, extra))
+    def _missed(self, mark: AccMark, types: tuple[str, ...], request: Any, status: int, reason: str, to_tag: str | None, ts: float, extra: dict[str, Any], fields: Any = None) -> None:
+        self._emit(self._record(KIND_MISSED, types, mark.table, request, status, reason, to_tag, ts, extra, fields))
         mark.missed = False  # OpenSIPS: cleared after the first missed call; re-arm in failure_route
 
     def _emit_cdr(self, d: Dialog) -> None:

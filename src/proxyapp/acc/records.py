@@ -11,6 +11,7 @@ expect it.  Every record kind has the same columns, None (SQL NULL) where a fiel
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -70,10 +71,38 @@ def check_identifier(name: str, what: str) -> str:
     return name
 
 
+# new_record_id: 80 bits drawn once per process (again in a forked child), then counted up.  A
+# getrandom() per record cost a system call on the event loop, and one that releases the GIL, so
+# a busy writer thread could take it over right there.
+_ID_MASK = (1 << 80) - 1
+_id_state = [int.from_bytes(os.urandom(10), "big"), 0]
+
+
+def _reseed_ids() -> None:
+    _id_state[0] = int.from_bytes(os.urandom(10), "big")
+    _id_state[1] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_ids)
+
+
 def new_record_id() -> str:
     """A globally unique, roughly time-ordered record id (the exactly-once dedup key of every backend):
-    48 bits of epoch milliseconds then 80 random bits, as 32 hex digits (the layout of a UUIDv7)."""
-    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"
+    48 bits of epoch milliseconds then 80 bits (a random per-process start plus a counter), as 32
+    hex digits (the layout of a UUIDv7)."""
+    st = _id_state
+    st[1] += 1
+    return f"{int(time.time() * 1000) & 0xFFFFFFFFFFFF:012x}{(st[0] + st[1]) & _ID_MASK:020x}"
+
+
+def uuid5_hex(namespace: bytes, name: str) -> str:
+    """uuid.uuid5(UUID(bytes=namespace), name).hex, without building two UUID objects (RFC 4122
+    §4.3: SHA-1 of namespace + name, version 5, variant 10xx)."""
+    h = bytearray(hashlib.sha1(namespace + name.encode("utf-8")).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    return h.hex()
 
 
 def ms(ts: float | None) -> int | None:
@@ -101,7 +130,11 @@ class AccRecord:
     created: int | None = None  # epoch ms of the INVITE arrival (cdr only)
     end_reason: str | None = None  # cdr only: "bye" or "lifetime"
     extra: dict[str, str | None] = dataclasses.field(default_factory=dict)
-    record_id: str = dataclasses.field(default_factory=new_record_id)
+    record_id: str = ""  # empty: a fresh new_record_id()
+
+    def __post_init__(self) -> None:
+        if not self.record_id:
+            self.record_id = new_record_id()
 
     def columns(self, extra_names: tuple[str, ...]) -> dict[str, Any]:
         """All column values for a row: record_id, the core columns, end_reason, then the extras."""
@@ -143,6 +176,31 @@ def _safe(fn: Callable[[], Any]) -> Any:
     except Exception:
         logger.opt(exception=True).warning("acc: unexpected error reading a SIP field (parser bug?)")
         return None
+
+
+class ExtraFields:
+    """The configured extra columns as one callable: request, source address -> {column: value}.
+
+    The fast path reads every column inside one try (a record's extras cost one call, not one
+    guarded call per column); a column that raises sends the whole request to the guarded
+    per-column getters, which give None for that column and keep the others.
+    """
+
+    __slots__ = ("_raw", "_guarded")
+
+    def __init__(self, spec: Mapping[str, str]) -> None:
+        self._guarded = compile_extra(spec)
+        self._raw = tuple((col, _raw_getter(pv.strip())) for col, pv in spec.items())
+
+    def __call__(self, req: Any, src: tuple[str, int] | None) -> dict[str, str | None]:
+        try:
+            out: dict[str, str | None] = {}
+            for col, get in self._raw:
+                v = get(req, src)
+                out[col] = v if v is None or type(v) is str else str(v)
+            return out
+        except Exception:
+            return {col: get(req, src) for col, get in self._guarded.items()}
 
 
 def compile_extra(spec: Mapping[str, str]) -> dict[str, Callable[[Any, tuple[str, int] | None], str | None]]:
@@ -190,10 +248,18 @@ def _host(x: Any) -> Any:
 
 
 def _getter(col: str, pv: str) -> Callable[[Any, tuple[str, int] | None], str | None]:
+    try:
+        return _guard(_raw_getter(pv))
+    except KeyError:
+        raise ValueError(f"acc.extra.{col}: unsupported pseudo-variable {pv!r}") from None
+
+
+def _raw_getter(pv: str) -> Callable[[Any, tuple[str, int] | None], Any]:
+    """The unguarded reader of one pseudo-variable; KeyError for an unknown one."""
     m = _HDR.match(pv)
     if m:
         name = m.group(1)
-        return _guard(lambda req, src: req.headers.get(name))
+        return lambda req, src: req.headers.get(name)
     simple: dict[str, Callable[[Any, tuple[str, int] | None], Any]] = {
         "$si": lambda req, src: src[0] if src else None,
         "$sp": lambda req, src: src[1] if src else None,
@@ -209,13 +275,17 @@ def _getter(col: str, pv: str) -> Callable[[Any, tuple[str, int] | None], str | 
         "$ci": lambda req, src: req.call_id,
         "$ua": lambda req, src: req.headers.get("User-Agent"),
     }
-    if pv not in simple:
-        raise ValueError(f"acc.extra.{col}: unsupported pseudo-variable {pv!r}")
-    return _guard(simple[pv])
+    return simple[pv]
 
 
 def request_fields(request: Any) -> tuple[str | None, str | None, str | None, str | None]:
     """(method, from_tag, to_tag, callid) of a request; None for anything unparsable."""
+    try:  # the common case in one go; any trouble takes the field-by-field path
+        f = request.from_
+        t = request.to
+        return (request.method, None if f is None else f.tag, None if t is None else t.tag, request.call_id)
+    except Exception:
+        pass
     return (
         getattr(request, "method", None),
         _safe(lambda: _tag(request.from_)),
