@@ -173,7 +173,7 @@ def test_open_dialogs_survive_restart(tmp_path):
 
 
 def test_journal_compacts_while_running(tmp_path):
-    from proxyapp.acc.journal import DialogJournal
+    from proxyapp.acc.journal import DialogJournal, read_entries
 
     cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1})
     b = memory_backends()
@@ -194,8 +194,8 @@ def test_journal_compacts_while_running(tmp_path):
         await acc.close()
 
     asyncio.run(go())
-    lines = (tmp_path / "dialogs.journal").read_text().splitlines()
-    assert len(lines) < 2000  # compacted, not 12000
+    entries = read_entries(tmp_path / "dialogs.journal")
+    assert len(entries) < 2000  # compacted, not 12000
     assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
     assert len(b["db"].records) == 5997
 
@@ -258,3 +258,55 @@ def test_close_during_an_inflight_write_loses_nothing(tmp_path):
     s = asyncio.run(go())
     assert [r.callid for r in b["db"].records] == [f"f{i}" for i in range(10)]
     assert s["written"] == 10 and s["spooled"] == 0
+
+
+def test_journal_frames_torn_tail_corruption_and_legacy_json(tmp_path):
+    """The journal replays complete frames, ignores a torn last frame and stops at a corrupt one,
+    refuses pickled objects, and still reads the JSON-lines journal of earlier versions."""
+    import json
+    import pickle
+
+    from proxyapp.acc.dialog import Dialog
+    from proxyapp.acc.journal import DialogJournal, encode_frame, read_entries
+
+    def dialog(i):
+        return Dialog(f"c{i}", "a", "b", 1.0, 2.0, 200, "OK", ("db",), None, {"src_ip": "1.2.3.4"}, 2.0)
+
+    path = tmp_path / "dialogs.journal"
+    j = DialogJournal(path, fsync=True)
+    assert j.load() == []
+    for i in range(3):
+        j.opened(dialog(i))
+    j.write(j.take())
+    j.bye(dialog(1), 5.0)
+    j.touch(dialog(2), 7.0)
+    j.closed(dialog(0))
+    j.write(j.take())
+    j.close()
+    good = path.read_bytes()
+    assert [e[0] for e in read_entries(path)] == ["open", "open", "open", "bye", "touch", "close"]
+
+    path.write_bytes(good + encode_frame([("close", ("c1", "a", "b"))])[:-3])  # torn last frame
+    got = {d.callid: d for d in DialogJournal(path).load()}
+    assert sorted(got) == ["c1", "c2"] and got["c1"].bye_ts == 5.0 and got["c2"].last_activity == 7.0
+
+    frame = bytearray(encode_frame([("close", ("c1", "a", "b"))]))
+    frame[-2] ^= 0xFF  # flipped bits: CRC mismatch, replay stops there
+    path.write_bytes(good + bytes(frame) + encode_frame([("close", ("c2", "a", "b"))]))
+    assert sorted(d.callid for d in DialogJournal(path).load()) == ["c1", "c2"]
+
+    payload = pickle.dumps([("open", dialog(9))])  # an object, not a dict: refused
+    import struct
+    import zlib
+
+    path.write_bytes(good + struct.pack(">II", len(payload), zlib.crc32(payload)) + payload)
+    assert sorted(d.callid for d in DialogJournal(path).load()) == ["c1", "c2"]
+
+    legacy = [
+        {"op": "open", "d": dialog(5).to_dict()}, {"op": "open", "d": dialog(6).to_dict()},
+        {"op": "bye", "k": "c5\x1fa\x1fb", "ts": 9.0}, {"op": "close", "k": "c6\x1fa\x1fb"},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in legacy) + '{"op": "clo')
+    got = {d.callid: d for d in DialogJournal(path).load()}
+    assert sorted(got) == ["c5"] and got["c5"].bye_ts == 9.0
+    assert [e[0] for e in read_entries(path)] == ["open"]  # rewritten compacted, in frames

@@ -1,24 +1,101 @@
 """Open-dialog journal: CDR dialogs survive a proxy restart.
 
-Append-only JSON lines: {"op":"open","d":{dialog}}, {"op":"bye","k":key,"ts":t},
-{"op":"touch","k":key,"ts":t}, {"op":"close","k":key}.  Lines are buffered and written plus
-fsynced in batches by the engine's journal task; on start the file is replayed into the open
-dialogs and rewritten compacted (temp file + rename).  After SIGKILL the worst case is the last
-unflushed batch (one flush interval) of journal lines; a dialog opened in that window has no CDR.
-While running, the file is compacted again once it holds far more lines than open dialogs
-(every call adds an open and a close line), so it stays proportional to the open calls.
+The file is a sequence of frames, one per flush: a 4-byte big-endian length, the CRC-32 of the
+payload (4 bytes), and the payload, a pickled list of entries (plain tuples, dicts, strings and
+numbers only; the loader refuses any class):
+
+  ("open", dialog dict)   ("bye", key, ts)   ("touch", key, ts)   ("close", key)
+
+where key is the dialog's (callid, tag, tag) tuple.  The event path only appends tuples to a list;
+the engine's journal task writes the pending entries as one frame every flush interval with one
+write() on the event loop, and fsyncs in a thread (the only work there, so that thread never
+competes with the event loop for the GIL while it encodes).  On start the file is replayed into
+the open dialogs and rewritten compacted (temp file + rename).  After SIGKILL the worst case is
+the last unflushed batch (one flush interval); a dialog opened in that window has no CDR, and a
+torn last frame is ignored.  While running, the file is compacted again once it holds far more
+entries than open dialogs (every call adds an open and a close), so it stays proportional to the
+open calls.
+
+Earlier versions wrote JSON lines ({"op": "open", "d": {...}}, ...); such a file is still read,
+so open dialogs survive an upgrade, and the first compaction rewrites it in frames.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from .dialog import Dialog
+
+_HEAD = struct.Struct(">II")  # payload length, CRC-32 of the payload
+
+Entry = tuple[Any, ...]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Only built-in containers and scalars: a journal frame never names a class."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"journal frames hold no objects ({module}.{name})")
+
+
+def encode_frame(entries: list[Entry]) -> bytes:
+    payload = pickle.dumps(entries, protocol=4)
+    return _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def read_entries(path: str | os.PathLike[str]) -> list[Entry]:
+    """Every entry of a journal file, in order; stops at a torn or corrupt frame (logged)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    data = p.read_bytes()
+    if data[:1] == b"{":
+        return _read_json_lines(p, data)
+    out: list[Entry] = []
+    pos = 0
+    while pos + _HEAD.size <= len(data):
+        size, crc = _HEAD.unpack_from(data, pos)
+        payload = data[pos + _HEAD.size : pos + _HEAD.size + size]
+        if len(payload) < size:
+            break  # torn last frame after a crash
+        try:
+            if zlib.crc32(payload) != crc:
+                raise ValueError("CRC mismatch")
+            out.extend(_PlainUnpickler(io.BytesIO(payload)).load())
+        except Exception as exc:
+            logger.error("acc journal {}: bad frame at byte {}: {}", p, pos, exc)
+            break
+        pos += _HEAD.size + size
+    return out
+
+
+def _read_json_lines(p: Path, data: bytes) -> list[Entry]:
+    """The JSON-lines journal of earlier versions, as entries."""
+    out: list[Entry] = []
+    for n, line in enumerate(data.splitlines(keepends=True), 1):
+        if not line.endswith(b"\n"):
+            break  # torn last line after a crash
+        try:
+            e = json.loads(line)
+            op = e["op"]
+            if op == "open":
+                out.append(("open", e["d"]))
+            elif op == "close":
+                out.append(("close", tuple(e["k"].split("\x1f"))))
+            elif op in ("bye", "touch"):
+                out.append((op, tuple(e["k"].split("\x1f")), e["ts"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.error("acc journal {}: bad line {}: {}", p, n, exc)
+    return out
 
 
 class DialogJournal:
@@ -28,34 +105,29 @@ class DialogJournal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.do_fsync = fsync
-        self._buf: list[dict[str, Any]] = []
-        self._fh: Any = None
-        self.lines = 0  # lines in the file (for compaction)
+        self._buf: list[Entry] = []
+        self._fd: int | None = None
+        self.lines = 0  # entries in the file (for compaction)
 
     def load(self) -> list[Dialog]:
         """Replay the journal into the dialogs still open, then compact the file to just them."""
-        open_: dict[str, Dialog] = {}
-        if self.path.exists():
-            with open(self.path, "rb") as f:
-                for n, line in enumerate(f, 1):
-                    if not line.endswith(b"\n"):
-                        break  # torn last line after a crash
-                    try:
-                        e = json.loads(line)
-                        op = e["op"]
-                        if op == "open":
-                            d = Dialog.from_dict(e["d"])
-                            open_[self.key_str(d.key)] = d
-                        elif op == "close":
-                            open_.pop(e["k"], None)
-                        elif op == "bye" and e["k"] in open_:
-                            d = open_[e["k"]]
-                            d.bye_ts = d.bye_ts if d.bye_ts is not None else e["ts"]
-                        elif op == "touch" and e["k"] in open_:
-                            d = open_[e["k"]]
-                            d.last_activity = max(d.last_activity, e["ts"])
-                    except (ValueError, KeyError, TypeError) as exc:
-                        logger.error("acc journal {}: bad line {}: {}", self.path, n, exc)
+        open_: dict[tuple[str, ...], Dialog] = {}
+        for e in read_entries(self.path):
+            try:
+                op = e[0]
+                if op == "open":
+                    d = Dialog.from_dict(e[1])
+                    open_[d.key] = d
+                elif op == "close":
+                    open_.pop(tuple(e[1]), None)
+                elif op == "bye" and tuple(e[1]) in open_:
+                    d = open_[tuple(e[1])]
+                    d.bye_ts = d.bye_ts if d.bye_ts is not None else e[2]
+                elif op == "touch" and tuple(e[1]) in open_:
+                    d = open_[tuple(e[1])]
+                    d.last_activity = max(d.last_activity, e[2])
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                logger.error("acc journal {}: bad entry {!r}: {}", self.path, e, exc)
         dialogs = list(open_.values())
         self.compact([d.to_dict() for d in dialogs])
         return dialogs
@@ -64,13 +136,13 @@ class DialogJournal:
         return self.lines > 10000 and self.lines > 4 * open_dialogs
 
     def compact(self, snapshot: list[dict[str, Any]]) -> None:
-        """Replace the file by one "open" line per dialog of the snapshot (temp file + rename,
-        so a crash leaves either the old or the new file).  Lines buffered after the snapshot
+        """Replace the file by one "open" entry per dialog of the snapshot (temp file + rename,
+        so a crash leaves either the old or the new file).  Entries buffered after the snapshot
         are written to the new file later; replaying them again is harmless (idempotent ops)."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            for d in snapshot:
-                f.write(json.dumps({"op": "open", "d": d}, separators=(",", ":")) + "\n")
+        with open(tmp, "wb") as f:
+            if snapshot:
+                f.write(encode_frame([("open", d) for d in snapshot]))
             f.flush()
             if self.do_fsync:
                 os.fsync(f.fileno())
@@ -81,49 +153,55 @@ class DialogJournal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        if self._fh is not None:
-            self._fh.close()
-        self._fh = open(self.path, "a")
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.lines = len(snapshot)
 
-    @staticmethod
-    def key_str(key: tuple[str, str, str]) -> str:
-        return "\x1f".join(key)
-
-    # The event path only queues plain dicts; JSON is encoded by write(), in the writer thread,
-    # so journaling costs the proxy's event loop a dict and an append per event.
+    # The event path appends a tuple per event; nothing is encoded there.
     def opened(self, d: Dialog) -> None:
-        self._buf.append({"op": "open", "d": d.to_dict()})
+        self._buf.append(("open", d.to_dict()))
 
     def bye(self, d: Dialog, ts: float) -> None:
-        self._buf.append({"op": "bye", "k": self.key_str(d.key), "ts": ts})
+        self._buf.append(("bye", d.key, ts))
 
     def touch(self, d: Dialog, ts: float) -> None:
-        self._buf.append({"op": "touch", "k": self.key_str(d.key), "ts": ts})
+        self._buf.append(("touch", d.key, ts))
 
     def closed(self, d: Dialog) -> None:
-        self._buf.append({"op": "close", "k": self.key_str(d.key)})
+        self._buf.append(("close", d.key))
 
     @property
     def dirty(self) -> bool:
         return bool(self._buf)
 
-    def take(self) -> list[dict[str, Any]]:
+    def take(self) -> list[Entry]:
         buf, self._buf = self._buf, []
         return buf
 
-    def write(self, entries: list[dict[str, Any]]) -> None:
-        """Encode, write and fsync a batch of entries (called in a worker thread)."""
-        if not entries or self._fh is None:
+    def append(self, entries: list[Entry]) -> None:
+        """Write a batch as one frame (one write(); the page cache, no wait on the disk)."""
+        if not entries or self._fd is None:
             return
-        self._fh.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries))
-        self._fh.flush()
+        data = encode_frame(entries)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
         self.lines += len(entries)
-        if self.do_fsync:
-            os.fsync(self._fh.fileno())
+
+    def sync(self) -> None:
+        """fsync what append() wrote (blocking: the engine calls it in a thread)."""
+        if self.do_fsync and self._fd is not None:
+            os.fsync(self._fd)
+
+    def write(self, entries: list[Entry]) -> None:
+        """append() then sync()."""
+        self.append(entries)
+        self.sync()
 
     def close(self) -> None:
-        if self._fh is not None:
+        if self._fd is not None:
             self.write(self.take())
-            self._fh.close()
-            self._fh = None
+            os.close(self._fd)
+            self._fd = None
