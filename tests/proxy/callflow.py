@@ -6,6 +6,12 @@ to profile the per-call Python work of the core:
 
     python3 -m tests.proxy.callflow 20000            # µs of core CPU per call
     python3 -m tests.proxy.callflow 20000 --profile  # cProfile, top functions
+    python3 -m tests.proxy.callflow 20000 --acc      # plain, then with SQLite accounting + CDRs
+
+--acc runs the calls twice in one process, first without accounting, then with the bench's
+accounting script (bench/proxy/proxyapp_acc_script.py: db CDR + failed on the initial INVITE, db on
+the BYE) and a real Accounting writing to a temporary SQLite file, inside an asyncio loop that lets
+its writers run between calls.  CPU is process time, so the writer threads are counted.
 """
 
 from __future__ import annotations
@@ -73,9 +79,25 @@ def ok_for(forwarded: bytes) -> bytes:
     return bytes(fastsip.make_response(fastsip.parse(forwarded), 200, "OK"))
 
 
-def new_proxy(acc: object = None) -> Proxy:
-    cfg = Config.from_dict({"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"], "log_level": "WARNING"})
-    return Proxy(cfg, None, acc, branch_salt="abc123")
+def new_proxy(acc: object = None, script: object = None, params: dict[str, str] | None = None) -> Proxy:
+    cfg = Config.from_dict({"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"], "log_level": "WARNING",
+                            "script_params": params or {}})
+    return Proxy(cfg, script, acc, branch_salt="abc123")
+
+
+def bench_acc_script() -> object:
+    """The routing script of bench/proxy/run.py's acc_db variant, with acc_types = "db"."""
+    import importlib.util
+    from pathlib import Path
+
+    from proxyapp.script import Script
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "proxy" / "proxyapp_acc_script.py"
+    spec = importlib.util.spec_from_file_location("proxyapp_acc_script", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return Script(mod, str(path))
 
 
 class Flow:
@@ -134,6 +156,65 @@ def per_call_us(calls: int, profile: bool = False) -> float:
     return dt / calls * 1e6
 
 
+def per_call_us_acc(calls: int, profile: bool = False) -> tuple[float, float, int]:
+    """(plain µs per call, accounting µs per call, rows written): the same calls through a proxy
+    without and then with SQLite accounting, in one process (compare within one run only)."""
+    import asyncio
+    import gc
+    import os
+    import sqlite3
+    import tempfile
+
+    from proxyapp.acc import AccConfig, Accounting
+
+    async def run() -> tuple[float, float, int]:
+        d = tempfile.mkdtemp(prefix="callflow-acc-")
+        acc = Accounting(AccConfig.from_dict({"db_url": os.path.join(d, "acc.db"), "spool_dir": os.path.join(d, "spool")}))
+        await acc.start()
+        out = []
+        for with_acc in (False, True):
+            p = new_proxy(acc if with_acc else None, bench_acc_script(), {"acc_types": "db"})
+            flow = Flow(p)
+            for n in range(200):  # warm-up
+                flow.teardown(n, flow.setup(n))
+            await asyncio.sleep(0.1)
+            prof = None
+            if profile and with_acc:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            t0 = time.process_time()
+            base = 1_000_000 if with_acc else 1000
+            for n in range(base, base + calls):
+                flow.teardown(n, flow.setup(n))
+                await asyncio.sleep(0)  # a loop iteration per call, as datagrams give the proxy
+            await acc.close()  # with_acc: the writer's remaining work is counted too
+            dt = time.process_time() - t0
+            if prof is not None:
+                import pstats
+
+                prof.disable()
+                pstats.Stats(prof).sort_stats(os.environ.get("CALLFLOW_SORT", "tottime")).print_stats(40)
+            out.append(dt / calls * 1e6)
+            if not with_acc:
+                acc = Accounting(acc.cfg)
+                await acc.start()
+        with sqlite3.connect(os.path.join(d, "acc.db")) as conn:
+            rows = conn.execute("select count(*) from acc").fetchone()[0]
+        return out[0], out[1], rows
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)  # as proxyapp's main() does
+    return asyncio.run(run())
+
+
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    print(f"{per_call_us(n, '--profile' in sys.argv):.1f} µs per call (core + driver)")
+    if "--acc" in sys.argv:
+        plain, with_acc, rows = per_call_us_acc(n, "--profile" in sys.argv)
+        print(f"plain {plain:.1f} µs per call, with SQLite accounting {with_acc:.1f} µs per call "
+              f"({with_acc / plain:.2f}x; {rows} rows for {n} calls + warm-up)")
+    else:
+        print(f"{per_call_us(n, '--profile' in sys.argv):.1f} µs per call (core + driver)")
