@@ -170,3 +170,119 @@ def test_evi_datagrams_and_subscribers(tmp_path, fmt):
     assert events[1][1]["sip_code"] == "486" and events[2][1]["method"] == "OPTIONS"
     assert [s[0] for s in seen] == ["E_ACC_CDR", "E_ACC_MISSED_EVENT"]
     assert seen[0][1]["ms_duration"] == 2750 and seen[1][1]["sip_reason"] == "Busy Here"
+
+
+def _acc_rows(db):
+    return [r[0] for r in sqlite3.connect(db).execute("SELECT callid FROM acc ORDER BY id")]
+
+
+def test_sqlite_writer_process_killed_mid_run_loses_nothing(tmp_path):
+    """The SQLite writer is a child process; SIGKILL it between batches and in the middle of one:
+    the failed batches are spooled, a new writer is started, and every record lands exactly once,
+    in order."""
+    import os
+    import signal
+
+    db = tmp_path / "acc.db"
+    cfg = AccConfig.from_dict({"db_url": str(db), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "retry_interval_ms": 50})
+    pids = []
+
+    async def go():
+        acc = Accounting(cfg)
+        await acc.start()
+        backend = acc.workers["db"].backend
+        n = 0
+        for round_ in range(4):
+            for _ in range(300):
+                acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"k{n:05d}", "ft"), 200, "OK", "tt", SRC, T0)
+                n += 1
+                if n % 50 == 0:
+                    await asyncio.sleep(0)
+            deadline = asyncio.get_running_loop().time() + 15
+            while (backend._proc is None or backend._proc.pid in pids) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # the replay after the previous kill starts a new writer
+            proc = backend._proc
+            assert proc is not None and proc.returncode is None and proc.pid not in pids
+            pids.append(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)  # whatever it was doing
+        await settle(acc, timeout=30)
+        s = acc.stats()["db"]
+        await acc.close()
+        return n, s
+
+    n, s = asyncio.run(go())
+    assert len(set(pids)) == 4  # a new writer after each kill
+    assert _acc_rows(db) == [f"k{i:05d}" for i in range(n)]
+    assert s["lost"] == 0 and s["written"] + s["replayed"] >= n
+
+
+def test_sqlite_writer_reports_a_database_it_cannot_write(tmp_path):
+    """A database path the writer cannot open is a backend failure like a database server that is
+    down: records go to the spool and are written once the path works."""
+    blocker = tmp_path / "notadir"
+    blocker.write_text("a file where the database directory should be")
+    db = blocker / "acc.db"
+    cfg = AccConfig.from_dict({"db_url": str(db), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "retry_interval_ms": 50})
+
+    async def go():
+        acc = Accounting(cfg)
+        await acc.start()
+        for i in range(20):
+            acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"u{i:02d}", "ft"), 200, "OK", "tt", SRC, T0)
+        deadline = asyncio.get_running_loop().time() + 15
+        while acc.stats()["db"]["spool_pending"] < 20 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        down = acc.stats()["db"]
+        blocker.unlink()
+        blocker.mkdir()
+        await settle(acc, timeout=30)
+        up = acc.stats()["db"]
+        await acc.close()
+        return down, up
+
+    down, up = asyncio.run(go())
+    assert down["spool_pending"] == 20 and down["written"] == 0 and down["failed"] >= 20
+    assert up["replayed"] == 20 and up["lost"] == 0
+    assert _acc_rows(db) == [f"u{i:02d}" for i in range(20)]
+
+
+def test_sqlite_writer_exits_when_its_parent_is_killed(tmp_path):
+    """No orphan: the writer reads its stdin until EOF, so a SIGKILLed proxy takes it along."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import asyncio, sys\n"
+        "from proxyapp.acc import AccConfig\n"
+        "from proxyapp.acc.backends.db_sqlite import SqliteBackend\n"
+        "async def main():\n"
+        f"    b = SqliteBackend(AccConfig.from_dict({{'db_url': {str(tmp_path / 'acc.db')!r}}}))\n"
+        "    await b.open()\n"
+        "    print(b._proc.pid, flush=True)\n"
+        "    await asyncio.sleep(60)\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        writer_pid = int(parent.stdout.readline())
+        assert os.path.exists(f"/proc/{writer_pid}")
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{writer_pid}/stat") as f:
+                    if f.read().split(") ")[1].startswith("Z"):
+                        break  # exited; a zombie until init reaps it
+            except FileNotFoundError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"sqlite writer {writer_pid} outlived its killed parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)

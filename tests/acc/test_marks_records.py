@@ -100,9 +100,16 @@ def test_record_ids_unique_time_ordered_and_reseeded_after_fork():
         assert uuid5_hex(ns.bytes, name) == uuid.uuid5(ns, name).hex
 
 
-def test_record_json_roundtrip():
+def test_record_json_roundtrip_and_row():
     r = AccRecord(kind="cdr", types=("db", "log"), table="my_acc", method="INVITE", from_tag="a", to_tag="b", callid="c", sip_code=200, sip_reason="OK", time=1, duration=2, ms_duration=2500, setuptime=30, created=0, end_reason="bye", extra={"src_ip": "1.2.3.4"})
     assert AccRecord.from_json(r.to_json()) == r
+    # row() is the insert order of the schema: record_id, the core columns, end_reason, extras.
+    from proxyapp.acc.schema import columns
+
+    names = ("src_ip", "user_agent")
+    assert [c[0] for c in columns(names)] == list(r.columns(names))
+    assert r.row(names) == tuple(r.columns(names).values()) == (
+        r.record_id, "INVITE", "a", "b", "c", 200, "OK", 1, 2, 2500, 30, 0, "bye", "1.2.3.4", None)
 
 
 def test_config_defaults_and_errors():

@@ -146,6 +146,15 @@ class AccRecord:
             row[name] = self.extra.get(name)
         return row
 
+    def row(self, extra_names: tuple[str, ...]) -> tuple[Any, ...]:
+        """columns() as a tuple in the same order (what the db backends insert)."""
+        x = self.extra
+        return (
+            self.record_id, self.method, self.from_tag, self.to_tag, self.callid, self.sip_code,
+            self.sip_reason, self.time, self.duration, self.ms_duration, self.setuptime, self.created,
+            self.end_reason, *[x.get(n) for n in extra_names],
+        )
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"), sort_keys=True)
 

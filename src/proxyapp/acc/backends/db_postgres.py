@@ -71,7 +71,7 @@ class PostgresBackend(Backend):
             extra = self.cfg.extra_names
             by_table: dict[str, list[tuple[Any, ...]]] = {}
             for r in records:
-                by_table.setdefault(table_for(r, self.cfg), []).append(tuple(r.columns(extra).values()))
+                by_table.setdefault(table_for(r, self.cfg), []).append(r.row(extra))
             for table in by_table:
                 await self._ensure(table)
             async with conn.transaction():

@@ -1,31 +1,34 @@
 """db backend, embedded default: SQLite file, created with its schema on first start.
 
-sqlite3 blocks, so every call runs on one dedicated thread (the event loop never waits on disk).
+The inserts and commits run in a child process (sqlite_writer.py explains why and its protocol);
+this side builds each record's row, sends a batch as one frame through the child's stdin from
+the event loop (no thread, no GIL hand-over) and waits for the acknowledgement sent after COMMIT.
 WAL + synchronous=FULL: a committed batch survives power loss.  INSERT OR IGNORE on the UNIQUE
-record_id makes a replayed batch harmless (exactly-once).
-
-Rows go in as multi-row INSERTs of up to ROWS_PER_INSERT rows, not executemany: the sqlite3 module
-releases the GIL around every sqlite3_step, and while the proxy's event loop is busy a thread that
-released the GIL waits a whole switch interval (5 ms) to get it back.  With one step per row a
-200-record batch took about a second under load and the queue overflowed into the spool; with one
-step per 100 rows the writer keeps up (tests.proxy.callflow --acc shows it).
+record_id makes a replayed batch harmless (exactly-once).  A child that fails, hangs past the
+backend timeout or dies is killed and started again for the next batch; the engine spools the
+batch in between, as for any backend outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import proxyapp
 
 from ..config import AccConfig
 from ..records import KIND_MISSED, AccRecord
-from ..schema import add_column_sql, columns, create_table_sql, insert_sql
-from .base import Backend
+from ..schema import add_column_sql, columns, create_table_sql
+from .base import Backend, BackendError
+from .sqlite_writer import _LEN, _PlainUnpickler, encode
 
-# 100 rows x (13 fixed + extra) columns stays far below SQLite's 32766 host parameters.
-ROWS_PER_INSERT = 100
+# Where the child finds the proxyapp package this process runs (an unusual sys.path included).
+_PKG_ROOT = str(Path(proxyapp.__file__).resolve().parent.parent)
 
 
 def table_for(r: AccRecord, cfg: AccConfig) -> str:
@@ -59,62 +62,77 @@ class SqliteBackend(Backend):
     def __init__(self, cfg: AccConfig) -> None:
         self.cfg = cfg
         self.path: Path = cfg.sqlite_path
-        self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acc-sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._tables: set[str] = set()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._seq = 0
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._exec, fn, *args)
-
-    def _open(self) -> None:
-        if self._conn is not None:
-            return
+    async def _start(self) -> asyncio.subprocess.Process:
+        if self._proc is not None and self._proc.returncode is None:
+            return self._proc
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        self._conn = conn
-        for t in (self.cfg.db_table_acc, self.cfg.db_table_missed_calls):
-            self._ensure(t)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "proxyapp.acc.backends.sqlite_writer", str(self.path), *self.cfg.extra_names,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )
+        return self._proc
 
-    def _ensure(self, table: str) -> None:
-        if table not in self._tables:
-            assert self._conn is not None
-            migrate_sqlite(self._conn, table, self.cfg.extra_names)
-            self._tables.add(table)
+    async def _roundtrip(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        proc = await self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        self._seq += 1
+        try:
+            proc.stdin.write(encode(("write", self._seq, batches)))
+            await proc.stdin.drain()
+            (size,) = _LEN.unpack(await proc.stdout.readexactly(_LEN.size))
+            seq, error = _PlainUnpickler(io.BytesIO(await proc.stdout.readexactly(size))).load()
+        except BaseException:
+            # Cancelled (backend timeout), broken pipe, child died mid-answer: the stream is no
+            # longer in step, so this child goes and the next batch starts a fresh one.
+            await self._kill()
+            raise
+        if seq != self._seq:
+            await self._kill()
+            raise BackendError(f"sqlite writer answered batch {seq}, expected {self._seq}")
+        if error is not None:
+            raise BackendError(f"sqlite writer: {error}")
 
-    def _write(self, records: list[AccRecord]) -> None:
-        self._open()
-        assert self._conn is not None
+    def _rows(self, records: list[AccRecord]) -> list[tuple[str, list[tuple[Any, ...]]]]:
         extra = self.cfg.extra_names
         by_table: dict[str, list[tuple[Any, ...]]] = {}
         for r in records:
-            by_table.setdefault(table_for(r, self.cfg), []).append(tuple(r.columns(extra).values()))
-        try:
-            for table, rows in by_table.items():
-                self._ensure(table)
-                for i in range(0, len(rows), ROWS_PER_INSERT):
-                    chunk = rows[i : i + ROWS_PER_INSERT]
-                    params = [v for row in chunk for v in row]
-                    self._conn.execute(insert_sql(table, extra, "sqlite", len(chunk)), params)
-            self._conn.commit()
-        except Exception:
-            self._conn.rollback()
-            raise
+            by_table.setdefault(table_for(r, self.cfg), []).append(r.row(extra))
+        return list(by_table.items())
 
     async def open(self) -> None:
-        await self._run(self._open)
+        """Start the writer and create/migrate the default tables (an empty write does it)."""
+        await self._roundtrip([(self.cfg.db_table_acc, []), (self.cfg.db_table_missed_calls, [])])
 
     async def write(self, records: list[AccRecord]) -> None:
-        await self._run(self._write, records)
+        await self._roundtrip(self._rows(records))
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    async def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except (asyncio.TimeoutError, Exception):
+            pass
 
     async def close(self) -> None:
+        """Close the child's stdin (it exits after the batch in hand); kill it if it lingers."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
         try:
-            await self._run(self._close)
-        finally:
-            self._exec.shutdown(wait=False)
+            assert proc.stdin is not None
+            proc.stdin.close()
+            await asyncio.wait_for(proc.wait(), 5)
+        except (asyncio.TimeoutError, Exception):
+            self._proc = proc
+            await self._kill()
