@@ -281,6 +281,24 @@ cdef int _classify(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     return K_OTHER
 
 
+# header_key() results for names looked up by callers (msg.headers.get("User-Agent") and the like):
+# a proxy asks for the same few names on every message.  Bounded, so arbitrary names from the wire
+# (Headers of messages with unusual headers) cannot grow it without limit.
+cdef dict _HKEY_CACHE = {}
+
+
+cdef inline object _hkey(object name):
+    """header_key(name), memoised for str names (anything else goes to header_key as before)."""
+    if type(name) is not str:
+        return header_key(name)
+    key = _HKEY_CACHE.get(name)
+    if key is None:
+        key = header_key(name)
+        if len(_HKEY_CACHE) < 4096:
+            _HKEY_CACHE[name] = key
+    return key
+
+
 cdef int _kind_of(object name) except -1:
     """The kind of a header name given by the caller: ``_KIND_BY_KEY.get(header_key(name))``, fast for ASCII tokens."""
     cdef const unsigned char* p
@@ -293,7 +311,7 @@ cdef int _kind_of(object name) except -1:
                 break
         else:
             return _classify(p, n)
-    return _KIND_BY_KEY.get(header_key(name), K_OTHER)
+    return _KIND_BY_KEY.get(_hkey(name), K_OTHER)
 
 
 cdef inline str _decode(const unsigned char* p, Py_ssize_t n):
@@ -1507,21 +1525,21 @@ cdef class Headers:
 
     def get(self, name, default=None):
         """The first value of ``name``, or ``default``."""
-        values = self._index.get(header_key(name))
+        values = self._index.get(_hkey(name))
         return values[0] if values else default
 
     def getall(self, name):
         """All values of ``name`` in wire order (one per header line); [] when absent."""
-        return list(self._index.get(header_key(name), ()))
+        return list(self._index.get(_hkey(name), ()))
 
     def __getitem__(self, name):
-        values = self._index.get(header_key(name))
+        values = self._index.get(_hkey(name))
         if not values:
             raise KeyError(name)
         return values[0]
 
     def __contains__(self, name):
-        return isinstance(name, str) and header_key(name) in self._index
+        return isinstance(name, str) and _hkey(name) in self._index
 
     def __len__(self):
         return len(self._items)
@@ -1673,7 +1691,7 @@ cdef class Message:
         cdef int kind = self._f[k].kind
         if kind != K_OTHER:
             return _KIND_KEYS[kind]
-        return header_key(self._name(k))
+        return _hkey(self._name(k))
 
     cdef Py_ssize_t _first(self, int kind) noexcept:
         cdef Py_ssize_t k
@@ -1778,7 +1796,7 @@ cdef class Message:
                     items.append((_KIND_KEYS[kind], _KIND_DISPLAY[kind], self._value(k)))
                 else:
                     name = self._name(k)
-                    key = header_key(name)
+                    key = _hkey(name)
                     items.append((key, display_name(key, name), self._value(k)))
             self._c_headers = Headers(items)
         return self._c_headers
@@ -1978,7 +1996,7 @@ cdef class Message:
     def set_header(self, name, value):
         """Replace the value of the first ``name`` header, keeping its place and its name as written; append when absent."""
         cdef int kind = _kind_of(name)
-        key = None if kind != K_OTHER else header_key(name)
+        key = None if kind != K_OTHER else _hkey(name)
         cdef Py_ssize_t k
         cdef Field f
         for k in range(self._nf):
@@ -1992,7 +2010,7 @@ cdef class Message:
     def remove_header(self, name):
         """Remove every ``name`` header line; returns how many were removed."""
         cdef int kind = _kind_of(name)
-        key = None if kind != K_OTHER else header_key(name)
+        key = None if kind != K_OTHER else _hkey(name)
         cdef Py_ssize_t k = 0, w = 0, removed
         for k in range(self._nf):
             if not self._matches(k, kind, key):

@@ -52,12 +52,17 @@ def test_extra_fields_equal_the_guarded_getters_and_survive_a_malformed_header()
     """ExtraFields (one try for all columns) gives what the per-column guarded getters give; a
     header fastsip can only reject when it is read (a lazy ParseError) empties just its columns,
     and request_fields falls back to field-by-field reading the same way."""
-    spec = dict(AccConfig().extra, furi="$fu", ci="$ci", ru="$ru")
+    from proxyapp.acc.records import _PV_EXPR
+
+    # every pseudo-variable the generated extractor knows, plus headers present and absent
+    spec = dict(AccConfig().extra, furi="$fu", ci="$ci", ru="$ru", missing="$hdr(X-Not-There)")
+    spec |= {f"pv_{i}": pv for i, pv in enumerate(_PV_EXPR)}
     src = ("192.0.2.7", 4539)
     good = fastsip.parse(INVITE.encode())
     guarded = compile_extra(spec)
     assert ExtraFields(spec)(good, src) == {k: g(good, src) for k, g in guarded.items()}
     assert ExtraFields(spec)(good, src)["furi"] == "sip:8887779996@198.51.100.1"
+    assert ExtraFields(spec)(good, src)["missing"] is None and ExtraFields(spec)(good, src)["ci"] == good.call_id
 
     bad = fastsip.parse(INVITE.replace("To: <sip:2222222222@203.0.113.9>", "To: <<<broken").encode())
     vals = ExtraFields(spec)(bad, src)
