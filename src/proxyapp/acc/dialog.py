@@ -33,7 +33,7 @@ PENDING_MAX_S = 600.0
 
 def dialog_key(callid: str, tag_a: str, tag_b: str) -> tuple[str, str, str]:
     """Direction-independent dialog id: a BYE from the callee swaps From and To tags."""
-    return (callid, min(tag_a, tag_b), max(tag_a, tag_b))
+    return (callid, tag_a, tag_b) if tag_a <= tag_b else (callid, tag_b, tag_a)
 
 
 @dataclasses.dataclass
@@ -54,10 +54,11 @@ class Dialog:
     bye_ts: float | None = None
     ended: float | None = None
     end_reason: str | None = None
+    # dialog_key() of the three ids above, which never change: computed once, not per event.
+    key: tuple[str, str, str] = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return dialog_key(self.callid, self.caller_tag, self.callee_tag)
+    def __post_init__(self) -> None:
+        self.key = dialog_key(self.callid, self.caller_tag, self.callee_tag)
 
     def to_dict(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies recursively, which cost about half of

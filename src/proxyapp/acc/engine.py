@@ -566,7 +566,9 @@ class Accounting:
 
     def _emit_cdr(self, d: Dialog) -> None:
         assert d.ended is not None
-        ms_duration = max(0, (ms(d.ended) or 0) - (ms(d.answered) or 0))
+        answered = int(round(d.answered * 1000))
+        ms_duration = max(0, int(round(d.ended * 1000)) - answered)
+        created = int(round(d.created * 1000))
         r = AccRecord(
             kind=KIND_CDR,
             types=d.types,
@@ -577,13 +579,13 @@ class Accounting:
             callid=d.callid,
             sip_code=d.sip_code,
             sip_reason=d.sip_reason,
-            time=ms(d.answered) or 0,
+            time=answered,
             duration=ms_duration // 1000,
             ms_duration=ms_duration,
-            setuptime=max(0, (ms(d.answered) or 0) - (ms(d.created) or 0)),
-            created=ms(d.created),
+            setuptime=max(0, answered - created),
+            created=created,
             end_reason=d.end_reason,
-            extra=dict(d.extra),
+            extra=d.extra,  # the dialog is over: its extras are not touched again
             record_id=cdr_record_id(d),
         )
         if self.journal is not None:

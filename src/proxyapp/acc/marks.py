@@ -83,4 +83,7 @@ class AccMark:
 
     def types_tuple(self) -> tuple[str, ...]:
         """Types in a stable order (records carry this tuple)."""
-        return tuple(t for t in TYPES if t in self.types)
+        types = self.types
+        if len(types) == 1:  # the usual case: one backend
+            return tuple(types)
+        return tuple(t for t in TYPES if t in types)
