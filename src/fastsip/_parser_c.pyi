@@ -167,6 +167,8 @@ class Message:
     @property
     def headers(self) -> Headers:
         """Every header value (unfolded, stripped, decoded) in wire order."""
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """``headers.get(name, default)`` without building the ``headers`` view."""
     @property
     def body(self) -> bytes:
         """The body as framed by Content-Length."""

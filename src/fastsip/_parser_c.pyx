@@ -1801,6 +1801,23 @@ cdef class Message:
             self._c_headers = Headers(items)
         return self._c_headers
 
+    def header(self, name, default=None):
+        """``headers.get(name, default)`` without building the ``headers`` view: one scan of the
+        header fields (a proxy or an accounting rule reading one header of each message)."""
+        cdef Py_ssize_t k
+        cdef int kind
+        if self._c_headers is not _UNSET:
+            return self._c_headers.get(name, default)
+        kind = _kind_of(name)
+        if kind != K_OTHER:
+            k = self._first(kind)
+            return self._value(k) if k >= 0 else default
+        key = _hkey(name)
+        for k in range(self._nf):
+            if self._f[k].kind == K_OTHER and _hkey(self._name(k)) == key:
+                return self._value(k)
+        return default
+
     @property
     def body(self):
         if self._body_b == 0:

@@ -926,6 +926,14 @@ class Message:
             self._cache["headers"] = h
         return h  # type: ignore[return-value]
 
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """``headers.get(name, default)`` without building the ``headers`` view."""
+        h = self._cache.get("headers")
+        if h is not None:
+            return h.get(name, default)  # type: ignore[attr-defined, no-any-return]
+        f = self._first(header_key(name))
+        return default if f is None else f.value()
+
     def _first(self, key: str) -> _Field | None:
         """The first field with this key, or None (through an index made once per message and edit)."""
         index: dict[str, _Field] | None = self._cache.get("_first")  # type: ignore[assignment]

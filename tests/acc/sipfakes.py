@@ -46,6 +46,9 @@ class Request:
     cseq: CSeq
     headers: Headers
 
+    def header(self, name: str, default: Any = None) -> Any:  # fastsip's Message.header
+        return self.headers.get(name, default)
+
 
 @dataclasses.dataclass
 class Response:

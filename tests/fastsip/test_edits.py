@@ -6,7 +6,7 @@ import pytest
 
 from fastsip import errors
 
-from .conftest import read_corpus
+from .conftest import corpus_files, read_corpus
 
 SEED_SERVER = "OpenSIPS (2.2.7 (x86_64/linux))"
 PROXY = "203.0.113.5"
@@ -164,3 +164,34 @@ def test_set_via_param_refuses_to_edit_a_malformed_via(impl) -> None:
     msg = impl.parse(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0 broken\r\n\r\n")
     with pytest.raises(errors.ViaError):
         msg.set_via_param("received", "192.0.2.1")
+
+
+def _names_to_try(msg) -> list[str]:
+    names = {n for n, _ in msg.headers.items()}
+    out = set()
+    for n in names:
+        out |= {n, n.lower(), n.upper()}
+    # compact forms, a header absent everywhere, and names written oddly
+    out |= {"v", "f", "t", "i", "m", "l", "c", "k", "s", "X-Not-There", "user-agent", "USER-AGENT"}
+    return sorted(out)
+
+
+@pytest.mark.parametrize("path", corpus_files("valid"), ids=lambda p: p.name)
+def test_header_equals_headers_get(impl, path) -> None:
+    """msg.header(name) is msg.headers.get(name) for every header of every corpus message, under
+    any spelling, before and after the headers view exists, and after edits."""
+    data = path.read_bytes()
+    names = _names_to_try(impl.parse(data))
+    fresh = impl.parse(data)
+    got = [fresh.header(n, "-") for n in names]  # the view was never built
+    assert got == [impl.parse(data).headers.get(n, "-") for n in names]
+    viewed = impl.parse(data)
+    viewed.headers  # built first: header() answers from it
+    assert [viewed.header(n, "-") for n in names] == got
+    edited = impl.parse(data)
+    edited.insert_header("User-Agent", "first-ua")
+    edited.append_header("X-Added", "1")
+    edited.remove_header("Call-ID")
+    edited.set_header("Max-Forwards", "69")
+    assert [edited.header(n) for n in names + ["X-Added"]] == [impl.parse(bytes(edited)).headers.get(n) for n in names + ["X-Added"]]
+    assert edited.header("user-agent") == "first-ua" and edited.header("i") is None

@@ -370,7 +370,8 @@ class Accounting:
                     # Encoding and write() here (one frame, no GIL hand-over to a thread), only
                     # the fsync in a thread: it waits on the disk with the GIL released.
                     self.journal.append(self.journal.take())
-                    await asyncio.to_thread(self.journal.sync)
+                    if self.journal.do_fsync:
+                        await asyncio.to_thread(self.journal.sync)
                 if self.journal.should_compact(len(self.tracker)):
                     snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
                     await asyncio.to_thread(self.journal.compact, snapshot)
