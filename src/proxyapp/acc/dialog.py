@@ -36,7 +36,7 @@ def dialog_key(callid: str, tag_a: str, tag_b: str) -> tuple[str, str, str]:
     return (callid, tag_a, tag_b) if tag_a <= tag_b else (callid, tag_b, tag_a)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Dialog:
     """An established dialog with a pending CDR.  JSON-serialisable for the journal."""
 
@@ -141,7 +141,7 @@ class DialogTracker:
             sip_reason=reason,
             types=types,
             table=table,
-            extra=dict(extra),
+            extra=extra,  # the caller's fresh dict (Accounting builds one per request)
             last_activity=answered,
         )
         self.dialogs[key] = d

@@ -110,7 +110,7 @@ def ms(ts: float | None) -> int | None:
     return None if ts is None else int(round(ts * 1000))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class AccRecord:
     """One accounting record.  Serialisable to a JSON line for the spool (to_json / from_json)."""
 
