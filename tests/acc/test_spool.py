@@ -284,11 +284,14 @@ def test_journal_frames_torn_tail_corruption_and_legacy_json(tmp_path):
     j.write(j.take())
     j.close()
     good = path.read_bytes()
-    assert [e[0] for e in read_entries(path)] == ["open", "open", "open", "bye", "touch", "close"]
+    assert [e[0] for e in read_entries(path)] == ["o", "o", "o", "bye", "touch", "close"]
 
     path.write_bytes(good + encode_frame([("close", ("c1", "a", "b"))])[:-3])  # torn last frame
     got = {d.callid: d for d in DialogJournal(path).load()}
     assert sorted(got) == ["c1", "c2"] and got["c1"].bye_ts == 5.0 and got["c2"].last_activity == 7.0
+    expect = dialog(2)
+    expect.last_activity = 7.0
+    assert got["c2"] == expect and got["c2"].types == ("db",) and got["c2"].key == ("c2", "a", "b")
 
     frame = bytearray(encode_frame([("close", ("c1", "a", "b"))]))
     frame[-2] ^= 0xFF  # flipped bits: CRC mismatch, replay stops there

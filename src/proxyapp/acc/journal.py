@@ -4,7 +4,10 @@ The file is a sequence of frames, one per flush: a 4-byte big-endian length, the
 payload (4 bytes), and the payload, a pickled list of entries (plain tuples, dicts, strings and
 numbers only; the loader refuses any class):
 
-  ("open", dialog dict)   ("bye", key, ts)   ("touch", key, ts)   ("close", key)
+  ("o", callid, caller_tag, callee_tag, created, answered, sip_code, sip_reason, types, table,
+        extra, last_activity, bye_ts)          a dialog opened (what the event path writes)
+  ("open", dialog dict)                        the same, as compaction writes it
+  ("bye", key, ts)   ("touch", key, ts)   ("close", key)
 
 where key is the dialog's (callid, tag, tag) tuple.  The event path only appends tuples to a list;
 the engine's journal task writes the pending entries as one frame every flush interval with one
@@ -115,7 +118,11 @@ class DialogJournal:
         for e in read_entries(self.path):
             try:
                 op = e[0]
-                if op == "open":
+                if op == "o":
+                    d = Dialog(*e[1:12], bye_ts=e[12])
+                    d.types = tuple(d.types)
+                    open_[d.key] = d
+                elif op == "open":
                     d = Dialog.from_dict(e[1])
                     open_[d.key] = d
                 elif op == "close":
@@ -160,7 +167,10 @@ class DialogJournal:
 
     # The event path appends a tuple per event; nothing is encoded there.
     def opened(self, d: Dialog) -> None:
-        self._buf.append(("open", d.to_dict()))
+        # A flat tuple, not to_dict(): half the pickling work, and the extras dict is shared
+        # (a dialog's extras are never changed after it opens).
+        self._buf.append(("o", d.callid, d.caller_tag, d.callee_tag, d.created, d.answered, d.sip_code,
+                          d.sip_reason, d.types, d.table, d.extra, d.last_activity, d.bye_ts))
 
     def bye(self, d: Dialog, ts: float) -> None:
         self._buf.append(("bye", d.key, ts))
