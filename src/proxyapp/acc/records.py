@@ -152,7 +152,7 @@ class AccRecord:
         return (
             self.record_id, self.method, self.from_tag, self.to_tag, self.callid, self.sip_code,
             self.sip_reason, self.time, self.duration, self.ms_duration, self.setuptime, self.created,
-            self.end_reason, *[x.get(n) for n in extra_names],
+            self.end_reason, *map(x.get, extra_names),
         )
 
     def to_json(self) -> str:
