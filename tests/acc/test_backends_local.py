@@ -130,6 +130,36 @@ def test_log_lines_file_and_syslog(tmp_path):
     assert [g.split("ACC: ", 1)[1].split(":")[0] for g in got] == ["call ended", "call missed", "transaction answered"]
 
 
+def test_log_file_only_is_written_directly_with_a_timestamp(tmp_path):
+    """With only acc.log_file set, the lines go to the file (local time to the ms in front of each,
+    as the loguru sink wrote them before) and not through loguru's sinks."""
+    import re
+
+    from loguru import logger
+
+    seen = []
+    sink = logger.add(lambda m: seen.append(str(m)), level="DEBUG")
+    logf = tmp_path / "logs" / "acc.log"
+    cfg = AccConfig.from_dict({"db_url": str(tmp_path / "a.db"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "log_file": str(logf)})
+
+    async def go():
+        acc = Accounting(cfg)
+        await acc.start()
+        one_call(acc, "log")
+        await settle(acc)
+        await acc.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        logger.remove(sink)
+    lines = logf.read_text().splitlines()
+    assert len(lines) == 3
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ACC: ", line) for line in lines), lines
+    assert [parse_line(line)[0] for line in lines] == ["ACC: call ended: ", "ACC: call missed: ", "ACC: transaction answered: "]
+    assert not [m for m in seen if "ACC: " in m]
+
+
 @pytest.mark.parametrize("fmt", ["json", "datagram"])
 def test_evi_datagrams_and_subscribers(tmp_path, fmt):
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
