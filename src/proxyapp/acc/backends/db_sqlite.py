@@ -1,7 +1,7 @@
 """db backend, embedded default: SQLite file, created with its schema on first start.
 
 The inserts and commits run in a child process (sqlite_writer.py explains why and its protocol);
-this side builds each record's row, sends a batch as one frame through the child's stdin from
+this side builds each record's row, sends a batch as one marshal frame through the child's stdin from
 the event loop (no thread, no GIL hand-over) and waits for the acknowledgement sent after COMMIT.
 WAL + synchronous=FULL: a committed batch survives power loss.  INSERT OR IGNORE on the UNIQUE
 record_id makes a replayed batch harmless (exactly-once).  A child that fails, hangs past the
@@ -12,7 +12,6 @@ batch in between, as for any backend outage.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import sqlite3
 import sys
@@ -25,7 +24,7 @@ from ..config import AccConfig
 from ..records import KIND_MISSED, AccRecord
 from ..schema import add_column_sql, columns, create_table_sql
 from .base import Backend, BackendError
-from .sqlite_writer import _LEN, _PlainUnpickler, encode
+from .sqlite_writer import _LEN, decode, encode
 
 # Where the child finds the proxyapp package this process runs (an unusual sys.path included).
 _PKG_ROOT = str(Path(proxyapp.__file__).resolve().parent.parent)
@@ -85,7 +84,7 @@ class SqliteBackend(Backend):
             proc.stdin.write(encode(("write", self._seq, batches)))
             await proc.stdin.drain()
             (size,) = _LEN.unpack(await proc.stdout.readexactly(_LEN.size))
-            seq, error = _PlainUnpickler(io.BytesIO(await proc.stdout.readexactly(size))).load()
+            seq, error = decode(await proc.stdout.readexactly(size))
         except BaseException:
             # Cancelled (backend timeout), broken pipe, child died mid-answer: the stream is no
             # longer in step, so this child goes and the next batch starts a fresh one.

@@ -7,8 +7,11 @@ With CDRs on, that was 35-45 us of the proxy's CPU per call plus the waits.  The
 batches of ready-made rows and answers each with an acknowledgement after COMMIT, so the db
 backend's contract is unchanged: a batch is acknowledged only once it is durable.
 
-Protocol on the child's stdin/stdout, one frame per message: 4-byte big-endian length, then a
-pickle of plain tuples (no classes; the child refuses any).
+Protocol on the child's stdin/stdout, one frame per message: 4-byte big-endian length, then the
+message in marshal format (tuples, lists, str, int, None).  marshal is about three times faster
+than pickle for rows, and unlike pickle it never calls into classes while loading; the stream comes
+only from the parent.  Its format is tied to the Python version, which is safe here: the parent
+starts the child with its own interpreter.
 
   parent -> child   ("write", seq, [(table, rows), ...])    rows: tuples in schema column order
   child -> parent   (seq, None) after COMMIT, or (seq, "error text") after ROLLBACK
@@ -22,8 +25,7 @@ its stdin closes -- including when the proxy dies, even by SIGKILL.
 
 from __future__ import annotations
 
-import io
-import pickle
+import marshal
 import sqlite3
 import struct
 import sys
@@ -33,14 +35,13 @@ _LEN = struct.Struct(">I")
 ROWS_PER_INSERT = 100  # 100 rows x (13 fixed + extra) columns: far below SQLite's 32766 parameters
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"writer frames hold no objects ({module}.{name})")
-
-
 def encode(obj: Any) -> bytes:
-    payload = pickle.dumps(obj, protocol=4)
+    payload = marshal.dumps(obj)
     return _LEN.pack(len(payload)) + payload
+
+
+def decode(payload: bytes) -> Any:
+    return marshal.loads(payload)
 
 
 def read_frame(f: BinaryIO) -> Any:
@@ -52,7 +53,7 @@ def read_frame(f: BinaryIO) -> Any:
     payload = f.read(size)
     if len(payload) < size:
         raise EOFError("writer stream closed mid-frame")
-    return _PlainUnpickler(io.BytesIO(payload)).load()
+    return decode(payload)
 
 
 class Writer:
