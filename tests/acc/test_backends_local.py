@@ -34,18 +34,24 @@ def one_call(acc, types="db|log|evi", callid="c1"):
     acc.transaction_completed(AccMark.parse(types), request("OPTIONS", callid + "-o", "ft3"), 200, "OK", "to", SRC, T0 + 3)
 
 
-def test_sqlite_created_with_schema_and_rows_field_by_field(tmp_path):
-    db = tmp_path / "sub" / "acc.db"
-    cfg = AccConfig.from_dict({"db_url": str(db), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1})
+def run_one_call(cfg, types):
+    """one_call() through a started Accounting, settled and closed."""
 
     async def go():
         acc = Accounting(cfg)
         await acc.start()
-        one_call(acc, "db")
+        one_call(acc, types)
         await settle(acc)
         await acc.close()
 
     asyncio.run(go())
+
+
+def test_sqlite_created_with_schema_and_rows_field_by_field(tmp_path):
+    db = tmp_path / "sub" / "acc.db"
+    cfg = AccConfig.from_dict({"db_url": str(db), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1})
+
+    run_one_call(cfg, "db")
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -102,14 +108,7 @@ def test_log_lines_file_and_syslog(tmp_path):
     logf = tmp_path / "acc.log"
     cfg = AccConfig.from_dict({"db_url": str(tmp_path / "a.db"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "log_file": str(logf), "log_syslog": True, "log_syslog_address": f"127.0.0.1:{rx.getsockname()[1]}", "log_syslog_facility": "local3"})
 
-    async def go():
-        acc = Accounting(cfg)
-        await acc.start()
-        one_call(acc, "log")
-        await settle(acc)
-        await acc.close()
-
-    asyncio.run(go())
+    run_one_call(cfg, "log")
     lines = [l for l in logf.read_text().splitlines() if "ACC: " in l]
     assert len(lines) == 3
     prefixes = [parse_line(l)[0] for l in lines]
@@ -142,15 +141,8 @@ def test_log_file_only_is_written_directly_with_a_timestamp(tmp_path):
     logf = tmp_path / "logs" / "acc.log"
     cfg = AccConfig.from_dict({"db_url": str(tmp_path / "a.db"), "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 1, "log_file": str(logf)})
 
-    async def go():
-        acc = Accounting(cfg)
-        await acc.start()
-        one_call(acc, "log")
-        await settle(acc)
-        await acc.close()
-
     try:
-        asyncio.run(go())
+        run_one_call(cfg, "log")
     finally:
         logger.remove(sink)
     lines = logf.read_text().splitlines()
