@@ -7,6 +7,7 @@ to profile the per-call Python work of the core:
     python3 -m tests.proxy.callflow 20000            # µs of core CPU per call
     python3 -m tests.proxy.callflow 20000 --profile  # cProfile, top functions
     python3 -m tests.proxy.callflow 20000 --acc      # plain, then with SQLite accounting + CDRs
+    python3 -m tests.proxy.callflow 20000 --acc-events  # only the accounting calls of each call
 
 --acc runs the calls twice in one process, first without accounting, then with the bench's
 accounting script (bench/proxy/proxyapp_acc_script.py: db CDR + failed on the initial INVITE, db on
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import fastsip
 
@@ -216,9 +218,63 @@ def per_call_us_acc(calls: int, profile: bool = False) -> tuple[float, float, fl
     return asyncio.run(run())
 
 
+def acc_events_us(calls: int) -> float:
+    """µs per call of the Accounting calls alone (no proxy): the events the proxy reports for one
+    call -- INVITE seen, 200 forwarded, INVITE completed with a db cdr|failed mark, ACK and BYE
+    seen, BYE completed with a db failed mark -- on messages parsed beforehand, with backends that
+    drop the records (the engine's work on the event loop, nothing else)."""
+    import asyncio
+    import gc
+    import tempfile
+
+    from proxyapp.acc import AccConfig, Accounting, AccMark
+    from proxyapp.acc.backends.base import Backend
+
+    class Drop(Backend):
+        async def write(self, records: list[Any]) -> None:
+            pass
+
+    def messages(n: int) -> tuple[Any, Any, Any, Any]:
+        inv, ok = fastsip.parse(invite(n)), fastsip.parse(answer(invite(n), n))
+        ack = fastsip.parse(in_dialog("ACK", n, 1, "<sip:127.0.0.1:45060;lr>"))
+        bye = fastsip.parse(in_dialog("BYE", n, 2, "<sip:127.0.0.1:45060;lr>"))
+        for m in (inv, ok, ack, bye):  # what the proxy has read before accounting sees them
+            m.from_, m.to, m.call_id, m.cseq
+        return inv, ok, ack, bye
+
+    async def run() -> float:
+        cfg = AccConfig.from_dict({"spool_dir": tempfile.mkdtemp(prefix="callflow-events-"), "fsync": False, "queue_size": 10 * calls})
+        acc = Accounting(cfg, backends={n: Drop() for n in ("log", "db", "aaa", "evi")})
+        await acc.start()
+        sets = [messages(n) for n in range(calls)]
+        src = ("127.0.0.1", 45080)
+        invite_mark, bye_mark = AccMark.parse("db", "cdr|failed"), AccMark.parse("db", "failed")
+        gc.collect()
+        gc.freeze()
+        gc.disable()  # as proxyapp's main() does
+        t0 = time.thread_time()
+        for inv, ok, ack, bye in sets:
+            ts = time.time()
+            acc.observe_request(inv, src, ts)
+            acc.observe_response(ok, ts)
+            mark = AccMark(set(invite_mark.types), invite_mark.cdr, invite_mark.missed, invite_mark.failed)
+            acc.transaction_completed(mark, inv, 200, "OK", ok.to.tag, src, ts)
+            acc.observe_request(ack, src, ts)
+            acc.observe_request(bye, src, ts)
+            mark = AccMark(set(bye_mark.types), bye_mark.cdr, bye_mark.missed, bye_mark.failed)
+            acc.transaction_completed(mark, bye, 200, "OK", None, src, ts)
+        dt = time.thread_time() - t0
+        await acc.close()
+        return dt / calls * 1e6
+
+    return asyncio.run(run())
+
+
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    if "--acc" in sys.argv:
+    if "--acc-events" in sys.argv:
+        print(f"{acc_events_us(n):.1f} µs of Accounting calls per call")
+    elif "--acc" in sys.argv:
         plain, with_acc, writer, rows = per_call_us_acc(n, "--profile" in sys.argv)
         print(f"plain {plain:.1f} µs per call; with SQLite accounting {with_acc:.1f} µs in the proxy process "
               f"({with_acc / plain:.2f}x) + {writer:.1f} µs in the writer process; {rows} rows for {n} calls + warm-up")
