@@ -92,3 +92,48 @@ def test_resolve_sip_falls_back_to_a_records_when_srv_fails(monkeypatch):
     monkeypatch.setattr(dns.asyncresolver.Resolver, "resolve", no_srv)
     assert ("udp", "127.0.0.1", 5060) in asyncio.run(resolve_sip("localhost", None, "udp"))
     assert asyncio.run(resolve_sip("nonexistent.invalid", None, "udp")) == []
+
+
+@pytest.mark.timeout(10)
+def test_long_timers_use_the_wheel_fire_in_order_and_leave_nothing_when_cancelled(monkeypatch):
+    """Timers at least LONG_TIMER_S long go to the wheel (slots of WHEEL_SLOT_S): they fire in
+    deadline order, at most one slot late, never early; cancelling, re-arming or terminating
+    removes them at once (no dead entry is left anywhere)."""
+    monkeypatch.setattr(Edge, "LONG_TIMER_S", 0.1)
+    monkeypatch.setattr(Edge, "WHEEL_SLOT_S", 0.05)
+
+    async def main():
+        proxy = RecordingProxy()
+        edge = Edge(proxy, Config())
+        loop = edge.loop = asyncio.get_running_loop()
+        a, b, c, d = FakeTx("a"), FakeTx("b"), FakeTx("c"), FakeTx("d")
+        t0 = loop.time()
+        fired_at = {}
+
+        def timer_fired(tx, name):
+            fired_at[(tx.name, name)] = loop.time() - t0
+            proxy.fired.append((tx.name, name))
+            return []
+
+        proxy.timer_fired = timer_fired
+        edge.run([
+            StartTimer(a, "C", 0.30), StartTimer(b, "F", 0.12), StartTimer(c, "L", 0.20),
+            StartTimer(d, "B", 0.25), StartTimer(a, "A", 0.02),  # A is short: the heap
+        ])
+        assert len(edge._heap) == 1 and sum(len(x) for x in edge._slots.values()) == 4
+        edge.run([CancelTimer(c, "L"), StartTimer(b, "F", 0.16), Terminated(d)])
+        assert sum(len(x) for x in edge._slots.values()) == 2 and edge._dead == 0  # nothing dead
+        assert edge.pending_timers == 3
+        for _ in range(100):
+            if len(proxy.fired) == 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert proxy.fired == [("a", "A"), ("b", "F"), ("a", "C")]
+        assert 0.16 <= fired_at[("b", "F")] < 0.16 + 0.05 + 0.05  # never early, at most a slot late (+ slack)
+        assert 0.30 <= fired_at[("a", "C")] < 0.30 + 0.05 + 0.05
+        assert a.timers == b.timers == c.timers == d.timers == {}
+        assert edge.pending_timers == 0 and edge._slots == {} and edge._slot_heap == []
+        await edge.close()
+
+    asyncio.run(main())
