@@ -164,7 +164,11 @@ def test_retransmissions_with_loss(proxy_factory, sipp):
     # BYE's 200s: the proxy's Timer A / Timer E retransmissions and its absorption of the caller's
     # retransmissions (resending the last response) carry every call, and nothing is forwarded twice.
     # wt_timer (Timer J) must outlast the callers' own retransmission window (64 * their T1 = 32 s).
-    proxy = proxy_factory(FAST_TIMERS.replace("fr_timeout = 2", "fr_timeout = 8").replace("wt_timer = 1", "wt_timer = 32"))
+    # SIPp's losses come in streaks now and then (seen: 7 copies of one BYE in a row), so the
+    # proxy gets room for many copies: Timer E capped at T2 = 400 ms (about 20 BYE copies before
+    # Timer F at 8 s) and Timer C at 8 s (the INVITE's copies run until Timer B, 64*T1).
+    proxy = proxy_factory(FAST_TIMERS.replace("T1 = 100", "T1 = 100\nT2 = 400").replace("fr_timeout = 2", "fr_timeout = 8")
+                          .replace("fr_inv_timeout = 3", "fr_inv_timeout = 8").replace("wt_timer = 1", "wt_timer = 32"))
     uas_port = free_port()
     calls = 10
     uas = sipp.uas("uas_call_lossy.xml", uas_port, calls=calls)
