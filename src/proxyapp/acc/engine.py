@@ -567,9 +567,9 @@ class Accounting:
 
     def _emit_cdr(self, d: Dialog) -> None:
         assert d.ended is not None
-        answered = int(round(d.answered * 1000))
-        ms_duration = max(0, int(round(d.ended * 1000)) - answered)
-        created = int(round(d.created * 1000))
+        answered = ms(d.answered) or 0
+        ms_duration = max(0, (ms(d.ended) or 0) - answered)
+        created = ms(d.created) or 0
         r = AccRecord(
             kind=KIND_CDR,
             types=d.types,

@@ -138,21 +138,14 @@ class AccRecord:
 
     def columns(self, extra_names: tuple[str, ...]) -> dict[str, Any]:
         """All column values for a row: record_id, the core columns, end_reason, then the extras."""
-        row: dict[str, Any] = {"record_id": self.record_id}
-        for c in CORE_COLUMNS:
-            row[c] = getattr(self, c)
-        row["end_reason"] = self.end_reason
-        for name in extra_names:
-            row[name] = self.extra.get(name)
-        return row
+        return dict(zip(("record_id", *CORE_COLUMNS, "end_reason", *extra_names), self.row(extra_names)))
 
     def row(self, extra_names: tuple[str, ...]) -> tuple[Any, ...]:
-        """columns() as a tuple in the same order (what the db backends insert)."""
-        x = self.extra
+        """The column values in schema order (what the db backends insert; columns() names them)."""
         return (
             self.record_id, self.method, self.from_tag, self.to_tag, self.callid, self.sip_code,
             self.sip_reason, self.time, self.duration, self.ms_duration, self.setuptime, self.created,
-            self.end_reason, *map(x.get, extra_names),
+            self.end_reason, *map(self.extra.get, extra_names),
         )
 
     def to_json(self) -> str:
@@ -213,23 +206,30 @@ _PV_LOCALS = (
 )
 
 
-def _extractor_source(spec: Mapping[str, str]) -> str:
-    """Python source of `def extract(req, src)` returning {column: value} for a validated spec."""
+def _expression(pv: str) -> tuple[str, tuple[str, ...]]:
+    """(Python expression, locals it needs) of one pseudo-variable; KeyError for an unknown one."""
+    m = _HDR.match(pv)
+    if m:
+        return f"req.header({m.group(1)!r})", ()  # fastsip: no headers view built for one value
+    return _PV_EXPR[pv]
+
+
+def _compile_columns(spec: Mapping[str, str], name: str) -> Callable[[Any, tuple[str, int] | None], dict[str, Any]]:
+    """One generated function `(req, src) -> {column: value}` for a spec whose names are already
+    validated (identifiers, header tokens): each local it needs is read once for all columns."""
     need: set[str] = set()
     items = []
     for col, pv in spec.items():
-        pv = pv.strip()
-        m = _HDR.match(pv)
-        if m:
-            expr = f"req.header({m.group(1)!r})"  # fastsip: no headers view built for one value
-        else:
-            expr, deps = _PV_EXPR[pv]
-            need.update(deps)
+        expr, deps = _expression(pv.strip())
+        need.update(deps)
         items.append(f"        {col!r}: {expr},")
     lines = ["def extract(req, src):"]
-    lines += [f"    {stmt}" for name, stmt in _PV_LOCALS if name in need]
+    lines += [f"    {stmt}" for local, stmt in _PV_LOCALS if local in need]
     lines += ["    return {", *items, "    }"]
-    return "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines) + "\n", name, "exec"), {"str": str}, namespace)
+    fn: Callable[[Any, tuple[str, int] | None], dict[str, Any]] = namespace["extract"]
+    return fn
 
 
 class ExtraFields:
@@ -238,18 +238,15 @@ class ExtraFields:
     The fast path is one function generated for the configuration (as dataclasses and namedtuple
     generate theirs): each header is read once, every column in one expression, no call per
     column.  A column that raises -- fastsip rejects a malformed header lazily, when it is read --
-    sends the request to the guarded per-column getters, which give None for that column and
-    keep the others.  Column names and header names are validated before they reach the source.
+    sends the request to the guarded per-column getters (compile_extra: the same expressions, one
+    column each), which give None for that column and keep the others.
     """
 
-    __slots__ = ("_fast", "_guarded", "source")
+    __slots__ = ("_fast", "_guarded")
 
     def __init__(self, spec: Mapping[str, str]) -> None:
         self._guarded = compile_extra(spec)  # validates every column and pseudo-variable
-        self.source = _extractor_source(spec)
-        namespace: dict[str, Any] = {}
-        exec(compile(self.source, "<acc extra columns>", "exec"), {"str": str}, namespace)
-        self._fast: Callable[[Any, tuple[str, int] | None], dict[str, str | None]] = namespace["extract"]
+        self._fast = _compile_columns(spec, "<acc extra columns>")
 
     def __call__(self, req: Any, src: tuple[str, int] | None) -> dict[str, str | None]:
         try:
@@ -272,16 +269,20 @@ def compile_extra(spec: Mapping[str, str]) -> dict[str, Callable[[Any, tuple[str
             raise ValueError(f"acc.extra: column {col!r} clashes with a fixed column")
         if not isinstance(pv, str):
             raise ValueError(f"acc.extra.{col}: value must be a string like '$si' or '$hdr(User-Agent)'")
-        out[col] = _getter(col, pv.strip())
+        try:
+            one = _compile_columns({col: pv}, f"<acc extra column {col}>")
+        except KeyError:
+            raise ValueError(f"acc.extra.{col}: unsupported pseudo-variable {pv.strip()!r}") from None
+        out[col] = _guard(one, col)
     return out
 
 
-def _guard(fn: Callable[[Any, tuple[str, int] | None], Any]) -> Callable[[Any, tuple[str, int] | None], str | None]:
+def _guard(fn: Callable[[Any, tuple[str, int] | None], dict[str, Any]], col: str) -> Callable[[Any, tuple[str, int] | None], str | None]:
     def get(req: Any, src: tuple[str, int] | None) -> str | None:
         # fastsip parses lazily and raises ParseError (a ValueError) on a malformed header at
         # access time (docs/fastsip-api.md): record the rest instead of failing.
         try:
-            v = fn(req, src)
+            v = fn(req, src)[col]
         except ValueError:
             return None
         except Exception:
@@ -290,47 +291,6 @@ def _guard(fn: Callable[[Any, tuple[str, int] | None], Any]) -> Callable[[Any, t
         return None if v is None else str(v)
 
     return get
-
-
-def _user(x: Any) -> Any:
-    uri = getattr(x, "uri", x) if x is not None else None
-    return uri.user if uri is not None else None
-
-
-def _host(x: Any) -> Any:
-    uri = getattr(x, "uri", x) if x is not None else None
-    return uri.host if uri is not None else None
-
-
-def _getter(col: str, pv: str) -> Callable[[Any, tuple[str, int] | None], str | None]:
-    try:
-        return _guard(_raw_getter(pv))
-    except KeyError:
-        raise ValueError(f"acc.extra.{col}: unsupported pseudo-variable {pv!r}") from None
-
-
-def _raw_getter(pv: str) -> Callable[[Any, tuple[str, int] | None], Any]:
-    """The unguarded reader of one pseudo-variable; KeyError for an unknown one."""
-    m = _HDR.match(pv)
-    if m:
-        name = m.group(1)
-        return lambda req, src: req.headers.get(name)
-    simple: dict[str, Callable[[Any, tuple[str, int] | None], Any]] = {
-        "$si": lambda req, src: src[0] if src else None,
-        "$sp": lambda req, src: src[1] if src else None,
-        "$fu": lambda req, src: req.from_.uri if req.from_ is not None else None,
-        "$fU": lambda req, src: _user(req.from_),
-        "$fd": lambda req, src: _host(req.from_),
-        "$tu": lambda req, src: req.to.uri if req.to is not None else None,
-        "$tU": lambda req, src: _user(req.to),
-        "$td": lambda req, src: _host(req.to),
-        "$ru": lambda req, src: req.uri,
-        "$rU": lambda req, src: _user(req.uri),
-        "$rd": lambda req, src: _host(req.uri),
-        "$ci": lambda req, src: req.call_id,
-        "$ua": lambda req, src: req.headers.get("User-Agent"),
-    }
-    return simple[pv]
 
 
 def request_fields(request: Any) -> tuple[str | None, str | None, str | None, str | None]:

@@ -98,14 +98,9 @@ class SqliteBackend(Backend):
 
     def _rows(self, records: list[AccRecord]) -> list[tuple[str, list[tuple[Any, ...]]]]:
         extra = self.cfg.extra_names
-        default, missed = self.cfg.db_table_acc, self.cfg.db_table_missed_calls
         by_table: dict[str, list[tuple[Any, ...]]] = {}
-        for r in records:  # table_for(), inlined: this runs for every record
-            table = missed if r.kind == KIND_MISSED else (r.table or default)
-            rows = by_table.get(table)
-            if rows is None:
-                rows = by_table[table] = []
-            rows.append(r.row(extra))
+        for r in records:
+            by_table.setdefault(table_for(r, self.cfg), []).append(r.row(extra))
         return list(by_table.items())
 
     async def open(self) -> None:
