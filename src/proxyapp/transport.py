@@ -414,17 +414,20 @@ class Edge:
         self._wheel_handle = None
         self._wheel_next = math.inf
         now = self.loop.time()  # type: ignore[union-attr]
-        proxy = self.proxy
         slots = self._slot_heap
         while slots and slots[0] * self.WHEEL_SLOT_S <= now:
             bucket = self._slots.pop(heapq.heappop(slots), None) or {}
             for entry in sorted(bucket.values()):  # in deadline order within the slot
-                tx, name = entry[2], entry[3]
-                if tx is not None and tx.timers.get(name) is entry:
-                    del tx.timers[name]
-                    self.run(proxy.timer_fired(tx, name))
+                self._expire(entry)
         if slots:
             self._schedule_wheel(slots[0] * self.WHEEL_SLOT_S)
+
+    def _expire(self, entry: list[Any]) -> None:
+        """A timer's deadline came: fire it unless it was cancelled or re-armed since."""
+        tx, name = entry[2], entry[3]
+        if tx is not None and tx.timers.get(name) is entry:
+            del tx.timers[name]
+            self.run(self.proxy.timer_fired(tx, name))
 
     def _schedule(self, when: float) -> None:
         if self._handle is not None:
@@ -437,24 +440,19 @@ class Edge:
         self._next = math.inf
         heap = self._heap
         now = self.loop.time()  # type: ignore[union-attr]
-        proxy = self.proxy
         if self._dead > 10_000 and self._dead > len(heap) // 2:
-            # Cancelled timers stay in the heap until their deadline (Timer C: 180 s of every
-            # answered INVITE). When they are the majority, rebuild the heap from the live ones:
-            # O(n) now and then instead of memory for minutes of dead entries.
+            # Cancelled timers stay in the heap until their deadline (at most LONG_TIMER_S: the
+            # long ones are on the wheel). When they are the majority, rebuild the heap from the
+            # live ones: O(n) now and then instead of memory for dead entries.
             heap[:] = [e for e in heap if e[2] is not None]
             heapq.heapify(heap)
             self._dead = 0
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
-            tx = entry[2]
-            if tx is None:
+            if entry[2] is None:
                 self._dead -= 1
-                continue
-            name = entry[3]
-            if tx.timers.get(name) is entry:
-                del tx.timers[name]
-                self.run(proxy.timer_fired(tx, name))
+            else:
+                self._expire(entry)
         # Drop dead entries at the top so the next wake-up is for a live timer.
         while heap and heap[0][2] is None:
             heapq.heappop(heap)
