@@ -15,6 +15,7 @@ from ._parser import (
     make_response,
     parse,
     parse_uri,
+    split_values,
 )
 from ._stream import StreamParser
 from .errors import (
@@ -45,6 +46,7 @@ __all__ = [
     "parse",
     "parse_uri",
     "make_response",
+    "split_values",
     "StreamParser",
     "Message",
     "Request",

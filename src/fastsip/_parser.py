@@ -15,6 +15,7 @@ else:
 IMPLEMENTATION: str = _impl.IMPLEMENTATION
 parse = _impl.parse
 parse_uri = _impl.parse_uri
+split_values = _impl._split_elements
 make_response = _impl.make_response
 Message = _impl.Message
 Request = _impl.Request

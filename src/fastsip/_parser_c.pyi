@@ -259,6 +259,10 @@ def parse(
     anything but bytes, bytearray or memoryview.
     """
 
+def _split_elements(value: str) -> list[str]:
+    """A header value cut at its top-level commas (not inside quotes or <>), each part stripped;
+    public as ``fastsip.split_values``."""
+
 def parse_uri(text: str) -> URI:
     """Parse a SIP, SIPS or absolute URI.
 

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import fastsip
 from loguru import logger
 
 from .proxy import Proxy, ScriptError, Target, TxContext
@@ -43,31 +44,6 @@ _MARKS: dict[tuple[str, str, str | None], Any] = {}  # do_accounting arguments -
 
 class ScriptLoadError(Exception):
     """The script file cannot be loaded or has no ``route`` function."""
-
-
-def _split_top(value: str) -> list[str]:
-    """Split a header value at commas outside <> and quotes."""
-    out, depth, quote, start = [], 0, False, 0
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quote = False
-        elif c == '"':
-            quote = True
-        elif c == "<":
-            depth += 1
-        elif c == ">":
-            depth -= 1
-        elif c == "," and depth <= 0:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    out.append(value[start:].strip())
-    return [v for v in out if v]
 
 
 class Script:
@@ -330,9 +306,7 @@ class ScriptContext:
         if uri is not None and getattr(uri, "user", None) is None and proxy.is_myself_uri(uri):
             # A strict router before us put our Record-Route URI into the Request-URI: the real
             # Request-URI is the last Route value.
-            values = []
-            for v in msg.headers.getall("Route"):
-                values.extend(_split_top(v))
+            values = [e for v in msg.headers.getall("Route") for e in fastsip.split_values(v) if e]
             last = values.pop()
             msg.remove_header("Route")
             if values:

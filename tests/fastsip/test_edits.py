@@ -195,3 +195,22 @@ def test_header_equals_headers_get(impl, path) -> None:
     edited.set_header("Max-Forwards", "69")
     assert [edited.header(n) for n in names + ["X-Added"]] == [impl.parse(bytes(edited)).headers.get(n) for n in names + ["X-Added"]]
     assert edited.header("user-agent") == "first-ua" and edited.header("i") is None
+
+
+@pytest.mark.parametrize(
+    "value,parts",
+    [
+        ("<sip:a;lr>, <sip:b;lr>", ["<sip:a;lr>", "<sip:b;lr>"]),
+        ('"x, y" <sip:b;lr>,<sip:c>;p=1', ['"x, y" <sip:b;lr>', "<sip:c>;p=1"]),
+        ('"a \\" , b" <sip:q>', ['"a \\" , b" <sip:q>']),
+        ("<sip:u@h;x=a,b>", ["<sip:u@h;x=a,b>"]),
+        ("SIP/2.0/UDP h1;branch=z9hG4bK1 ,\tSIP/2.0/TCP h2", ["SIP/2.0/UDP h1;branch=z9hG4bK1", "SIP/2.0/TCP h2"]),
+        ("one", ["one"]),
+        ("a,,b", ["a", "", "b"]),
+    ],
+)
+def test_split_values_cuts_at_top_level_commas(impl, value, parts) -> None:
+    import fastsip
+
+    assert impl._split_elements(value) == parts
+    assert fastsip.split_values(value) == parts
