@@ -127,7 +127,20 @@ class Transaction:
 # Server transactions
 
 
-class ServerInviteTransaction(Transaction):
+class ServerTransaction(Transaction):
+    """What both server transactions share: a transport error ends them."""
+
+    __slots__ = ()
+
+    def on_transport_error(self) -> list[Action]:
+        # §17.2.4 (after trying the §18.2.2 fallbacks, the edge's job): the transaction ends.
+        if self.state == TERMINATED:
+            return []
+        self.state = TERMINATED
+        return [Terminated(self)]
+
+
+class ServerInviteTransaction(ServerTransaction):
     """INVITE server transaction, RFC 3261 §17.2.1 plus the RFC 6026 Accepted state."""
 
     __slots__ = ("last_response", "last_status", "_g")
@@ -210,15 +223,8 @@ class ServerInviteTransaction(Transaction):
             return [Terminated(self)]
         return []
 
-    def on_transport_error(self) -> list[Action]:
-        # §17.2.4 (after trying the §18.2.2 fallbacks, the edge's job): the transaction ends.
-        if self.state == TERMINATED:
-            return []
-        self.state = TERMINATED
-        return [Terminated(self)]
 
-
-class ServerNonInviteTransaction(Transaction):
+class ServerNonInviteTransaction(ServerTransaction):
     """non-INVITE server transaction, RFC 3261 §17.2.2."""
 
     __slots__ = ("last_response", "last_status")
@@ -277,12 +283,6 @@ class ServerNonInviteTransaction(Transaction):
             self.state = TERMINATED
             return [Terminated(self)]
         return []
-
-    def on_transport_error(self) -> list[Action]:
-        if self.state == TERMINATED:
-            return []
-        self.state = TERMINATED
-        return [Terminated(self)]
 
 
 # ---------------------------------------------------------------------------------------------
