@@ -137,3 +137,50 @@ def test_long_timers_use_the_wheel_fire_in_order_and_leave_nothing_when_cancelle
         await edge.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(10)
+def test_a_due_wheel_slot_is_drained_a_batch_per_loop_iteration(monkeypatch):
+    """Thousands of long timers share a 1 s slot; they fire WHEEL_BATCH per loop iteration, so
+    other callbacks (datagrams) run between batches. All fire, in deadline order, none early; one
+    cancelled while waiting in the drain does not fire; a timer armed during the drain still fires."""
+    monkeypatch.setattr(Edge, "LONG_TIMER_S", 0.1)
+    monkeypatch.setattr(Edge, "WHEEL_SLOT_S", 0.05)
+    monkeypatch.setattr(Edge, "WHEEL_BATCH", 3)
+
+    async def main():
+        proxy = RecordingProxy()
+        edge = Edge(proxy, Config())
+        loop = edge.loop = asyncio.get_running_loop()
+        txs = [FakeTx(f"t{i}") for i in range(10)]
+        late = FakeTx("late")
+        events = []
+
+        def timer_fired(tx, name):
+            events.append(tx.name)
+            if tx.name == "t0":
+                loop.call_soon(events.append, "datagram")  # arrives while the slot drains
+                edge.run([CancelTimer(txs[5], "J")])  # taken out of its slot already
+                edge.run([StartTimer(late, "J", 0.11)])
+            return []
+
+        proxy.timer_fired = timer_fired
+        # Deadlines inside one slot, armed out of order.
+        t0 = loop.time()
+        edge.run([StartTimer(tx, "J", 0.12 + 0.001 * ((i * 7) % 10)) for i, tx in enumerate(txs)])
+        order = sorted(range(10), key=lambda i: (i * 7) % 10)
+        for _ in range(100):
+            if "late" in events:
+                break
+            await asyncio.sleep(0.01)
+        first_fire = loop.time() - t0
+        expected = [f"t{i}" for i in order if i != 5]
+        assert events.index("datagram") <= 4  # after the first batch of 3 (+ the one queued in t0's), not after all
+        assert [e for e in events if e.startswith("t")] == expected
+        assert events[-1] == "late"
+        assert first_fire >= 0.12 + 0.009
+        assert all(tx.timers == {} for tx in txs) and late.timers == {}
+        assert edge.pending_timers == 0 and not edge._due and edge._slots == {}
+        await edge.close()
+
+    asyncio.run(main())
