@@ -340,8 +340,10 @@ def test_dialog_to_dict_has_every_field():
     d = Dialog("c", "a", "b", 1.0, 2.0, 200, "OK", ("db", "log"), "t", {"x": 1}, 3.0, 4.0, 5.0, "bye")
     expected = dataclasses.asdict(d)
     expected["types"] = ["db", "log"]
-    # key is derived from callid and the tags (init=False), so it is not stored
-    assert expected.pop("key") == ("c", "a", "b") and not [f for f in dataclasses.fields(d) if not f.init and f.name != "key"]
+    # key is derived from callid and the tags and wheel_slot is the tracker's filing (both
+    # init=False), so neither is stored
+    assert expected.pop("key") == ("c", "a", "b") and expected.pop("wheel_slot") is None
+    assert [f.name for f in dataclasses.fields(d) if not f.init] == ["key", "wheel_slot"]
     assert d.to_dict() == expected
     assert Dialog.from_dict(d.to_dict()) == d and Dialog.from_dict(d.to_dict()).key == d.key
     assert Dialog("c", "z", "b", 1.0, 2.0, 200, "OK", ("db",), None, {}, 3.0).key == ("c", "b", "z")
