@@ -268,8 +268,28 @@ def test_sqlite_writer_reports_a_database_it_cannot_write(tmp_path):
     assert _acc_rows(db) == [f"u{i:02d}" for i in range(20)]
 
 
-def test_sqlite_writer_exits_when_its_parent_is_killed(tmp_path):
-    """No orphan: the writer reads its stdin until EOF, so a SIGKILLed proxy takes it along."""
+_SQLITE_WRITER_PARENT = (
+    "from proxyapp.acc import AccConfig\n"
+    "from proxyapp.acc.backends.db_sqlite import SqliteBackend\n"
+    "async def start(tmp):\n"
+    "    b = SqliteBackend(AccConfig.from_dict({'db_url': tmp + '/acc.db'}))\n"
+    "    await b.open()\n"
+    "    return b._proc.pid\n"
+)
+_JOURNAL_HELPER_PARENT = (
+    "from proxyapp.acc.journal import JournalHelper\n"
+    "async def start(tmp):\n"
+    "    open(tmp + '/dialogs.journal', 'ab').close()\n"
+    "    h = JournalHelper(tmp + '/dialogs.journal')\n"
+    "    await h.request('sync')\n"
+    "    return h.child.proc.pid\n"
+)
+
+
+@pytest.mark.parametrize("child", [_SQLITE_WRITER_PARENT, _JOURNAL_HELPER_PARENT], ids=["sqlite_writer", "journal_helper"])
+def test_helper_process_exits_when_its_parent_is_killed(tmp_path, child):
+    """No orphan: the SQLite writer and the journal helper read their stdin until EOF, so a
+    SIGKILLed proxy takes them along."""
     import os
     import signal
     import subprocess
@@ -277,13 +297,9 @@ def test_sqlite_writer_exits_when_its_parent_is_killed(tmp_path):
     import time
 
     code = (
-        "import asyncio, sys\n"
-        "from proxyapp.acc import AccConfig\n"
-        "from proxyapp.acc.backends.db_sqlite import SqliteBackend\n"
+        "import asyncio\n" + child +
         "async def main():\n"
-        f"    b = SqliteBackend(AccConfig.from_dict({{'db_url': {str(tmp_path / 'acc.db')!r}}}))\n"
-        "    await b.open()\n"
-        "    print(b._proc.pid, flush=True)\n"
+        f"    print(await start({str(tmp_path)!r}), flush=True)\n"
         "    await asyncio.sleep(60)\n"
         "asyncio.run(main())\n"
     )
@@ -303,7 +319,7 @@ def test_sqlite_writer_exits_when_its_parent_is_killed(tmp_path):
                 break
             time.sleep(0.05)
         else:
-            raise AssertionError(f"sqlite writer {writer_pid} outlived its killed parent")
+            raise AssertionError(f"helper {writer_pid} outlived its killed parent")
     finally:
         if parent.poll() is None:
             parent.kill()

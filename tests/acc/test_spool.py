@@ -313,3 +313,78 @@ def test_journal_frames_torn_tail_corruption_and_legacy_json(tmp_path):
     got = {d.callid: d for d in DialogJournal(path).load()}
     assert sorted(got) == ["c5"] and got["c5"].bye_ts == 9.0
     assert [e[0] for e in read_entries(path)] == ["open"]  # rewritten compacted, in frames
+
+
+def _journal_run(tmp_path, calls, kill_helper_every=0):
+    """calls finished CDR calls (plus 3 left open) through an Accounting with fsync on; returns
+    (functions given to asyncio.to_thread while it ran, journal helper requests, pids killed)."""
+    import os
+    import signal
+
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1})
+    b = memory_backends()
+    t0 = 1_700_000_000.0
+    threaded: list[str] = []
+    killed: list[int] = []
+
+    async def go():
+        acc = Accounting(cfg, backends=b, clock=lambda: t0)
+        await acc.start()
+        real = asyncio.to_thread
+
+        async def recording(fn, *a, **k):
+            threaded.append(getattr(fn, "__qualname__", repr(fn)))
+            return await real(fn, *a, **k)
+
+        asyncio.to_thread = recording
+        try:
+            for i in range(calls):
+                acc.transaction_completed(AccMark.parse("db", "cdr"), request("INVITE", f"j{i}", "a"), 200, "OK", "b", SRC, t0)
+                if i >= 3:
+                    acc.transaction_completed(None, request("BYE", f"j{i}", "a", "b"), 200, "OK", "b", SRC, t0 + 1)
+                if i % 500 == 0:
+                    await asyncio.sleep(0.01)
+                if kill_helper_every and i % kill_helper_every == kill_helper_every - 1:
+                    proc = acc.journal_helper.child.proc
+                    if proc is not None and proc.returncode is None:
+                        answered = acc.journal_helper.requests
+                        killed.append(proc.pid)
+                        os.kill(proc.pid, signal.SIGKILL)
+                        # until a helper answers again (a fresh one: this one is dead)
+                        deadline = asyncio.get_running_loop().time() + 15
+                        while acc.journal_helper.requests == answered and asyncio.get_running_loop().time() < deadline:
+                            await asyncio.sleep(0.005)
+            await settle(acc, timeout=30)
+            await asyncio.sleep(0.1)
+            requests = acc.journal_helper.requests
+        finally:
+            asyncio.to_thread = real
+        await acc.close()
+        return requests
+
+    requests = asyncio.run(go())
+    return threaded, requests, killed
+
+
+def test_journal_fsync_and_compaction_run_in_the_helper_process(tmp_path):
+    """While the proxy runs, the journal's fsyncs and compactions are the helper process's work,
+    never a thread's (a thread waiting for the GIL is woken by every GIL release of the loop)."""
+    from proxyapp.acc.journal import DialogJournal, read_entries
+
+    threaded, requests, _ = _journal_run(tmp_path, 6000)
+    assert not [f for f in threaded if "journal" in f.lower()], threaded
+    assert requests >= 2  # fsyncs, and at least one compaction (fewer entries below)
+    assert len(read_entries(tmp_path / "dialogs.journal")) < 2000  # compacted, not 12000 entries
+    assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
+
+
+def test_journal_helper_killed_mid_run_is_replaced_and_nothing_is_lost(tmp_path):
+    """SIGKILL the helper again and again: a request it did not answer is asked again of a new
+    helper (fsync and compaction are idempotent), and the journal still holds exactly the open
+    dialogs."""
+    from proxyapp.acc.journal import DialogJournal
+
+    threaded, requests, killed = _journal_run(tmp_path, 6000, kill_helper_every=700)
+    assert len(set(killed)) >= 3
+    assert not [f for f in threaded if "journal" in f.lower()], threaded  # no fallback needed
+    assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]

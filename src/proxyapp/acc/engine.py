@@ -38,7 +38,7 @@ from loguru import logger
 from .backends.base import Backend, BackendError
 from .config import AccConfig
 from .dialog import Dialog, DialogTracker
-from .journal import DialogJournal
+from .journal import DialogJournal, HelperError, JournalHelper
 from .marks import AccMark
 from .records import (
     KIND_ACC,
@@ -309,6 +309,7 @@ class Accounting:
         self.tracker = DialogTracker(self.cfg.cdr_lifetime_s)
         self.workers: dict[str, BackendWorker] = {}
         self.journal: DialogJournal | None = None
+        self.journal_helper: JournalHelper | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._closed = False
@@ -333,6 +334,7 @@ class Accounting:
             w.task = asyncio.create_task(w.run(), name=f"acc-{name}")
             w.wake.set()  # open the backend / replay the spool right away
         self.journal = DialogJournal(spool_dir / "dialogs.journal", self.cfg.fsync)
+        self.journal_helper = JournalHelper(self.journal.path)
         dialogs = await asyncio.to_thread(self.journal.load)
         self.tracker.restore(dialogs)
         if dialogs:
@@ -362,21 +364,50 @@ class Accounting:
             await asyncio.to_thread(self.journal.close)
 
     async def _journal_loop(self) -> None:
-        assert self.journal is not None
-        while True:
-            await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
-            try:
-                if self.journal.dirty:
-                    # Encoding and write() here (one frame, no GIL hand-over to a thread), only
-                    # the fsync in a thread: it waits on the disk with the GIL released.
-                    self.journal.append(self.journal.take())
-                    if self.journal.do_fsync:
-                        await asyncio.to_thread(self.journal.sync)
-                if self.journal.should_compact(len(self.tracker)):
-                    snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
-                    await asyncio.to_thread(self.journal.compact, snapshot)
-            except OSError:
-                logger.exception("acc: dialog journal write failed")
+        assert self.journal is not None and self.journal_helper is not None
+        journal, helper = self.journal, self.journal_helper
+        try:
+            while True:
+                await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
+                try:
+                    if journal.dirty:
+                        # Encoding and write() here (one frame, no GIL hand-over); the fsync in
+                        # the helper process, which waits on the disk without our GIL.
+                        journal.append(journal.take())
+                        if journal.do_fsync:
+                            await self._journal_blocking(helper, "sync", journal.sync)
+                    if journal.should_compact(len(self.tracker)):
+                        await self._compact_journal(journal, helper)
+                except OSError:
+                    logger.exception("acc: dialog journal write failed")
+        finally:
+            await helper.close()
+
+    async def _compact_journal(self, journal: DialogJournal, helper: JournalHelper) -> None:
+        lines = journal.lines
+        try:
+            open_now = await self._journal_blocking(helper, "compact", None)
+            if open_now is None:  # the helper could not: from the tracker, in a thread
+                snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
+                await asyncio.to_thread(journal.compact, snapshot)
+                lines = journal.lines
+            else:
+                lines = int(open_now)
+        finally:
+            # Whatever happened (done, failed, cancelled by close()), append to the file now at
+            # the path: the compacted one if the rename took place, else the same one.
+            journal.reopen(lines)
+
+    async def _journal_blocking(self, helper: JournalHelper, cmd: str, fallback: Callable[[], None] | None) -> str | None:
+        """Ask the helper; if it cannot answer, say so and run ``fallback`` in a thread (None:
+        the caller's own fallback). Returns the helper's answer, or None after a fallback."""
+        try:
+            return await helper.request(cmd)
+        except HelperError as exc:
+            logger.warning("acc: journal helper failed {!r} ({}); doing it in a thread", cmd, exc)
+        if fallback is not None:
+            await asyncio.to_thread(fallback)
+        return None
 
     async def _timer_loop(self) -> None:
         while True:

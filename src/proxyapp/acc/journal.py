@@ -11,8 +11,8 @@ numbers only; the loader refuses any class):
 
 where key is the dialog's (callid, tag, tag) tuple.  The event path only appends tuples to a list;
 the engine's journal task writes the pending entries as one frame every flush interval with one
-write() on the event loop, and fsyncs in a thread (the only work there, so that thread never
-competes with the event loop for the GIL while it encodes).  On start the file is replayed into
+write() on the event loop; the fsync and the compaction run in a helper process
+(proxyapp.acc.journal_helper says why not in a thread).  On start the file is replayed into
 the open dialogs and rewritten compacted (temp file + rename).  After SIGKILL the worst case is
 the last unflushed batch (one flush interval); a dialog opened in that window has no CDR, and a
 torn last frame is ignored.  While running, the file is compacted again once it holds far more
@@ -25,6 +25,7 @@ so open dialogs survive an upgrade, and the first compaction rewrites it in fram
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -36,6 +37,7 @@ from typing import Any
 
 from loguru import logger
 
+from .child import ChildProcess
 from .dialog import Dialog
 
 _HEAD = struct.Struct(">II")  # payload length, CRC-32 of the payload
@@ -201,7 +203,8 @@ class DialogJournal:
         self.lines += len(entries)
 
     def sync(self) -> None:
-        """fsync what append() wrote (blocking: the engine calls it in a thread)."""
+        """fsync what append() wrote (blocking: the engine asks the helper process, and calls
+        this in a thread only when the helper fails)."""
         if self.do_fsync and self._fd is not None:
             os.fsync(self._fd)
 
@@ -210,8 +213,65 @@ class DialogJournal:
         self.append(entries)
         self.sync()
 
+    def reopen(self, lines: int) -> None:
+        """The file was compacted by another process (proxyapp.acc.journal_helper): append to
+        the new file, which holds ``lines`` entries."""
+        self.close_file()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.lines = lines
+
+    def close_file(self) -> None:
+        """Close the file without writing what is buffered."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def close(self) -> None:
         if self._fd is not None:
             self.write(self.take())
-            os.close(self._fd)
-            self._fd = None
+            self.close_file()
+
+
+class HelperError(Exception):
+    """The helper failed a request or could not be reached (the caller falls back)."""
+
+
+class JournalHelper:
+    """The proxy's side: one helper process, started on first use, replaced when it fails."""
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0) -> None:
+        self.child = ChildProcess("proxyapp.acc.journal_helper", [str(path)])  # its protocol is there
+        self.timeout = timeout
+        self.requests = 0  # answered requests (tests and stats)
+
+    async def request(self, cmd: str) -> str:
+        """Ask once; on a dead or failing helper, a fresh one is asked once more. Returns what
+        follows "ok" in the answer; raises HelperError."""
+        last = ""
+        for _ in range(2):
+            try:
+                proc = await self.child.start()
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write(cmd.encode() + b"\n")
+                await proc.stdin.drain()
+                line = await asyncio.wait_for(proc.stdout.readline(), self.timeout)
+            except (OSError, asyncio.TimeoutError, AssertionError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                await self.child.kill()
+                continue
+            except asyncio.CancelledError:
+                await self.child.kill()  # the stream is out of step with the requests now
+                raise
+            answer = line.decode(errors="replace").strip()
+            if not answer:  # EOF: the helper died
+                last = "helper exited"
+                await self.child.kill()
+                continue
+            if answer == "ok" or answer.startswith("ok "):
+                self.requests += 1
+                return answer[3:]
+            raise HelperError(answer)
+        raise HelperError(last)
+
+    async def close(self) -> None:
+        await self.child.close()

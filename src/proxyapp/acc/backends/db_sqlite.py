@@ -12,23 +12,16 @@ batch in between, as for any backend outage.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
-import proxyapp
-
+from ..child import ChildProcess
 from ..config import AccConfig
 from ..records import KIND_MISSED, AccRecord
 from ..schema import add_column_sql, columns, create_table_sql
 from .base import Backend, BackendError
 from .sqlite_writer import _LEN, decode, encode
-
-# Where the child finds the proxyapp package this process runs (an unusual sys.path included).
-_PKG_ROOT = str(Path(proxyapp.__file__).resolve().parent.parent)
-
 
 def table_for(r: AccRecord, cfg: AccConfig) -> str:
     """OpenSIPS: missed calls go to the missed_calls table, everything else to the acc table
@@ -61,20 +54,16 @@ class SqliteBackend(Backend):
     def __init__(self, cfg: AccConfig) -> None:
         self.cfg = cfg
         self.path: Path = cfg.sqlite_path
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child = ChildProcess("proxyapp.acc.backends.sqlite_writer", [str(self.path), *cfg.extra_names])
         self._seq = 0
 
+    @property
+    def _proc(self) -> asyncio.subprocess.Process | None:
+        return self._child.proc
+
     async def _start(self) -> asyncio.subprocess.Process:
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxyapp.acc.backends.sqlite_writer", str(self.path), *self.cfg.extra_names,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-        )
-        return self._proc
+        return await self._child.start()
 
     async def _roundtrip(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         proc = await self._start()
@@ -111,27 +100,8 @@ class SqliteBackend(Backend):
         await self._roundtrip(self._rows(records))
 
     async def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except (asyncio.TimeoutError, Exception):
-            pass
+        await self._child.kill()
 
     async def close(self) -> None:
         """Close the child's stdin (it exits after the batch in hand); kill it if it lingers."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        try:
-            assert proc.stdin is not None
-            proc.stdin.close()
-            await asyncio.wait_for(proc.wait(), 5)
-        except (asyncio.TimeoutError, Exception):
-            self._proc = proc
-            await self._kill()
+        await self._child.close()
