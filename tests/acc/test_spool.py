@@ -388,3 +388,19 @@ def test_journal_helper_killed_mid_run_is_replaced_and_nothing_is_lost(tmp_path)
     assert len(set(killed)) >= 3
     assert not [f for f in threaded if "journal" in f.lower()], threaded  # no fallback needed
     assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
+
+
+def test_journal_without_a_helper_falls_back_to_a_thread(tmp_path, monkeypatch):
+    """If no helper process can answer, the journal is still fsynced and compacted (in a thread,
+    from the tracker), with a warning: durability does not depend on the helper."""
+    from proxyapp.acc.journal import DialogJournal, HelperError, JournalHelper, read_entries
+
+    async def refuse(self, cmd):
+        raise HelperError("no helper here")
+
+    monkeypatch.setattr(JournalHelper, "request", refuse)
+    threaded, requests, _ = _journal_run(tmp_path, 6000)
+    assert requests == 0
+    assert "DialogJournal.sync" in threaded and "DialogJournal.compact" in threaded
+    assert len(read_entries(tmp_path / "dialogs.journal")) < 2000  # compacted all the same
+    assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
