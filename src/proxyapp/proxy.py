@@ -55,6 +55,7 @@ from .transaction import (
     Terminated,
     Timeout,
     TransportFailure,
+    TxTable,
 )
 
 MAGIC = "z9hG4bK"
@@ -325,8 +326,8 @@ class Proxy:
         self.script.proxy = self
         self.acc = acc
         self.wallclock = wallclock
-        self.server_txs: dict[Any, Any] = {}
-        self.client_txs: dict[tuple[str, str], Any] = {}
+        self.server_txs = TxTable()
+        self.client_txs = TxTable()
         self.stats = Stats()
         self.sockets = [LocalSocket(listen, cfg.advertised_address) for listen in cfg.listen]
         self._sock_by_listen = {s.listen: s for s in self.sockets}

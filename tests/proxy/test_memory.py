@@ -49,7 +49,7 @@ def test_finished_calls_leave_no_cyclic_garbage():
         h.rx(req(branch="z9hG4bKb4", cseq=4))
         h.rx(req("OPTIONS", branch="z9hG4bKb5", cseq=5))
         h.drain()
-        assert h.proxy.server_txs == {} and h.proxy.client_txs == {}
+        assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0
 
     assert _proxy_garbage(run) == []
 
@@ -92,7 +92,7 @@ def test_completed_non_invite_keeps_only_its_last_response_after_timer_k():
     (stx,) = h.proxy.server_txs.values()
     assert stx.owner is not None and fwd.tx.request == b""
     h.fire(fwd.tx, "K")
-    assert h.proxy.client_txs == {} and stx.owner is None
+    assert len(h.proxy.client_txs) == 0 and stx.owner is None
     assert [s.data for s in sends(h.rx(options))] == [ok]
     h.fire(stx, "J")
-    assert h.proxy.server_txs == {}
+    assert len(h.proxy.server_txs) == 0

@@ -96,7 +96,7 @@ def test_basic_call_tables_empty_after_timers():
     assert len(sends(h.rx(resp_for(fwd.data, 200, "OK"), CALLEE))) == 1
     assert len(h.proxy.server_txs) == 1 and len(h.proxy.client_txs) == 1
     h.drain()
-    assert h.proxy.server_txs == {} and h.proxy.client_txs == {}
+    assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0
 
 
 def test_non2xx_is_acked_hop_by_hop_and_the_callers_ack_absorbed():
@@ -131,7 +131,7 @@ def test_non2xx_is_acked_hop_by_hop_and_the_callers_ack_absorbed():
     assert acts == [CancelTimer(stx, "G"), CancelTimer(stx, "H"), StartTimer(stx, "I", 5.0)]
     assert h.proxy.stats.absorbed_acks == 1
     h.drain()
-    assert h.proxy.server_txs == {} and h.proxy.client_txs == {}
+    assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0
 
 
 def test_steady_load_leaves_no_transaction_behind():
@@ -143,7 +143,7 @@ def test_steady_load_leaves_no_transaction_behind():
         h.rx(resp_for(fwd.data, 200 if i % 2 else 486, "X"), CALLEE)
     assert len(h.proxy.server_txs) == 50
     h.drain()
-    assert h.proxy.server_txs == {} and h.proxy.client_txs == {} and h.armed == {}
+    assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0 and h.armed == {}
 
 
 # ------------------------------------------------------------------ Max-Forwards, loops
@@ -216,7 +216,7 @@ def test_non_invite_timeout_sends_no_408_rfc4320():
     fwd = sends(h.rx(req("OPTIONS")))[0]
     acts = h.fire(fwd.tx, "F")
     assert sends(acts) == []
-    assert h.proxy.client_txs == {}
+    assert len(h.proxy.client_txs) == 0
 
 
 def test_timed_out_non_invite_absorbs_late_retransmissions_until_timer_j():
@@ -233,7 +233,7 @@ def test_timed_out_non_invite_absorbs_late_retransmissions_until_timer_j():
         assert h.rx(options) == []  # absorbed: not forwarded, nothing resent
     assert h.proxy.stats.forwarded == 1 and h.proxy.stats.retransmissions == 3
     h.fire(server_tx, "J")
-    assert h.proxy.server_txs == {} and h.proxy.client_txs == {} and h.armed == {}
+    assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0 and h.armed == {}
     # Only after Timer J is the same request new again (the client has long given up by then).
     assert len(sends(h.rx(options))) == 1
 
@@ -242,7 +242,7 @@ def test_timed_out_non_invite_over_tcp_is_freed_at_once():
     h = Harness()
     fwd = sends(h.rx(req("OPTIONS"), transport="tcp"))[0]
     h.fire(fwd.tx, "F")
-    assert h.proxy.server_txs == {} and h.proxy.client_txs == {}
+    assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0
 
 
 def test_503_received_becomes_500_upstream():
@@ -306,7 +306,7 @@ def test_cancel_waits_for_a_provisional_then_reuses_the_branch():
     assert s[0].data.startswith(b"ACK ")
     assert s[1].data.startswith(b"SIP/2.0 487 Request Terminated\r\n") and s[1].dest == upstream
     h.drain()
-    assert h.proxy.server_txs == {} and h.proxy.client_txs == {}
+    assert len(h.proxy.server_txs) == 0 and len(h.proxy.client_txs) == 0
 
 
 def test_cancel_without_transaction_is_forwarded_statelessly():
@@ -315,7 +315,7 @@ def test_cancel_without_transaction_is_forwarded_statelessly():
     assert len(acts) == 1
     assert acts[0].dest.addr == CALLEE
     assert acts[0].data.startswith(f"CANCEL sip:bob@{CALLEE[0]}:{CALLEE[1]} SIP/2.0\r\nVia: SIP/2.0/UDP {PROXY_IP}:5060;branch=z9hG4bK".encode())
-    assert h.proxy.server_txs == {}
+    assert len(h.proxy.server_txs) == 0
 
 
 # ------------------------------------------------------------------ routing
@@ -361,7 +361,7 @@ def test_ack_for_2xx_routed_statelessly_by_route():
     acts = h.rx(ack)
     assert len(acts) == 1 and acts[0].dest.addr == CALLEE and acts[0].data.startswith(b"ACK ")
     assert h.rx(ack)[0].data == acts[0].data  # deterministic branch: the same bytes again
-    assert h.proxy.server_txs == {}
+    assert len(h.proxy.server_txs) == 0
 
 
 def test_host_name_is_resolved_then_sent_or_478():
@@ -523,7 +523,7 @@ def test_unroutable_request_uri_gets_one_reply_and_no_100():
     h = Harness()
     s = sends(h.rx(req(ruri="tel:+15551234")))
     assert [x.data.split(b"\r\n")[0] for x in s] == [b"SIP/2.0 500 Server Internal Error"]
-    assert h.proxy.server_txs == {}
+    assert len(h.proxy.server_txs) == 0
 
 
 def test_ipv6_listen_via_record_route_and_received():

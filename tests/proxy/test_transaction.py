@@ -282,3 +282,26 @@ def test_timers_derive_from_t1(t1, t2):
     assert cfg.b == cfg.f == cfg.h == cfg.l == cfg.m == pytest.approx(64 * t1)
     assert cfg.wt_timer == pytest.approx(64 * t1)
     assert cfg.fr_inv_timeout == 180.0
+
+
+def test_tx_table_is_a_map_spread_over_shards():
+    """TxTable answers like a dict, and its keys spread over its 64 shards, so growing or
+    rehashing one shard copies about 1/64 of the transactions, never all of them."""
+    from proxyapp.transaction import TxTable
+
+    table = TxTable()
+    keys = [(f"z9hG4bK-{i}-1-0", "127.0.0.1:45080", "INVITE") for i in range(20000)]
+    for i, k in enumerate(keys):
+        table[k] = i
+    assert len(table) == 20000 and table.get(keys[123]) == 123 and keys[9] in table
+    assert table.get(("z9hG4bK-x", "127.0.0.1:1", "BYE")) is None
+    for k in keys[:19990]:
+        del table[k]
+    assert len(table) == 10 and sorted(table.values()) == list(range(19990, 20000))
+    assert keys[0] not in table
+    with pytest.raises(KeyError):
+        del table[keys[0]]
+    for i, k in enumerate(keys):
+        table[k] = i
+    sizes = [len(shard) for shard in table._shards]
+    assert len(sizes) == TxTable.SHARDS == 64 and max(sizes) < 2 * 20000 / 64
