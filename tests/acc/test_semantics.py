@@ -347,3 +347,53 @@ def test_dialog_to_dict_has_every_field():
     assert d.to_dict() == expected
     assert Dialog.from_dict(d.to_dict()) == d and Dialog.from_dict(d.to_dict()).key == d.key
     assert Dialog("c", "z", "b", 1.0, 2.0, 200, "OK", ("db",), None, {}, 3.0).key == ("c", "b", "z")
+
+
+def test_bytes_per_open_cdr_dialog(tmp_path):
+    """What accounting holds per open CDR dialog (the Dialog, its extra columns, the tracker's
+    and the deadline wheel's entries), with the benchmark's real fastsip INVITE and 200, parsed
+    and dropped inside the measurement as the proxy drops them: 100,000 open calls must fit
+    comfortably, so the bound is 2 KiB; the value is printed (pytest -s)."""
+    import gc
+    import tracemalloc
+
+    import fastsip
+
+    from tests.proxy.callflow import answer, invite
+
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "fsync": False})
+    mark = AccMark.parse("db", "cdr")
+    calls = 3000
+
+    def call(acc, n):
+        inv = fastsip.parse(invite(n))
+        tag = fastsip.parse(answer(invite(n), n)).to.tag
+        acc.observe_request(inv, SRC, T0)
+        acc.transaction_completed(mark, inv, 200, "OK", tag, SRC, T0)
+
+    async def go():
+        acc = Accounting(cfg, backends=memory_backends(), clock=lambda: T0)
+        await acc.start()
+        for n in range(100):
+            call(acc, n)
+        await settle(acc)
+        await asyncio.sleep(0.1)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(1000, 1000 + calls):
+                call(acc, n)
+            await settle(acc)
+            await asyncio.sleep(0.1)  # the journal buffer written out
+            gc.collect()
+            per_dialog = (tracemalloc.get_traced_memory()[0] - before) / calls
+        finally:
+            tracemalloc.stop()
+        assert acc.stats()["dialogs"] == calls + 100
+        await acc.close()
+        return per_dialog
+
+    per_dialog = asyncio.run(go())
+    print(f"\naccounting: {per_dialog:.0f} bytes per open CDR dialog")
+    assert 200 < per_dialog < 2048
