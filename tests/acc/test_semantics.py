@@ -397,3 +397,48 @@ def test_bytes_per_open_cdr_dialog(tmp_path):
     per_dialog = asyncio.run(go())
     print(f"\naccounting: {per_dialog:.0f} bytes per open CDR dialog")
     assert 200 < per_dialog < 2048
+
+
+def test_events_wait_for_their_batch_keep_their_order_and_survive_a_bad_one(acc_env):
+    """The proxy's events are queued and processed in a batch EVENT_BATCH_S later, in order, with
+    their own timestamps; reading the state (stats) processes them first; an event that raises
+    is logged and the next ones still count."""
+    from proxyapp.acc.engine import EVENT_BATCH_S
+
+    cfg, b = acc_env
+
+    class Broken:
+        @property
+        def method(self):
+            raise RuntimeError("a parser bug")
+
+    async def go():
+        acc = await _started(cfg, b)
+        mark = AccMark.parse("db", "cdr")
+        inv = request("INVITE", "q1", "a")
+        acc.observe_request(inv, SRC, T0)
+        acc.transaction_completed(mark, Broken(), 200, "OK", "b", SRC, T0 + 1)
+        acc.transaction_completed(mark, inv, 200, "OK", "b", SRC, T0 + 2)
+        waiting = len(acc.tracker)  # not processed yet
+        await asyncio.sleep(EVENT_BATCH_S * 4)
+        processed = len(acc.tracker)
+        bye = request("BYE", "q1", "a", "b", cseq=2)
+        acc.observe_request(bye, SRC, T0 + 9)
+        acc.transaction_completed(AccMark.parse("db"), bye, 200, "OK", "b", SRC, T0 + 9.5)
+        dialogs = acc.stats()["dialogs"]  # processes the BYE first
+        await settle(acc)
+        await acc.close()
+        return waiting, processed, dialogs
+
+    waiting, processed, dialogs = run(go())
+    assert (waiting, processed, dialogs) == (0, 1, 0)
+    [bye, cdr] = sorted(b["db"].records, key=lambda r: r.kind)
+    assert (cdr.kind, cdr.created, cdr.time, cdr.ms_duration) == ("cdr", 1_700_000_000_000, 1_700_000_002_000, 7000)
+    assert (bye.kind, bye.method, bye.time) == ("acc", "BYE", 1_700_000_009_500)
+
+
+def test_events_before_start_are_processed_at_once(acc_env):
+    cfg, b = acc_env
+    acc = Accounting(cfg, backends=b, clock=lambda: T0)
+    acc.observe_request(request("INVITE", "early", "a"), SRC, T0)
+    assert acc.tracker._pending  # no loop to batch on: the tracker saw it now

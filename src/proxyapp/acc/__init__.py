@@ -1,7 +1,9 @@
 """proxyapp accounting (OpenSIPS acc): do_accounting marks, CDRs from dialogs, log/db/aaa/evi backends.
 
 Integration contract (what the proxy calls; every call after start() is synchronous, cheap and
-never blocks: it enqueues into a bounded per-backend queue drained by background writer tasks):
+never blocks. The proxy events are queued and processed in a batch within 5 ms, each with its own
+timestamp and in order; their records go to a bounded per-backend queue drained by background
+writer tasks):
 
     from proxyapp.acc import AccConfig, Accounting, AccMark
     acc = Accounting(AccConfig.from_dict(config.get("acc", {})))  # ValueError names a bad key
