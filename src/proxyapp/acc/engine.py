@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Concatenate, ParamSpec
 
 from loguru import logger
 
@@ -58,6 +59,18 @@ from .spool import Spool
 BACKEND_NAMES = ("log", "db", "aaa", "evi")
 # How long a proxy event may wait for the batch it is processed in (see transaction_completed).
 EVENT_BATCH_S = 0.005
+
+_P = ParamSpec("_P")
+
+
+def _queued(fn: Callable[Concatenate["Accounting", _P], None]) -> Callable[Concatenate["Accounting", _P], None]:
+    """A proxy event: queued for its batch (Accounting._defer) instead of processed at once."""
+
+    @functools.wraps(fn)
+    def queue(self: "Accounting", *args: _P.args, **kwargs: _P.kwargs) -> None:
+        self._defer(fn, (self, *args), kwargs)
+
+    return queue
 
 _CDR_NS = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc").bytes
 _ACC_NS = uuid.UUID("0b9d1a8e-6c2f-4a51-8d0e-1f5a3c7e9acc").bytes
@@ -315,7 +328,7 @@ class Accounting:
         self.journal: DialogJournal | None = None
         self.journal_helper: JournalHelper | None = None
         # Proxy events waiting for their batch (see transaction_completed).
-        self._events: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._events: list[tuple[Callable[..., None], tuple[Any, ...], dict[str, Any]]] = []
         self._drain_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -384,8 +397,8 @@ class Accounting:
                         # Encoding and write() here (one frame, no GIL hand-over); the fsync in
                         # the helper process, which waits on the disk without our GIL.
                         journal.append(journal.take())
-                        if journal.do_fsync:
-                            await self._journal_blocking(helper, "sync", journal.sync)
+                        if journal.do_fsync and await self._ask_helper(helper, "sync") is None:
+                            await asyncio.to_thread(journal.sync)
                     if journal.should_compact(len(self.tracker)):
                         await self._compact_journal(journal, helper)
                 except OSError:
@@ -396,7 +409,7 @@ class Accounting:
     async def _compact_journal(self, journal: DialogJournal, helper: JournalHelper) -> None:
         lines = journal.lines
         try:
-            open_now = await self._journal_blocking(helper, "compact", None)
+            open_now = await self._ask_helper(helper, "compact")
             if open_now is None:  # the helper could not: from the tracker, in a thread
                 snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
                 await asyncio.to_thread(journal.compact, snapshot)
@@ -408,16 +421,14 @@ class Accounting:
             # the path: the compacted one if the rename took place, else the same one.
             journal.reopen(lines)
 
-    async def _journal_blocking(self, helper: JournalHelper, cmd: str, fallback: Callable[[], None] | None) -> str | None:
-        """Ask the helper; if it cannot answer, say so and run ``fallback`` in a thread (None:
-        the caller's own fallback). Returns the helper's answer, or None after a fallback."""
+    async def _ask_helper(self, helper: JournalHelper, cmd: str) -> str | None:
+        """The helper's answer, or None (logged) when it cannot give one: the caller then does
+        the work in a thread."""
         try:
             return await helper.request(cmd)
         except HelperError as exc:
             logger.warning("acc: journal helper failed {!r} ({}); doing it in a thread", cmd, exc)
-        if fallback is not None:
-            await asyncio.to_thread(fallback)
-        return None
+            return None
 
     async def _timer_loop(self) -> None:
         while True:
@@ -432,7 +443,6 @@ class Accounting:
             self._emit_cdr(d)
         return len(ended)
 
-    # -- events from the proxy (synchronous, cheap) ----------------------------------------
     # -- events from the proxy: queued, then processed in a batch ----------------------------
     # A call's accounting work, done a batch at a time, runs with its code and data warm in the
     # CPU caches instead of interleaved with the proxy's: 232 -> 205 us per call through the
@@ -440,6 +450,28 @@ class Accounting:
     # event carries its own timestamp, so times are what they were; order is kept; whatever
     # reads the state (stats, expire, branch_failed, the acc_*_request verbs, close) processes the
     # queue first. Before start() and after close() events are processed at once.
+    def _defer(self, fn: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._loop is None or self._closed:
+            fn(*args, **kwargs)
+            return
+        self._events.append((fn, args, kwargs))
+        if self._drain_handle is None:
+            self._drain_handle = self._loop.call_later(EVENT_BATCH_S, self.process_events)
+
+    def process_events(self) -> None:
+        """Process the queued events now, in order (the timer does it EVENT_BATCH_S after the
+        first one; anything that reads the accounting state calls it first)."""
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        events, self._events = self._events, []
+        for fn, args, kwargs in events:
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # one bad event must not cost the others their records
+                logger.exception("accounting event {} failed", fn.__name__)
+
+    @_queued
     def transaction_completed(
         self,
         mark: AccMark | None,
@@ -451,49 +483,8 @@ class Accounting:
         ts: float,
     ) -> None:
         """A server transaction sent its final response upstream (OpenSIPS acc_onreply)."""
-        if status >= 200:
-            self._defer(self._transaction_completed, (mark, request, status, reason, to_tag, source_addr, ts))
-
-    def observe_request(self, request: Any, source_addr: tuple[str, int] | None, ts: float) -> None:
-        """Every request the proxy receives (INVITE arrival time, ACK/BYE/re-INVITE matching)."""
-        self._defer(self._observe_request, (request, source_addr, ts))
-
-    def observe_response(self, response: Any, ts: float) -> None:
-        """Every response forwarded upstream: the first 2xx to an initial INVITE is the answer."""
-        if 200 <= getattr(response, "status", 0) < 300:
-            self._defer(self._observe_response, (response, ts))
-
-    def _defer(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        if self._loop is None or self._closed:
-            fn(*args)
+        if status < 200:
             return
-        self._events.append((fn, args))
-        if self._drain_handle is None:
-            self._drain_handle = self._loop.call_later(EVENT_BATCH_S, self.process_events)
-
-    def process_events(self) -> None:
-        """Process the queued events now, in order (the timer does it EVENT_BATCH_S after the
-        first one; anything that reads the accounting state calls it first)."""
-        if self._drain_handle is not None:
-            self._drain_handle.cancel()
-            self._drain_handle = None
-        events, self._events = self._events, []
-        for fn, args in events:
-            try:
-                fn(*args)
-            except Exception:  # one bad event must not cost the others their records
-                logger.exception("accounting event {} failed", fn.__name__)
-
-    def _transaction_completed(
-        self,
-        mark: AccMark | None,
-        request: Any,
-        status: int,
-        reason: str,
-        to_tag: str | None,
-        source_addr: tuple[str, int] | None,
-        ts: float,
-    ) -> None:
         fields = request_fields(request)
         method, from_tag, req_to_tag, callid = fields
         initial_invite = method == "INVITE" and not req_to_tag
@@ -549,7 +540,9 @@ class Accounting:
             return
         self._missed(mark, mark.types_tuple(), request, status, reason, to_tag, ts, self._extras(request, source_addr))
 
-    def _observe_request(self, request: Any, source_addr: tuple[str, int] | None, ts: float) -> None:
+    @_queued
+    def observe_request(self, request: Any, source_addr: tuple[str, int] | None, ts: float) -> None:
+        """Every request the proxy receives (INVITE arrival time, ACK/BYE/re-INVITE matching)."""
         method, from_tag, to_tag, callid = request_fields(request)
         if not (callid and from_tag):
             return
@@ -563,7 +556,12 @@ class Accounting:
                 else:
                     self.journal.touch(d, ts)
 
-    def _observe_response(self, response: Any, ts: float) -> None:
+    @_queued
+    def observe_response(self, response: Any, ts: float) -> None:
+        """Every response forwarded upstream: the first 2xx to an initial INVITE is the answer."""
+        status = getattr(response, "status", 0)
+        if not (200 <= status < 300):
+            return
         try:
             cseq = response.cseq
             if cseq is None or cseq.method != "INVITE":

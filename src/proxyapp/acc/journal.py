@@ -162,10 +162,7 @@ class DialogJournal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.lines = len(snapshot)
+        self.reopen(len(snapshot))
 
     # The event path appends a tuple per event; nothing is encoded there.
     def opened(self, d: Dialog) -> None:
@@ -214,8 +211,8 @@ class DialogJournal:
         self.sync()
 
     def reopen(self, lines: int) -> None:
-        """The file was compacted by another process (proxyapp.acc.journal_helper): append to
-        the new file, which holds ``lines`` entries."""
+        """Append to the file now at the path, which holds ``lines`` entries (after a compaction,
+        here or in proxyapp.acc.journal_helper)."""
         self.close_file()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.lines = lines
