@@ -461,12 +461,10 @@ class Proxy:
         cls = type(tx)
         owner = tx.owner
         if cls is ServerInviteTransaction or cls is ServerNonInviteTransaction:
-            if self.server_txs.get(key) is tx:
-                del self.server_txs[key]
+            self.server_txs.discard(key, tx)
             tctx = owner
         else:
-            if self.client_txs.get(key) is tx:
-                del self.client_txs[key]
+            self.client_txs.discard(key, tx)
             tctx = owner.ctx if owner is not None else None
         if tctx is not None:
             self._release_if_done(tctx)

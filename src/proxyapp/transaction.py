@@ -534,6 +534,12 @@ class TxTable:
     def __delitem__(self, key: Any) -> None:
         del self._shards[hash(key) & 63][key]
 
+    def discard(self, key: Any, tx: Any) -> None:
+        """Remove ``key`` if it still maps to ``tx`` (a newer transaction may have the key now)."""
+        shard = self._shards[hash(key) & 63]
+        if shard.get(key) is tx:
+            del shard[key]
+
     def __contains__(self, key: Any) -> bool:
         return key in self._shards[hash(key) & 63]
 

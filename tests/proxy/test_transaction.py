@@ -299,6 +299,10 @@ def test_tx_table_is_a_map_spread_over_shards():
         del table[k]
     assert len(table) == 10 and sorted(table.values()) == list(range(19990, 20000))
     assert keys[0] not in table
+    table.discard(keys[19995], "another transaction")  # the key maps to 19995, not to this
+    table.discard(keys[19996], table.get(keys[19996]))  # the very object it maps to
+    assert table.get(keys[19995]) == 19995 and keys[19996] not in table
+    table[keys[19996]] = 19996
     with pytest.raises(KeyError):
         del table[keys[0]]
     for i, k in enumerate(keys):
