@@ -29,12 +29,25 @@ class RecordingProxy:
         return []
 
 
+def running_edge():
+    """(proxy that records fired timers, Edge on the running loop, the loop)."""
+    proxy = RecordingProxy()
+    edge = Edge(proxy, Config())
+    loop = edge.loop = asyncio.get_running_loop()
+    return proxy, edge, loop
+
+
+@pytest.fixture
+def short_wheel(monkeypatch):
+    """Long timers from 0.1 s on, in 0.05 s slots: the wheel within a test's time."""
+    monkeypatch.setattr(Edge, "LONG_TIMER_S", 0.1)
+    monkeypatch.setattr(Edge, "WHEEL_SLOT_S", 0.05)
+
+
 @pytest.mark.timeout(10)
 def test_timer_heap_fires_in_order_and_honours_cancel_rearm_and_terminated():
     async def main():
-        proxy = RecordingProxy()
-        edge = Edge(proxy, Config())
-        edge.loop = asyncio.get_running_loop()
+        proxy, edge, _ = running_edge()
         a, b, c = FakeTx("a"), FakeTx("b"), FakeTx("c")
         edge.run([
             StartTimer(a, "A", 0.03), StartTimer(b, "E", 0.01), StartTimer(c, "B", 0.02),
@@ -95,17 +108,13 @@ def test_resolve_sip_falls_back_to_a_records_when_srv_fails(monkeypatch):
 
 
 @pytest.mark.timeout(10)
-def test_long_timers_use_the_wheel_fire_in_order_and_leave_nothing_when_cancelled(monkeypatch):
+def test_long_timers_use_the_wheel_fire_in_order_and_leave_nothing_when_cancelled(short_wheel):
     """Timers at least LONG_TIMER_S long go to the wheel (slots of WHEEL_SLOT_S): they fire in
     deadline order, at most one slot late, never early; cancelling, re-arming or terminating
     removes them at once (no dead entry is left anywhere)."""
-    monkeypatch.setattr(Edge, "LONG_TIMER_S", 0.1)
-    monkeypatch.setattr(Edge, "WHEEL_SLOT_S", 0.05)
 
     async def main():
-        proxy = RecordingProxy()
-        edge = Edge(proxy, Config())
-        loop = edge.loop = asyncio.get_running_loop()
+        proxy, edge, loop = running_edge()
         a, b, c, d = FakeTx("a"), FakeTx("b"), FakeTx("c"), FakeTx("d")
         t0 = loop.time()
         fired_at = {}
@@ -140,18 +149,14 @@ def test_long_timers_use_the_wheel_fire_in_order_and_leave_nothing_when_cancelle
 
 
 @pytest.mark.timeout(10)
-def test_a_due_wheel_slot_is_drained_a_batch_per_loop_iteration(monkeypatch):
+def test_a_due_wheel_slot_is_drained_a_batch_per_loop_iteration(short_wheel, monkeypatch):
     """Thousands of long timers share a 1 s slot; they fire WHEEL_BATCH per loop iteration, so
     other callbacks (datagrams) run between batches. All fire, in deadline order, none early; one
     cancelled while waiting in the drain does not fire; a timer armed during the drain still fires."""
-    monkeypatch.setattr(Edge, "LONG_TIMER_S", 0.1)
-    monkeypatch.setattr(Edge, "WHEEL_SLOT_S", 0.05)
     monkeypatch.setattr(Edge, "WHEEL_BATCH", 3)
 
     async def main():
-        proxy = RecordingProxy()
-        edge = Edge(proxy, Config())
-        loop = edge.loop = asyncio.get_running_loop()
+        proxy, edge, loop = running_edge()
         txs = [FakeTx(f"t{i}") for i in range(10)]
         late = FakeTx("late")
         events = []
