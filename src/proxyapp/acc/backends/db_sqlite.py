@@ -16,12 +16,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..child import ChildProcess
+from ..child import FRAME_LEN, ChildProcess, decode_frame, encode_frame
 from ..config import AccConfig
 from ..records import KIND_MISSED, AccRecord
 from ..schema import add_column_sql, columns, create_table_sql
 from .base import Backend, BackendError
-from .sqlite_writer import _LEN, decode, encode
 
 def table_for(r: AccRecord, cfg: AccConfig) -> str:
     """OpenSIPS: missed calls go to the missed_calls table, everything else to the acc table
@@ -70,10 +69,10 @@ class SqliteBackend(Backend):
         assert proc.stdin is not None and proc.stdout is not None
         self._seq += 1
         try:
-            proc.stdin.write(encode(("write", self._seq, batches)))
+            proc.stdin.write(encode_frame(("write", self._seq, batches)))
             await proc.stdin.drain()
-            (size,) = _LEN.unpack(await proc.stdout.readexactly(_LEN.size))
-            seq, error = decode(await proc.stdout.readexactly(size))
+            (size,) = FRAME_LEN.unpack(await proc.stdout.readexactly(FRAME_LEN.size))
+            seq, error = decode_frame(await proc.stdout.readexactly(size))
         except BaseException:
             # Cancelled (backend timeout), broken pipe, child died mid-answer: the stream is no
             # longer in step, so this child goes and the next batch starts a fresh one.

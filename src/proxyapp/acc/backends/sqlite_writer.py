@@ -7,11 +7,8 @@ With CDRs on, that was 35-45 us of the proxy's CPU per call plus the waits.  The
 batches of ready-made rows and answers each with an acknowledgement after COMMIT, so the db
 backend's contract is unchanged: a batch is acknowledged only once it is durable.
 
-Protocol on the child's stdin/stdout, one frame per message: 4-byte big-endian length, then the
-message in marshal format (tuples, lists, str, int, None).  marshal is about three times faster
-than pickle for rows, and unlike pickle it never calls into classes while loading; the stream comes
-only from the parent.  Its format is tied to the Python version, which is safe here: the parent
-starts the child with its own interpreter.
+Protocol on the child's stdin/stdout, one frame per message (child.encode_frame: 4-byte
+big-endian length, then the message in marshal format, which child.py explains).
 
   parent -> child   ("write", seq, [(table, rows), ...])    rows: tuples in schema column order
   child -> parent   (seq, None) after COMMIT, or (seq, "error text") after ROLLBACK
@@ -25,35 +22,13 @@ its stdin closes -- including when the proxy dies, even by SIGKILL.
 
 from __future__ import annotations
 
-import marshal
 import sqlite3
-import struct
 import sys
 from typing import Any, BinaryIO
 
-_LEN = struct.Struct(">I")
+from ..child import encode_frame, read_frame
+
 ROWS_PER_INSERT = 100  # 100 rows x (13 fixed + extra) columns: far below SQLite's 32766 parameters
-
-
-def encode(obj: Any) -> bytes:
-    payload = marshal.dumps(obj)
-    return _LEN.pack(len(payload)) + payload
-
-
-def decode(payload: bytes) -> Any:
-    return marshal.loads(payload)
-
-
-def read_frame(f: BinaryIO) -> Any:
-    """The next frame's object; EOFError when the stream ends (cleanly or mid-frame)."""
-    head = f.read(_LEN.size)
-    if len(head) < _LEN.size:
-        raise EOFError("writer stream closed")
-    (size,) = _LEN.unpack(head)
-    payload = f.read(size)
-    if len(payload) < size:
-        raise EOFError("writer stream closed mid-frame")
-    return decode(payload)
 
 
 class Writer:
@@ -109,7 +84,7 @@ def serve(path: str, extra: tuple[str, ...], inp: BinaryIO, out: BinaryIO) -> in
                 except Exception:
                     pass
                 writer = None  # reopen on the next batch
-        out.write(encode(answer))
+        out.write(encode_frame(answer))
         out.flush()
 
 
