@@ -82,6 +82,10 @@ def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool 
             return None
         if worker is not None:
             acc_cfg.spool_dir = str(Path(acc_cfg.spool_dir) / f"worker-{worker}")
+        if acc_cfg.engine == "process":
+            from .acc.process import AccountingProcess
+
+            return AccountingProcess(acc_cfg, cfg.log_level)
         return Accounting(acc_cfg)
     except Exception as exc:
         raise ConfigError("acc", str(exc)) from None

@@ -7,6 +7,7 @@ to profile the per-call Python work of the core:
     python3 -m tests.proxy.callflow 20000            # µs of core CPU per call
     python3 -m tests.proxy.callflow 20000 --profile  # cProfile, top functions
     python3 -m tests.proxy.callflow 20000 --acc      # plain, then with SQLite accounting + CDRs
+    python3 -m tests.proxy.callflow 20000 --acc --process   # the same, accounting engine in a child
     python3 -m tests.proxy.callflow 20000 --acc-events  # only the accounting calls of each call
 
 --acc runs the calls twice in one process, first without accounting, then with the bench's
@@ -159,10 +160,11 @@ def per_call_us(calls: int, profile: bool = False) -> float:
     return dt / calls * 1e6
 
 
-def per_call_us_acc(calls: int, profile: bool = False) -> tuple[float, float, float, int]:
-    """(plain µs per call, accounting µs per call in this process, in the SQLite writer process,
-    rows written): the same calls through a proxy without and then with SQLite accounting, in
-    one run (compare within one run only)."""
+def per_call_us_acc(calls: int, profile: bool = False, engine: str = "inline") -> tuple[float, float, float, int]:
+    """(plain µs per call, accounting µs per call in this process, in the child processes (the
+    SQLite writer; with engine "process" the accounting process too), rows written): the same
+    calls through a proxy without and then with SQLite accounting, in one run (compare within
+    one run only)."""
     import asyncio
     import gc
     import os
@@ -173,7 +175,11 @@ def per_call_us_acc(calls: int, profile: bool = False) -> tuple[float, float, fl
 
     async def run() -> tuple[float, float, float, int]:
         d = tempfile.mkdtemp(prefix="callflow-acc-")
-        acc = Accounting(AccConfig.from_dict({"db_url": os.path.join(d, "acc.db"), "spool_dir": os.path.join(d, "spool")}))
+        from proxyapp.acc.process import AccountingProcess
+
+        cfg = AccConfig.from_dict({"db_url": os.path.join(d, "acc.db"), "spool_dir": os.path.join(d, "spool"), "engine": engine})
+        make = Accounting if engine == "inline" else AccountingProcess
+        acc = make(cfg)
         await acc.start()
         out = []
         for with_acc in (False, True):
@@ -206,7 +212,7 @@ def per_call_us_acc(calls: int, profile: bool = False) -> tuple[float, float, fl
             out.append(dt / calls * 1e6)
             out.append(child / calls * 1e6)
             if not with_acc:
-                acc = Accounting(acc.cfg)
+                acc = make(acc.cfg)
                 await acc.start()
         with sqlite3.connect(os.path.join(d, "acc.db")) as conn:
             rows = conn.execute("select count(*) from acc").fetchone()[0]
@@ -276,8 +282,9 @@ if __name__ == "__main__":
     if "--acc-events" in sys.argv:
         print(f"{acc_events_us(n):.1f} µs of Accounting calls per call")
     elif "--acc" in sys.argv:
-        plain, with_acc, writer, rows = per_call_us_acc(n, "--profile" in sys.argv)
-        print(f"plain {plain:.1f} µs per call; with SQLite accounting {with_acc:.1f} µs in the proxy process "
-              f"({with_acc / plain:.2f}x) + {writer:.1f} µs in the writer process; {rows} rows for {n} calls + warm-up")
+        engine = "process" if "--process" in sys.argv else "inline"
+        plain, with_acc, writer, rows = per_call_us_acc(n, "--profile" in sys.argv, engine)
+        print(f"plain {plain:.1f} µs per call; with SQLite accounting ({engine} engine) {with_acc:.1f} µs in the proxy "
+              f"process ({with_acc / plain:.2f}x) + {writer:.1f} µs in its children; {rows} rows for {n} calls + warm-up")
     else:
         print(f"{per_call_us(n, '--profile' in sys.argv):.1f} µs per call (core + driver)")

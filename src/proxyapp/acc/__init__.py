@@ -7,6 +7,8 @@ writer tasks):
 
     from proxyapp.acc import AccConfig, Accounting, AccMark
     acc = Accounting(AccConfig.from_dict(config.get("acc", {})))  # ValueError names a bad key
+    # or process.AccountingProcess(cfg): the same calls, the engine in a child process
+    # ([acc] engine = "process", what proxyapp runs by default)
     await acc.start()     # opens backends, replays spools, restores the open-dialog journal
     await acc.close()     # SIGTERM path: flush queues to the backends or to the spool
 

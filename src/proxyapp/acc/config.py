@@ -35,6 +35,9 @@ def _hostport(value: Any, key: str, default_port: int | None = None) -> tuple[st
 class AccConfig:
     """Accounting settings.  Build it with from_dict(); the defaults are the documented ones."""
 
+    # Where the engine runs: "process" (a child process; the proxy only ships the events, see
+    # acc/process.py) or "inline" (on the proxy's event loop; in-process evi subscribers need it).
+    engine: str = "process"
     # db backend: a SQLite file path (or sqlite:///path) or a postgresql:// URL.
     db_url: str = "var/acc.db"
     db_table_acc: str = "acc"
@@ -111,6 +114,8 @@ class AccConfig:
         check_identifier(self.db_table_acc, "acc.db_table_acc")
         check_identifier(self.db_table_missed_calls, "acc.db_table_missed_calls")
         compile_extra(self.extra)
+        if self.engine not in ("process", "inline"):
+            raise ValueError("acc.engine: expected 'process' or 'inline'")
         if self.evi_format not in ("json", "datagram"):
             raise ValueError("acc.evi_format: expected 'json' or 'datagram'")
         for addr in self.evi_udp:

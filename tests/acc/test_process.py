@@ -1,0 +1,271 @@
+"""The accounting engine in its own process (acc/process.py): same records, and what it adds.
+
+- The same calls through the proxy core give the same rows, column for column, whether the
+  engine runs inline or in the child process.
+- A proxy killed with SIGKILL loses none of the events it handed over: the child drains the
+  pipe, flushes, and exits; the next child waits for it on the spool lock.
+- A child that dies is replaced; its successor restores the open dialogs from the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import fastsip
+import pytest
+
+from proxyapp.acc import AccConfig, AccMark, Accounting
+from proxyapp.acc.process import AccountingProcess
+from proxyapp.config import Config
+from proxyapp.script import Script
+from proxyapp.transaction import Send
+from tests.proxy.callflow import CALLEE, CALLER, Flow, invite, new_proxy
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _script() -> Script:
+    """CDR, failed and missed on initial INVITEs; BYEs accounted as transactions."""
+    from proxyapp import default_script
+
+    def route(msg, ctx):
+        if ctx.is_method("INVITE") and not ctx.has_totag():
+            ctx.do_accounting("db", "cdr|failed|missed")
+        elif ctx.is_method("BYE"):
+            ctx.do_accounting("db")
+        default_script.route(msg, ctx)
+
+    mod = types.ModuleType("acc_process_script")
+    mod.route = route
+    mod.failure_route = default_script.failure_route
+    return Script(mod, "acc_process_script")
+
+
+def _cfg(tmp: Path, engine: str) -> AccConfig:
+    return AccConfig.from_dict({"db_url": str(tmp / "acc.db"), "spool_dir": str(tmp / "spool"), "engine": engine,
+                                "flush_interval_ms": 5})
+
+
+def _rows(db: Path) -> list[tuple[object, ...]]:
+    """Every row; a missed call's record_id is random (records.new_record_id), so it is left out."""
+    with sqlite3.connect(db) as conn:
+        acc = conn.execute("SELECT * FROM acc ORDER BY record_id").fetchall()
+        conn.row_factory = sqlite3.Row
+        missed = [dict(r) for r in conn.execute("SELECT * FROM missed_calls ORDER BY id")]
+    for r in missed:
+        assert len(r.pop("record_id")) == 32
+    return acc + [("missed",) + tuple(r.values()) for r in missed]
+
+
+def _reject(flow: Flow, n: int) -> None:
+    """INVITE answered 486 by the callee; the caller ACKs the 486."""
+    out = flow.rx(invite(n), CALLER)
+    fwd = [a.data for a in out if type(a) is Send and a.data.startswith(b"INVITE")][0]
+    busy = bytes(fastsip.make_response(fastsip.parse(fwd), 486, "Busy Here", to_tag=f"busy{n}"))
+    out = flow.rx(busy, CALLEE)
+    up = [a.data for a in out if type(a) is Send and a.data.startswith(b"SIP/2.0 486")][0]
+    ack = invite(n).replace(b"INVITE sip:", b"ACK sip:", 1).replace(b"CSeq: 1 INVITE", b"CSeq: 1 ACK")
+    to = fastsip.parse(up).headers.get("To")
+    ack = ack.replace(f"To: <sip:bench@{CALLEE[0]}:{CALLEE[1]}>".encode(), f"To: {to}".encode())
+    flow.rx(ack.split(b"\r\n\r\n")[0] .replace(b"Content-Type: application/sdp\r\n", b"")
+            .replace(b"Content-Length: 166", b"Content-Length: 0") + b"\r\n\r\n", CALLER)
+
+
+async def _drive(acc, calls: int) -> None:
+    """Answered calls with their BYE, and rejected ones, through the proxy core, on a clock that
+    is the same for every run."""
+    ticks = itertools.count()
+    proxy = new_proxy(acc, _script())
+    proxy.wallclock = lambda: 1_800_000_000.0 + next(ticks) * 0.0125
+    flow = Flow(proxy)
+    for n in range(calls):
+        if n % 5 == 4:
+            _reject(flow, n)
+        else:
+            flow.teardown(n, flow.setup(n))
+        if n % 20 == 0:
+            await asyncio.sleep(0.001)  # let the batches and writers run, as datagrams would
+
+
+def test_same_rows_inline_and_in_process(tmp_path):
+    asyncio.run(_test_same_rows_inline_and_in_process(tmp_path))
+
+
+async def _test_same_rows_inline_and_in_process(tmp_path):
+    got = {}
+    for engine in ("inline", "process"):
+        d = tmp_path / engine
+        cfg = _cfg(d, engine)
+        acc = Accounting(cfg) if engine == "inline" else AccountingProcess(cfg)
+        await acc.start()
+        await _drive(acc, 200)
+        await acc.close()
+        got[engine] = _rows(d / "acc.db")
+    # 160 answered calls: a CDR and the BYE's record each; 40 rejected: failed and missed
+    kinds = sorted(r[0] == "missed" for r in got["inline"])
+    assert len(got["inline"]) == 160 * 2 + 40 * 2 and kinds.count(True) == 40
+    assert got["process"] == got["inline"]
+
+
+def test_branch_failed_clears_missed_on_this_side(tmp_path):
+    asyncio.run(_test_branch_failed_clears_missed_on_this_side(tmp_path))
+
+
+async def _test_branch_failed_clears_missed_on_this_side(tmp_path):
+    acc = AccountingProcess(_cfg(tmp_path, "process"))
+    await acc.start()
+    try:
+        req = fastsip.parse(invite(1))
+        mark = AccMark.parse("db", "missed")
+        acc.branch_failed(mark, req, 486, "Busy Here", "t1", CALLER, time.time())
+        assert mark.missed is False  # the failure route sees it cleared, as with the engine
+        acc.branch_failed(mark, req, 486, "Busy Here", "t1", CALLER, time.time())  # not re-armed: nothing
+    finally:
+        await acc.close()
+    with sqlite3.connect(tmp_path / "acc.db") as conn:
+        assert conn.execute("SELECT sip_code, to_tag FROM missed_calls").fetchall() == [(486, "t1")]
+
+
+def test_subscribe_needs_the_inline_engine(tmp_path):
+    asyncio.run(_test_subscribe_needs_the_inline_engine(tmp_path))
+
+
+async def _test_subscribe_needs_the_inline_engine(tmp_path):
+    acc = AccountingProcess(_cfg(tmp_path, "process"))
+    with pytest.raises(RuntimeError, match="inline"):
+        acc.subscribe("E_ACC_CDR", lambda name, params: None)
+
+
+def test_engine_key(tmp_path):
+    from proxyapp.__main__ import make_accounting
+
+    assert AccConfig().engine == "process"
+    with pytest.raises(ValueError, match="acc.engine"):
+        AccConfig.from_dict({"engine": "threads"})
+    for engine, cls in (("process", AccountingProcess), ("inline", Accounting)):
+        cfg = Config.from_dict({"acc": {"engine": engine, "spool_dir": str(tmp_path)}})
+        assert type(make_accounting(cfg)) is cls
+
+
+_FEEDER = r"""
+import asyncio, sys
+sys.path.insert(0, {root!r})
+from proxyapp.acc import AccConfig
+from proxyapp.acc.process import AccountingProcess
+from tests.proxy.callflow import Flow, new_proxy
+from tests.acc.test_process import _script
+
+async def main():
+    acc = AccountingProcess(AccConfig.from_dict({{"db_url": {db!r}, "spool_dir": {spool!r}}}))
+    await acc.start()
+    flow = Flow(new_proxy(acc, _script()))
+    for n in range({calls}):
+        flow.teardown(n, flow.setup(n))
+    acc.process_events()
+    await acc._child.proc.stdin.drain()
+    print(acc._child.proc.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _wait_unlocked(spool: Path, timeout: float = 60.0) -> None:
+    """Until no accounting process holds the spool directory."""
+    fd = os.open(spool / "acc.lock", os.O_RDWR)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the accounting process did not finish"
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan waits for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_proxy_sigkill_loses_no_event(tmp_path):
+    db, spool = tmp_path / "acc.db", tmp_path / "spool"
+    root = str(Path(__file__).resolve().parents[2])
+    code = _FEEDER.format(root=root, db=str(db), spool=str(spool), calls=300)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=root)
+    try:
+        assert proc.stdout is not None
+        child_pid = int(proc.stdout.readline())  # every event is in the pipe
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        _wait_unlocked(spool)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not _running(child_pid)  # the accounting process finished on its own
+    with sqlite3.connect(db) as conn:
+        # 300 CDRs and 300 BYE records: nothing the proxy handed over was lost
+        assert conn.execute("SELECT count(*), count(DISTINCT callid) FROM acc WHERE end_reason = 'bye'").fetchone() == (300, 300)
+        assert conn.execute("SELECT count(*) FROM acc WHERE method = 'BYE'").fetchone() == (300,)
+
+
+def test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
+    asyncio.run(_test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path))
+
+
+async def _test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
+    acc = AccountingProcess(_cfg(tmp_path, "process"))
+    await acc.start()
+    flow = Flow(new_proxy(acc, _script()))
+    routes = [flow.setup(n) for n in range(50)]  # 50 answered calls, still open
+    await asyncio.sleep(0.3)  # the events reach the child; its journal gets them (flush 5 ms, fsynced)
+    first = acc._child.proc
+    os.kill(first.pid, signal.SIGKILL)
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if acc.restarts == 1 and acc._ready:
+            break
+    assert acc.restarts == 1 and acc._child.proc is not first
+    for n, route in enumerate(routes):
+        flow.teardown(n, route)  # their BYEs reach the new child
+    await acc.close()
+    with sqlite3.connect(tmp_path / "acc.db") as conn:
+        assert conn.execute("SELECT count(DISTINCT callid) FROM acc WHERE end_reason = 'bye'").fetchone() == (50,)
+    assert acc.stats()["process"]["restarts"] == 1
+
+
+def test_a_second_engine_waits_for_the_spool_lock(tmp_path):
+    asyncio.run(_test_a_second_engine_waits_for_the_spool_lock(tmp_path))
+
+
+async def _test_a_second_engine_waits_for_the_spool_lock(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    fd = os.open(spool / "acc.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a previous accounting process still flushing would
+    acc = AccountingProcess(_cfg(tmp_path, "process"))
+    start = asyncio.create_task(acc.start())
+    await asyncio.sleep(1.5)
+    assert not start.done()
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    await asyncio.wait_for(start, 30)
+    await acc.close()
