@@ -227,12 +227,15 @@ def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     return cmd
 
 
-def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2) -> list[str]:
+def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2, acc_engine: str | None = None) -> list[str]:
     """Write a proxyapp TOML config for the variant (bench/proxy/proxyapp-VARIANT.toml) and return the command.
 
     Two worker processes by default, like Kamailio's children=2 in kamailio.cfg; "proxyapp1" runs one.
+    acc_engine sets [acc] engine (default: proxyapp's own, "process").
     """
     tmpl = (HERE / f"proxyapp-{variant}.toml").read_text()
+    if acc_engine is not None:
+        tmpl = tmpl.replace("[acc]\n", f'[acc]\nengine = "{acc_engine}"\n')
     cfg = rundir / "proxyapp.toml"
     cfg.write_text(tmpl.replace("@PORT@", str(port)).replace("@RUNDIR@", str(rundir))
                    .replace("@HERE@", str(HERE)))
@@ -241,6 +244,11 @@ def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2) -> lis
 
 def proxyapp1_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     return proxyapp_cmd(variant, rundir, port, workers=1)
+
+
+def proxyapp1_inline_cmd(variant: str, rundir: Path, port: int) -> list[str]:
+    """One process with the accounting engine on the proxy's event loop (the A/B of acc/process.py)."""
+    return proxyapp_cmd(variant, rundir, port, workers=1, acc_engine="inline")
 
 
 def custom_cmd(template: str):
@@ -518,7 +526,8 @@ def report(results: list[RunResult], facts: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxy", default="kamailio",
-                    help="kamailio, proxyapp (2 workers), proxyapp1 (1 worker), both (kamailio,proxyapp), "
+                    help="kamailio, proxyapp (2 workers), proxyapp1 (1 worker), proxyapp1-inline (1 worker, "
+                         "accounting engine inline), both (kamailio,proxyapp), "
                          "all, or names given with --proxy-cmd (comma-separated)")
     ap.add_argument("--proxy-cmd", action="append", default=[],
                     help="NAME=COMMAND with {port}, {variant}, {rundir}, {here} placeholders")
@@ -543,7 +552,8 @@ def main() -> int:
         rs = [RunResult(**{"udp_drops": {}, **r}) for r in saved["results"]]
         print(report(rs, saved["machine"]))
         return 0
-    builders = {"kamailio": kamailio_cmd, "proxyapp": proxyapp_cmd, "proxyapp1": proxyapp1_cmd}
+    builders = {"kamailio": kamailio_cmd, "proxyapp": proxyapp_cmd, "proxyapp1": proxyapp1_cmd,
+                "proxyapp1-inline": proxyapp1_inline_cmd}
     for spec in args.proxy_cmd:
         name, _, tmpl = spec.partition("=")
         builders[name] = custom_cmd(tmpl)
