@@ -269,3 +269,24 @@ async def _test_a_second_engine_waits_for_the_spool_lock(tmp_path):
     os.close(fd)
     await asyncio.wait_for(start, 30)
     await acc.close()
+
+
+def test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
+    asyncio.run(_test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch))
+
+
+async def _test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
+    import proxyapp.acc.process as process
+
+    monkeypatch.setattr(process, "START_TIMEOUT_S", 1.0)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    fd = os.open(spool / "acc.lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the previous process never lets go
+    try:
+        acc = AccountingProcess(_cfg(tmp_path, "process"))
+        with pytest.raises(RuntimeError, match="no answer in 1 s"):
+            await acc.start()
+        assert acc._child.proc is None  # killed and reaped, not left waiting on the lock
+    finally:
+        os.close(fd)

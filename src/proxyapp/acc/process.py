@@ -98,10 +98,13 @@ class AccountingProcess:
     async def _spawn(self) -> None:
         proc = await self._child.start()
         assert proc.stdout is not None
-        msg = await asyncio.wait_for(self._read(proc.stdout), START_TIMEOUT_S)
+        try:
+            msg = await asyncio.wait_for(self._read(proc.stdout), START_TIMEOUT_S)
+        except asyncio.TimeoutError:  # still waiting for the spool lock, or stuck starting its engine
+            msg = f"no answer in {START_TIMEOUT_S:.0f} s"
         if msg is None or msg[0] != "ready":
             await self._child.kill()
-            raise RuntimeError(f"accounting process did not start (answered {msg!r})")
+            raise RuntimeError(f"accounting process did not start ({msg or 'it exited'!r})")
         self._ready = True
         self._reader = asyncio.create_task(self._read_loop(proc), name="acc-process-reader")
         self.process_events()  # what was buffered while it started
