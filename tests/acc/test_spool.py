@@ -404,3 +404,36 @@ def test_journal_without_a_helper_falls_back_to_a_thread(tmp_path, monkeypatch):
     assert "DialogJournal.sync" in threaded and "DialogJournal.compact" in threaded
     assert len(read_entries(tmp_path / "dialogs.journal")) < 2000  # compacted all the same
     assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
+
+
+def test_close_ends_the_journal_loop_even_when_its_cancellation_is_swallowed(tmp_path, monkeypatch):
+    """Python 3.11's wait_for can swallow a cancellation (CPython gh-86296): it happened in the
+    journal helper's readline, and close() then waited forever for a loop that slept on. Here the
+    helper request swallows close()'s cancellation on purpose; close() must finish all the same."""
+    from proxyapp.acc.journal import JournalHelper
+
+    entered = asyncio.Event()
+
+    async def swallowing(self, cmd):
+        entered.set()
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            pass  # what wait_for does when the answer and the cancellation arrive together
+        return ""
+
+    monkeypatch.setattr(JournalHelper, "request", swallowing)
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1})
+
+    async def go():
+        acc = Accounting(cfg, backends=memory_backends(), clock=lambda: 1_700_000_000.0)
+        await acc.start()
+        acc.transaction_completed(AccMark.parse("db", "cdr"), request("INVITE", "s1", "a"), 200, "OK", "b", SRC, 1_700_000_000.0)
+        acc.process_events()
+        await asyncio.wait_for(entered.wait(), 5)  # the journal loop is inside the helper request
+        t0 = time.monotonic()
+        # (wait_for's own timeout would not show it: close() swallows its cancellation)
+        await asyncio.wait_for(acc.close(), 10)
+        return time.monotonic() - t0
+
+    assert asyncio.run(go()) < 3  # about 0.5 s: the helper request, then the loop's next round

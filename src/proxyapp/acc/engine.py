@@ -390,7 +390,11 @@ class Accounting:
         assert self.journal is not None and self.journal_helper is not None
         journal, helper = self.journal, self.journal_helper
         try:
-            while True:
+            # Not `while True`: close() cancels this task, and on Python 3.11 a wait_for whose
+            # inner future finishes as the cancellation arrives swallows it (CPython gh-86296,
+            # fixed in 3.12), here in the helper's readline. The loop then slept on forever and
+            # close() waited for it: the flag ends it at the next round whatever happened.
+            while not self._closed:
                 await asyncio.sleep(self.cfg.flush_interval_ms / 1000)
                 try:
                     if journal.dirty:
@@ -431,7 +435,7 @@ class Accounting:
             return None
 
     async def _timer_loop(self) -> None:
-        while True:
+        while not self._closed:  # as _journal_loop: a swallowed cancellation must not keep it alive
             await asyncio.sleep(min(1.0, self.cfg.cdr_lifetime_s / 4))
             self.expire(self._clock())
 
