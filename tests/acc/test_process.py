@@ -290,3 +290,25 @@ async def _test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
         assert acc._child.proc is None  # killed and reaped, not left waiting on the lock
     finally:
         os.close(fd)
+
+
+def test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
+    asyncio.run(_test_stats_come_from_the_child_every_second_even_when_idle(tmp_path))
+
+
+async def _test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
+    acc = AccountingProcess(_cfg(tmp_path, "process"))
+    await acc.start()
+    try:
+        assert acc.stats()["process"] == {"restarts": 0, "events_buffered": 0, "bytes_in_pipe_buffer": 0}
+        flow = Flow(new_proxy(acc, _script()))
+        for n in range(3):
+            flow.teardown(n, flow.setup(n))
+        for _ in range(60):  # no more events: the reports must come on their own
+            await asyncio.sleep(0.1)
+            if acc.stats().get("db", {}).get("written") == 6:
+                break
+        st = acc.stats()
+        assert st["db"]["written"] == 6 and st["dialogs"] == 0  # 3 CDRs and 3 BYE records
+    finally:
+        await acc.close()

@@ -42,7 +42,6 @@ import fcntl
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -277,7 +276,16 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
     acc = Accounting(cfg)
     await acc.start()
     send(("ready",))
-    next_stats = time.monotonic() + STATS_INTERVAL_S
+
+    async def report() -> None:  # every second, busy or idle
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            try:
+                send(("stats", acc.stats()))
+            except (BrokenPipeError, OSError):
+                return  # the proxy is gone; the loop below sees EOF
+
+    reporter = asyncio.create_task(report())
     try:
         while True:
             try:
@@ -290,10 +298,8 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
                     _dispatch(acc, ev, fastsip.parse)
                 except Exception:  # one bad event must not cost the others their records
                     logger.exception("acc process: event {!r:.60} failed", ev[:1])
-            if time.monotonic() >= next_stats:
-                next_stats = time.monotonic() + STATS_INTERVAL_S
-                send(("stats", acc.stats()))
     finally:
+        reporter.cancel()
         await acc.close()
         try:
             send(("closed", acc.stats()))
