@@ -1,6 +1,6 @@
 """A helper process of the accounting: `python -m MODULE ARGS...`, talking over its stdin/stdout.
 
-The SQLite writer and the journal helper run this way, so that their blocking work (inserts,
+The SQLite writer, the journal helper and the accounting process run this way, so that their work (inserts,
 commits, fsyncs) never needs this process's GIL. A child started here finds the same proxyapp
 package as this process, exits when its stdin closes (this process's death included), and is
 killed when it does not.
@@ -48,6 +48,12 @@ def read_frame(f: BinaryIO) -> Any:
     if len(payload) < size:
         raise EOFError("stream closed mid-frame")
     return decode_frame(payload)
+
+
+async def read_frame_async(stream: asyncio.StreamReader) -> Any:
+    """The next frame's object from an asyncio stream; IncompleteReadError when it ends."""
+    (size,) = FRAME_LEN.unpack(await stream.readexactly(FRAME_LEN.size))
+    return decode_frame(await stream.readexactly(size))
 
 
 class ChildProcess:

@@ -84,6 +84,15 @@ def _cseq_number(request: Any) -> int | None:
         return None
 
 
+def missed_on_branch(mark: AccMark | None, request: Any, status: int) -> bool:
+    """Whether a failed branch writes a missed-call record (OpenSIPS: a failed INVITE whose mark
+    still has `missed` armed; writing it clears the flag until the failure route re-arms it)."""
+    return (
+        mark is not None and mark.active and mark.missed and status >= 300
+        and getattr(request, "method", None) == "INVITE"
+    )
+
+
 def cdr_record_id(d: Dialog) -> str:
     """Deterministic id of a dialog's CDR: regenerated after a restart it is deduplicated."""
     return uuid5_hex(_CDR_NS, "\x1f".join((d.callid, d.caller_tag, d.callee_tag)))
@@ -538,9 +547,7 @@ class Accounting:
         Processed at once (after the queued events): the failure route changes the R-URI and
         the mark right after it."""
         self.process_events()
-        if mark is None or not mark.active or not mark.missed or status < 300:
-            return
-        if getattr(request, "method", None) != "INVITE":
+        if not missed_on_branch(mark, request, status):
             return
         self._missed(mark, mark.types_tuple(), request, status, reason, to_tag, ts, self._extras(request, source_addr))
 

@@ -47,9 +47,9 @@ from typing import Any, BinaryIO
 
 from loguru import logger
 
-from .child import FRAME_LEN, ChildProcess, decode_frame, encode_frame
+from .child import ChildProcess, encode_frame, read_frame_async
 from .config import AccConfig
-from .engine import EVENT_BATCH_S
+from .engine import EVENT_BATCH_S, missed_on_branch
 from .marks import AccMark
 from .records import check_identifier
 
@@ -111,8 +111,7 @@ class AccountingProcess:
     @staticmethod
     async def _read(stream: asyncio.StreamReader) -> Any:
         try:
-            (size,) = FRAME_LEN.unpack(await stream.readexactly(FRAME_LEN.size))
-            return decode_frame(await stream.readexactly(size))
+            return await read_frame_async(stream)
         except asyncio.IncompleteReadError:
             return None
 
@@ -204,12 +203,10 @@ class AccountingProcess:
 
     def branch_failed(self, mark: AccMark | None, request: Any, status: int, reason: str, to_tag: str | None,
                       source_addr: tuple[str, int] | None, ts: float) -> None:
-        if mark is None or not mark.active or not mark.missed or status < 300:
-            return
-        if getattr(request, "method", None) != "INVITE":
-            return
-        self._add(("b", _mark_tuple(mark), request.to_bytes(), status, reason, to_tag, source_addr, ts))
-        mark.missed = False  # as the engine does: the failure route may re-arm it
+        if missed_on_branch(mark, request, status):
+            assert mark is not None
+            self._add(("b", _mark_tuple(mark), request.to_bytes(), status, reason, to_tag, source_addr, ts))
+            mark.missed = False  # as the engine does: the failure route may re-arm it
 
     def log_request(self, request: Any, comment: str, ts: float) -> None:
         self._add(("l", request.to_bytes(), comment, ts))
@@ -289,8 +286,7 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
     try:
         while True:
             try:
-                (size,) = FRAME_LEN.unpack(await reader.readexactly(FRAME_LEN.size))
-                events = decode_frame(await reader.readexactly(size))
+                events = await read_frame_async(reader)
             except asyncio.IncompleteReadError:
                 break  # the proxy closed the pipe or died: flush and go
             for ev in events:

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..child import FRAME_LEN, ChildProcess, decode_frame, encode_frame
+from ..child import ChildProcess, encode_frame, read_frame_async
 from ..config import AccConfig
 from ..records import KIND_MISSED, AccRecord
 from ..schema import add_column_sql, columns, create_table_sql
@@ -71,8 +71,7 @@ class SqliteBackend(Backend):
         try:
             proc.stdin.write(encode_frame(("write", self._seq, batches)))
             await proc.stdin.drain()
-            (size,) = FRAME_LEN.unpack(await proc.stdout.readexactly(FRAME_LEN.size))
-            seq, error = decode_frame(await proc.stdout.readexactly(size))
+            seq, error = await read_frame_async(proc.stdout)
         except BaseException:
             # Cancelled (backend timeout), broken pipe, child died mid-answer: the stream is no
             # longer in step, so this child goes and the next batch starts a fresh one.
