@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import functools
 import itertools
 import os
 import signal
@@ -20,6 +22,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import fastsip
 import pytest
@@ -32,6 +35,26 @@ from proxyapp.transaction import Send
 from tests.proxy.callflow import CALLEE, CALLER, Flow, invite, new_proxy
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def in_loop(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (pytest sees the test's own fixture arguments)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+@contextlib.asynccontextmanager
+async def _started(tmp: Path) -> AsyncIterator[AccountingProcess]:
+    acc = AccountingProcess(_cfg(tmp, "process"))
+    await acc.start()
+    try:
+        yield acc
+    finally:
+        await acc.close()
 
 
 def _script() -> Script:
@@ -97,11 +120,8 @@ async def _drive(acc, calls: int) -> None:
             await asyncio.sleep(0.001)  # let the batches and writers run, as datagrams would
 
 
-def test_same_rows_inline_and_in_process(tmp_path):
-    asyncio.run(_test_same_rows_inline_and_in_process(tmp_path))
-
-
-async def _test_same_rows_inline_and_in_process(tmp_path):
+@in_loop
+async def test_same_rows_inline_and_in_process(tmp_path):
     got = {}
     for engine in ("inline", "process"):
         d = tmp_path / engine
@@ -117,30 +137,20 @@ async def _test_same_rows_inline_and_in_process(tmp_path):
     assert got["process"] == got["inline"]
 
 
-def test_branch_failed_clears_missed_on_this_side(tmp_path):
-    asyncio.run(_test_branch_failed_clears_missed_on_this_side(tmp_path))
-
-
-async def _test_branch_failed_clears_missed_on_this_side(tmp_path):
-    acc = AccountingProcess(_cfg(tmp_path, "process"))
-    await acc.start()
-    try:
+@in_loop
+async def test_branch_failed_clears_missed_on_this_side(tmp_path):
+    async with _started(tmp_path) as acc:
         req = fastsip.parse(invite(1))
         mark = AccMark.parse("db", "missed")
         acc.branch_failed(mark, req, 486, "Busy Here", "t1", CALLER, time.time())
         assert mark.missed is False  # the failure route sees it cleared, as with the engine
         acc.branch_failed(mark, req, 486, "Busy Here", "t1", CALLER, time.time())  # not re-armed: nothing
-    finally:
-        await acc.close()
     with sqlite3.connect(tmp_path / "acc.db") as conn:
         assert conn.execute("SELECT sip_code, to_tag FROM missed_calls").fetchall() == [(486, "t1")]
 
 
-def test_subscribe_needs_the_inline_engine(tmp_path):
-    asyncio.run(_test_subscribe_needs_the_inline_engine(tmp_path))
-
-
-async def _test_subscribe_needs_the_inline_engine(tmp_path):
+@in_loop
+async def test_subscribe_needs_the_inline_engine(tmp_path):
     acc = AccountingProcess(_cfg(tmp_path, "process"))
     with pytest.raises(RuntimeError, match="inline"):
         acc.subscribe("E_ACC_CDR", lambda name, params: None)
@@ -227,11 +237,8 @@ def test_proxy_sigkill_loses_no_event(tmp_path):
         assert conn.execute("SELECT count(*) FROM acc WHERE method = 'BYE'").fetchone() == (300,)
 
 
-def test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
-    asyncio.run(_test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path))
-
-
-async def _test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
+@in_loop
+async def test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
     acc = AccountingProcess(_cfg(tmp_path, "process"))
     await acc.start()
     flow = Flow(new_proxy(acc, _script()))
@@ -252,11 +259,8 @@ async def _test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
     assert acc.stats()["process"]["restarts"] == 1
 
 
-def test_a_second_engine_waits_for_the_spool_lock(tmp_path):
-    asyncio.run(_test_a_second_engine_waits_for_the_spool_lock(tmp_path))
-
-
-async def _test_a_second_engine_waits_for_the_spool_lock(tmp_path):
+@in_loop
+async def test_a_second_engine_waits_for_the_spool_lock(tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     fd = os.open(spool / "acc.lock", os.O_CREAT | os.O_RDWR)
@@ -271,11 +275,8 @@ async def _test_a_second_engine_waits_for_the_spool_lock(tmp_path):
     await acc.close()
 
 
-def test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
-    asyncio.run(_test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch))
-
-
-async def _test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
+@in_loop
+async def test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
     import proxyapp.acc.process as process
 
     monkeypatch.setattr(process, "START_TIMEOUT_S", 1.0)
@@ -292,14 +293,9 @@ async def _test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
         os.close(fd)
 
 
-def test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
-    asyncio.run(_test_stats_come_from_the_child_every_second_even_when_idle(tmp_path))
-
-
-async def _test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
-    acc = AccountingProcess(_cfg(tmp_path, "process"))
-    await acc.start()
-    try:
+@in_loop
+async def test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
+    async with _started(tmp_path) as acc:
         assert acc.stats()["process"] == {"restarts": 0, "events_buffered": 0, "bytes_in_pipe_buffer": 0}
         flow = Flow(new_proxy(acc, _script()))
         for n in range(3):
@@ -310,5 +306,3 @@ async def _test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
                 break
         st = acc.stats()
         assert st["db"]["written"] == 6 and st["dialogs"] == 0  # 3 CDRs and 3 BYE records
-    finally:
-        await acc.close()
