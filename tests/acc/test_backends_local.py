@@ -86,8 +86,51 @@ def test_sqlite_migration_adds_columns_to_an_opensips_table(tmp_path):
     conn = sqlite3.connect(db)
     cols = [r[1] for r in conn.execute('PRAGMA table_info("acc")')]
     assert {"record_id", "end_reason", "src_ip", "user_agent"} <= set(cols)
-    assert {r[1] for r in conn.execute('PRAGMA index_list("acc")')} >= {"acc_record_id_idx"}
+    # schema v2: the callid index, through which the writer checks record_id (schema.py)
+    assert {r[1] for r in conn.execute('PRAGMA index_list("acc")')} == {"acc_callid_idx"}
     assert main(["migrate", "--db", str(db)]) == 0  # idempotent
+
+
+def _row(record_id, callid, time=1):
+    from proxyapp.acc.records import AccRecord
+
+    return AccRecord(kind="acc", types=("db",), table=None, method="BYE", from_tag="a", to_tag="b", callid=callid,
+                     sip_code=200, sip_reason="OK", time=time, record_id=record_id).row(())
+
+
+def _stored(db):
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT record_id, callid, time FROM acc ORDER BY id").fetchall()
+
+
+def test_sqlite_writer_stores_a_record_id_once(tmp_path):
+    """Exactly-once without a record_id index: a repeated id in one batch, in a later batch (a
+    replay), with a NULL Call-ID, and across the 100-row INSERTs of one batch is skipped; a new
+    id is stored."""
+    from proxyapp.acc.backends.sqlite_writer import Writer
+
+    db = str(tmp_path / "acc.db")
+    w = Writer(db, ())
+    w.write([("acc", [_row("r1", "c1"), _row("r2", None), _row("r1", "c1", time=2), _row("r2", None, time=2)])])
+    w.write([("acc", [_row("r2", None, time=3), _row("r1", "c1", time=3), _row("r3", "c1")])])
+    w.write([("acc", [_row(f"x{i}", "c2") for i in range(150)] * 2)])  # past one INSERT's 100 rows
+    assert _stored(db)[:3] == [("r1", "c1", 1), ("r2", None, 1), ("r3", "c1", 1)]
+    assert [r[0] for r in _stored(db)[3:]] == [f"x{i}" for i in range(150)]
+
+
+def test_sqlite_writer_on_a_schema_v1_table(tmp_path):
+    """A table created by schema v1 keeps its UNIQUE record_id index; writing to it still works
+    and still stores an id once."""
+    from proxyapp.acc.backends.sqlite_writer import Writer
+
+    db = str(tmp_path / "acc.db")
+    with sqlite3.connect(db) as conn:
+        conn.executescript(schema_script(["acc", "missed_calls"], (), "sqlite"))
+        conn.execute('CREATE UNIQUE INDEX "acc_record_id_idx" ON "acc" ("record_id")')
+    w = Writer(db, ())
+    w.write([("acc", [_row("r1", "c1"), _row("r1", "c1", time=2)])])
+    w.write([("acc", [_row("r1", "c1", time=3), _row("r2", "c1")])])
+    assert _stored(db) == [("r1", "c1", 1), ("r2", "c1", 1)]
 
 
 def test_shipped_sql_files_match_generated_schema():

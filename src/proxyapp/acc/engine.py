@@ -12,7 +12,7 @@ backend; one background asyncio worker per backend drains its queue in batches:
   close() (SIGTERM)       -> last batches go to the backend, or to the spool if it is down
 
 Exactly once per backend: each record has a record_id; the db backends ignore a record_id they
-already have (UNIQUE), so a batch replayed after a crash in the window "written, cursor not yet
+already have (schema.py), so a batch replayed after a crash in the window "written, cursor not yet
 saved" is not duplicated.  CDR record_ids are derived from the dialog, so a CDR regenerated after
 a restart has the same id.  Workers are independent: a dead RADIUS server never delays the DB.
 

@@ -3,7 +3,7 @@
 When a backend is down or slow its records are appended here (fsynced per batch) and replayed in
 order when it returns.  The cursor advances only after the backend acknowledged a replayed batch,
 so a crash between "written" and "cursor saved" replays that batch again: backends deduplicate by
-record_id (UNIQUE column in SQL), which makes replay exactly-once for the db backend.
+record_id (an id a table holds is not inserted again), which makes replay exactly-once for the db backend.
 
 Layout of <dir>/<backend>/:  seg-00000001.jsonl ...  and  cursor  ("<segment> <byte offset>").
 A segment is deleted once the cursor has moved past it.  All methods are synchronous and

@@ -3,10 +3,10 @@
 The inserts and commits run in a child process (sqlite_writer.py explains why and its protocol);
 this side builds each record's row, sends a batch as one marshal frame through the child's stdin from
 the event loop (no thread, no GIL hand-over) and waits for the acknowledgement sent after COMMIT.
-WAL + synchronous=FULL: a committed batch survives power loss.  INSERT OR IGNORE on the UNIQUE
-record_id makes a replayed batch harmless (exactly-once).  A child that fails, hangs past the
-backend timeout or dies is killed and started again for the next batch; the engine spools the
-batch in between, as for any backend outage.
+WAL + synchronous=FULL: a committed batch survives power loss.  The INSERT skips a record_id
+the table already holds (schema.py), so a replayed batch is harmless (exactly-once).  A child
+that fails, hangs past the backend timeout or dies is killed and started again for the next
+batch; the engine spools the batch in between, as for any backend outage.
 """
 
 from __future__ import annotations

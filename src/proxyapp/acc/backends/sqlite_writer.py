@@ -26,9 +26,20 @@ import sqlite3
 import sys
 from typing import Any, BinaryIO
 
-from ..child import encode_frame, read_frame
+from ..child import encode_frame, read_frame, tune_gc
 
 ROWS_PER_INSERT = 100  # 100 rows x (13 fixed + extra) columns: far below SQLite's 32766 parameters
+
+
+def _first_of_each_id(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows without those repeating an earlier row's record_id (the first column)."""
+    seen: set[Any] = set()
+    out = []
+    for row in rows:
+        if row[0] not in seen:
+            seen.add(row[0])
+            out.append(row)
+    return out
 
 
 class Writer:
@@ -52,6 +63,7 @@ class Writer:
                 if table not in self.tables:
                     self._migrate(self.conn, table, self.extra)
                     self.tables.add(table)
+                rows = _first_of_each_id(rows)  # one INSERT's rows do not see each other (schema.py)
                 for i in range(0, len(rows), ROWS_PER_INSERT):
                     chunk = rows[i : i + ROWS_PER_INSERT]
                     self.conn.execute(self._insert_sql(table, self.extra, "sqlite", len(chunk)), [v for row in chunk for v in row])
@@ -92,6 +104,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 1:
         print(__doc__, file=sys.stderr)
         return 2
+    tune_gc()
     return serve(argv[0], tuple(argv[1:]), sys.stdin.buffer, sys.stdout.buffer)
 
 
