@@ -437,3 +437,40 @@ def test_close_ends_the_journal_loop_even_when_its_cancellation_is_swallowed(tmp
         return time.monotonic() - t0
 
     assert asyncio.run(go()) < 3  # about 0.5 s: the helper request, then the loop's next round
+
+
+def test_records_arriving_during_a_write_wait_for_the_next_round(tmp_path):
+    """One round writes what is queued; when a write leaves less than a full batch behind (the
+    records put while it ran), they are not written back to back as a small batch but wait, with
+    the wake flag set, for the next round's flush interval. A full batch is written at once."""
+    from proxyapp.acc.engine import BackendWorker
+
+    from .memory import MemoryBackend
+
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "batch_max": 3})
+
+    class Arriving(MemoryBackend):
+        worker: BackendWorker
+
+        async def write(self, records):
+            await super().write(records)
+            if self.writes == 1:  # two records arrive while the first write runs
+                self.worker.put(_rec(100))
+                self.worker.put(_rec(101))
+
+    def round_with(queued):
+        async def go():
+            backend = Arriving("db")
+            worker = backend.worker = BackendWorker("db", backend, Spool(tmp_path, f"db{queued}", False), cfg)
+            for i in range(queued):
+                worker.put(_rec(i))
+            worker.wake.clear()
+            await worker.step()
+            return [r.callid for r in backend.records], [r.callid for r in worker.queue], worker.wake.is_set()
+
+        return asyncio.run(go())
+
+    # 2 queued, 2 arrive: [c100, c101] is less than a batch and waits
+    assert round_with(2) == (["c0", "c1"], ["c100", "c101"], True)
+    # 5 queued, 2 arrive: [c3, c4, c100, c101] is a full batch and more: c3, c4, c100 go at once
+    assert round_with(5) == (["c0", "c1", "c2", "c3", "c4", "c100"], ["c101"], True)
