@@ -315,7 +315,7 @@ def test_journal_frames_torn_tail_corruption_and_legacy_json(tmp_path):
     assert [e[0] for e in read_entries(path)] == ["open"]  # rewritten compacted, in frames
 
 
-def _journal_run(tmp_path, calls, kill_helper_every=0):
+def _journal_run(tmp_path, calls, kill_helper_every=0, **acc_kwargs):
     """calls finished CDR calls (plus 3 left open) through an Accounting with fsync on; returns
     (functions given to asyncio.to_thread while it ran, journal helper requests, pids killed)."""
     import os
@@ -328,7 +328,7 @@ def _journal_run(tmp_path, calls, kill_helper_every=0):
     killed: list[int] = []
 
     async def go():
-        acc = Accounting(cfg, backends=b, clock=lambda: t0)
+        acc = Accounting(cfg, backends=b, clock=lambda: t0, **acc_kwargs)
         await acc.start()
         real = asyncio.to_thread
 
@@ -374,6 +374,19 @@ def test_journal_fsync_and_compaction_run_in_the_helper_process(tmp_path):
     threaded, requests, _ = _journal_run(tmp_path, 6000)
     assert not [f for f in threaded if "journal" in f.lower()], threaded
     assert requests >= 2  # fsyncs, and at least one compaction (fewer entries below)
+    assert len(read_entries(tmp_path / "dialogs.journal")) < 2000  # compacted, not 12000 entries
+    assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
+
+
+def test_journal_compacted_from_memory_in_the_accounting_process(tmp_path):
+    """compact_from_memory (the accounting process's engine): the compaction is written from a
+    snapshot of the open dialogs by a thread, not replayed from the file by the helper; the
+    fsyncs stay the helper's."""
+    from proxyapp.acc.journal import DialogJournal, read_entries
+
+    threaded, requests, _ = _journal_run(tmp_path, 6000, compact_from_memory=True)
+    assert "DialogJournal.compact" in threaded and "DialogJournal.sync" not in threaded, threaded
+    assert requests >= 1  # the fsyncs
     assert len(read_entries(tmp_path / "dialogs.journal")) < 2000  # compacted, not 12000 entries
     assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2"]
 
