@@ -487,3 +487,46 @@ def test_records_arriving_during_a_write_wait_for_the_next_round(tmp_path):
     assert round_with(2) == (["c0", "c1"], ["c100", "c101"], True)
     # 5 queued, 2 arrive: [c3, c4, c100, c101] is a full batch and more: c3, c4, c100 go at once
     assert round_with(5) == (["c0", "c1", "c2", "c3", "c4", "c100"], ["c101"], True)
+
+
+def test_close_during_a_compaction_from_memory_loses_no_journal_entry(tmp_path, monkeypatch):
+    """close() cancels the journal task while a thread writes the compacted file: the dialogs
+    opened meanwhile are journaled in the new file (the last entries are written after the
+    thread's rename, not into the file it replaces)."""
+    import threading
+    import time as _time
+
+    from proxyapp.acc.journal import DialogJournal
+
+    started = threading.Event()
+    real = DialogJournal.compact
+
+    def slow_compact(self, snapshot):
+        started.set()
+        _time.sleep(0.5)
+        real(self, snapshot)
+
+    monkeypatch.setattr(DialogJournal, "compact", slow_compact)
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1})
+    t0 = 1_700_000_000.0
+
+    async def go():
+        acc = Accounting(cfg, backends=memory_backends(), clock=lambda: t0, compact_from_memory=True)
+        await acc.start()
+        mark = AccMark.parse("db", "cdr")
+        for i in range(6000):  # 3 left open; the journal passes its compaction threshold
+            acc.transaction_completed(mark, request("INVITE", f"j{i}", "a"), 200, "OK", "b", SRC, t0)
+            if i >= 3:
+                acc.transaction_completed(None, request("BYE", f"j{i}", "a", "b"), 200, "OK", "b", SRC, t0 + 1)
+            if i % 500 == 0:
+                await asyncio.sleep(0.01)
+        deadline = _time.monotonic() + 10
+        while not started.is_set() and _time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        assert started.is_set()
+        for i in range(2):  # opened while the thread writes the compacted file
+            acc.transaction_completed(mark, request("INVITE", f"late{i}", "a"), 200, "OK", "b", SRC, t0 + 2)
+        await acc.close()
+
+    asyncio.run(go())
+    assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2", "late0", "late1"]

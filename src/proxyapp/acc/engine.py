@@ -444,8 +444,17 @@ class Accounting:
             open_now = None if self._compact_from_memory else await self._ask_helper(helper, "compact")
             if open_now is None:  # from the tracker: a snapshot, written by a thread
                 snapshot = [d.to_dict() for d in self.tracker.dialogs.values()]
-                await asyncio.to_thread(journal.compact, snapshot)
-                lines = journal.lines
+                work = asyncio.ensure_future(asyncio.to_thread(journal.compact, snapshot))
+                try:
+                    await asyncio.shield(work)
+                finally:
+                    # A thread cannot be stopped. When close() cancels this task mid-compaction,
+                    # the file is reopened below, and close() writes its last entries, only
+                    # after the thread's rename: else they went to the replaced file (lost), and
+                    # the thread's own reopen raced this one for the descriptor.
+                    if not work.done():
+                        await asyncio.wait([work])
+                    lines = journal.lines
             else:
                 lines = int(open_now)
         finally:
