@@ -306,3 +306,58 @@ async def test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
                 break
         st = acc.stats()
         assert st["db"]["written"] == 6 and st["dialogs"] == 0  # 3 CDRs and 3 BYE records
+
+
+def _niceness_of_children(pid: int) -> dict[str, int]:
+    """{module: niceness} of the processes whose parent is pid (from /proc)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid and b"-m" in cmdline:  # fields[1] is the ppid, fields[16] nice
+            out[cmdline[cmdline.index(b"-m") + 1].decode()] = int(fields[16])
+    return out
+
+
+@pytest.mark.parametrize("engine", ["process", "inline"])
+@in_loop
+async def test_accounting_processes_run_at_the_configured_niceness(tmp_path, engine):
+    """acc.nice: the accounting process, the SQLite writer and the journal helper run below the
+    proxy's priority; the accounting process's own children too (not niced twice)."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    cfg = AccConfig.from_dict({"db_url": str(tmp_path / "acc.db"), "spool_dir": str(tmp_path / "spool"),
+                               "engine": engine, "flush_interval_ms": 5, "nice": 7})
+    acc = AccountingProcess(cfg) if engine == "process" else Accounting(cfg)
+    await acc.start()
+    try:
+        await _drive(acc, 20)  # the writer and the journal helper start on their first work
+        want = {"proxyapp.acc.backends.sqlite_writer", "proxyapp.acc.journal_helper"}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if engine == "process":
+                mine = _niceness_of_children(os.getpid())
+                engine_pid = acc._child.proc.pid
+                theirs = _niceness_of_children(engine_pid)
+                seen = {**mine, **theirs}
+            else:
+                seen = _niceness_of_children(os.getpid())
+            if want <= set(seen):
+                break
+            await asyncio.sleep(0.05)
+        expected = max(base, 7)
+        if engine == "process":
+            assert mine == {"proxyapp.acc.process": expected}
+        assert {m: seen[m] for m in want} == {m: expected for m in want}
+    finally:
+        await acc.close()
+
+
+def test_nice_key():
+    assert AccConfig().nice == 10
+    assert AccConfig.from_dict({"nice": 0}).nice == 0
+    for bad in (-1, 20, "5", True):
+        with pytest.raises(ValueError, match="acc.nice"):
+            AccConfig.from_dict({"nice": bad})

@@ -76,9 +76,11 @@ def tune_gc() -> None:
 class ChildProcess:
     """One child at a time: started on demand, replaced after kill()."""
 
-    def __init__(self, module: str, args: list[str]) -> None:
+    def __init__(self, module: str, args: list[str], nice: int = 0) -> None:
+        """nice: the child's niceness (AccConfig.nice), or this process's if that is higher."""
         self.module = module
         self.args = args
+        self.nice = nice
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> asyncio.subprocess.Process:
@@ -91,6 +93,13 @@ class ChildProcess:
             sys.executable, "-m", self.module, *self.args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
+        if self.nice:
+            # Set from here, before the child has started any of its own (they inherit it).
+            try:
+                target = max(os.getpriority(os.PRIO_PROCESS, 0), self.nice)
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, min(target, 19))
+            except OSError:
+                pass  # it exited already: whoever talks to it next finds out
         return self.proc
 
     async def kill(self) -> None:

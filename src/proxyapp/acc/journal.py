@@ -236,8 +236,8 @@ class HelperError(Exception):
 class JournalHelper:
     """The proxy's side: one helper process, started on first use, replaced when it fails."""
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0) -> None:
-        self.child = ChildProcess("proxyapp.acc.journal_helper", [str(path)])  # its protocol is there
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0, nice: int = 0) -> None:
+        self.child = ChildProcess("proxyapp.acc.journal_helper", [str(path)], nice=nice)  # its protocol is there
         self.timeout = timeout
         self.requests = 0  # answered requests (tests and stats)
 
