@@ -35,3 +35,13 @@ def test_schema_and_spool_commands(tmp_path, capsys):
     Spool(tmp_path / "spool", "db").append([AccRecord(kind="acc", types=("db",), table=None, method="BYE", from_tag="a", to_tag="b", callid="c", sip_code=200, sip_reason="OK", time=1)])
     assert main(["spool", "--config", str(cfg)]) == 0
     assert capsys.readouterr().out.splitlines() == ["log: 0", "db: 1", "aaa: 0", "evi: 0"]
+    # with workers, each one's spools too
+    rec = AccRecord(kind="acc", types=("log",), table=None, method="BYE", from_tag="a", to_tag="b", callid="c", sip_code=200, sip_reason="OK", time=1)
+    Spool(tmp_path / "spool" / "worker-1", "log").append([rec, rec])
+    Spool(tmp_path / "spool" / "worker-0", "log")
+    assert main(["spool", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "log: 0", "db: 1", "aaa: 0", "evi: 0",
+        "worker-0 log: 0", "worker-0 db: 0", "worker-0 aaa: 0", "worker-0 evi: 0",
+        "worker-1 log: 2", "worker-1 db: 0", "worker-1 aaa: 0", "worker-1 evi: 0",
+    ]

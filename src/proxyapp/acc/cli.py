@@ -14,6 +14,7 @@ import asyncio
 import sqlite3
 import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from .config import AccConfig
@@ -92,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .spool import Spool
 
-    for name in ("log", "db", "aaa", "evi"):
-        print(f"{name}: {Spool(cfg.spool_dir, name).pending}")
+    # With `workers = N` each worker has its own spools under spool_dir/worker-N (__main__.py).
+    top = Path(cfg.spool_dir)
+    for d in [top, *sorted(top.glob("worker-*"))]:
+        prefix = "" if d == top else f"{d.name} "
+        for name in ("log", "db", "aaa", "evi"):
+            print(f"{prefix}{name}: {Spool(d, name).pending}")
     return 0
 
 
