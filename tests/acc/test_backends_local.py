@@ -367,3 +367,37 @@ def test_helper_process_exits_when_its_parent_is_killed(tmp_path, child):
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
+
+
+def test_sqlite_writer_that_starts_slowly_is_not_timed_out(tmp_path, monkeypatch):
+    """A write that has to start the writer process first gets CHILD_START_S, not the backend
+    timeout: on a saturated machine a starting interpreter took longer than the timeout, and
+    every batch went to the spool while the load lasted."""
+    from proxyapp.acc.child import ChildProcess
+
+    real_start = ChildProcess.start
+
+    async def slow_start(self):
+        if self.proc is None or self.proc.returncode is not None:
+            await asyncio.sleep(0.6)  # an interpreter starting on a busy machine
+        return await real_start(self)
+
+    monkeypatch.setattr(ChildProcess, "start", slow_start)
+    cfg = AccConfig.from_dict({"db_url": str(tmp_path / "acc.db"), "spool_dir": str(tmp_path / "spool"),
+                               "flush_interval_ms": 1, "backend_timeout_ms": 300})
+
+    async def go():
+        acc = Accounting(cfg)
+        await acc.start()
+        await settle(acc)
+        await acc.workers["db"].backend._kill()  # the next write starts a new writer, slowly
+        acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", "slow", "a"), 200, "OK", "t", SRC, T0)
+        await settle(acc)
+        stats = acc.stats()["db"]
+        await acc.close()
+        return stats
+
+    stats = asyncio.run(go())
+    assert (stats["written"], stats["spooled"], stats["failed"]) == (1, 0, 0)
+    with sqlite3.connect(tmp_path / "acc.db") as conn:
+        assert conn.execute("SELECT callid FROM acc").fetchall() == [("slow",)]

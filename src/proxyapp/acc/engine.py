@@ -203,9 +203,9 @@ class BackendWorker:
         """Write a batch; return (ok, records not written)."""
         try:
             if not self.opened:
-                await asyncio.wait_for(self.backend.open(), self._timeout)
+                await asyncio.wait_for(self.backend.open(), self.backend.timeout(self._timeout))
                 self.opened = True
-            await asyncio.wait_for(self.backend.write(batch), self._timeout)
+            await asyncio.wait_for(self.backend.write(batch), self.backend.timeout(self._timeout))
             if self.down:
                 logger.info("acc {}: backend is back", self.name)
                 self.down = False

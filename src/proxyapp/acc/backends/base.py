@@ -29,5 +29,10 @@ class Backend:
         Writing a record_id that was already written must be harmless (replay after a crash)."""
         raise NotImplementedError
 
+    def timeout(self, default: float) -> float:
+        """Seconds the engine gives the next open() or write(): the configured backend timeout,
+        unless this backend needs longer first (a helper process to start)."""
+        return default
+
     async def close(self) -> None:
         """Release connections; never raises."""

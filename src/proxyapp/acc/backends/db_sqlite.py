@@ -22,6 +22,9 @@ from ..records import KIND_MISSED, AccRecord
 from ..schema import add_column_sql, columns, create_table_sql
 from .base import Backend, BackendError
 
+CHILD_START_S = 30.0  # a write that starts the writer process first (SqliteBackend.timeout)
+
+
 def table_for(r: AccRecord, cfg: AccConfig) -> str:
     """OpenSIPS: missed calls go to the missed_calls table, everything else to the acc table
     (or the table given to do_accounting / acc_db_request)."""
@@ -59,6 +62,16 @@ class SqliteBackend(Backend):
     @property
     def _proc(self) -> asyncio.subprocess.Process | None:
         return self._child.proc
+
+    def timeout(self, default: float) -> float:
+        """A write that has to start the writer first (the first one, or the one after a writer
+        was killed) also waits for a Python interpreter to start and import: CHILD_START_S, not
+        the backend timeout. On a saturated machine, with accounting's processes niced, that
+        start took longer than the 2 s default: each write timed out, its writer was killed, the
+        next one started again, and no batch got through while the load lasted (everything
+        went to the spool; bench/README.md, Run AA)."""
+        proc = self._child.proc
+        return default if proc is not None and proc.returncode is None else max(default, CHILD_START_S)
 
     async def _start(self) -> asyncio.subprocess.Process:
         self.path.parent.mkdir(parents=True, exist_ok=True)
