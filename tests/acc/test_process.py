@@ -356,7 +356,7 @@ async def test_accounting_processes_run_at_the_configured_niceness(tmp_path, eng
 
 
 def test_nice_key():
-    assert AccConfig().nice == 10
+    assert AccConfig().nice == 0
     assert AccConfig.from_dict({"nice": 0}).nice == 0
     for bad in (-1, 20, "5", True):
         with pytest.raises(ValueError, match="acc.nice"):

@@ -55,11 +55,13 @@ class AccConfig:
     fsync: bool = True
     # CPU priority of accounting's own processes (the accounting process, the SQLite writer, the
     # journal helper), as nice(1): they run at this niceness, or at the proxy's if that is higher.
-    # When the cores are short the proxy's calls go first and accounting catches up a moment
-    # later: its events wait in the pipe, none is dropped (bench/README.md, Run W: one
-    # process with SQLite CDRs went from 3625 to 3750 calls/s with no failed call, median setup
-    # 40 -> 4 ms at 3625/s). 0: the proxy's own priority.
-    nice: int = 10
+    # 0 (the default): the proxy's priority. Above 0, when the cores are short the proxy's calls
+    # go first and accounting uses what is left. One process with SQLite CDRs then carried 3875
+    # to 4000 calls/s with every record written instead of 3625 (bench/README.md, Runs W to Y).
+    # But where the cores stay saturated (2 workers above 3000 calls/s there, Run AB) the writer
+    # falls behind for good, its queue overflows and the records wait in the spool until the
+    # load drops: none is lost, but accounting is no longer in real time (acc/README.md).
+    nice: int = 0
     # CDR dialogs whose BYE never comes end after this lifetime (OpenSIPS dialog default_timeout).
     cdr_lifetime_s: float = 43200.0
     # log backend (loguru): an optional dedicated file and optional syslog.
