@@ -7,6 +7,7 @@ spool and dialog journal under var/).  Unknown keys and bad values raise ValueEr
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,13 +56,14 @@ class AccConfig:
     fsync: bool = True
     # CPU priority of accounting's own processes (the accounting process, the SQLite writer, the
     # journal helper), as nice(1): they run at this niceness, or at the proxy's if that is higher.
-    # 0 (the default): the proxy's priority. Above 0, when the cores are short the proxy's calls
-    # go first and accounting uses what is left. One process with SQLite CDRs then carried 3875
-    # to 4000 calls/s with every record written instead of 3625 (bench/README.md, Runs W to Y).
-    # But where the cores stay saturated (2 workers above 3000 calls/s there, Run AB) the writer
-    # falls behind for good, its queue overflows and the records wait in the spool until the
-    # load drops: none is lost, but accounting is no longer in real time (acc/README.md).
-    nice: int = 0
+    # Above 0, when the cores are short the proxy's calls go first and accounting uses what is
+    # left: one process with SQLite CDRs then carried 3875 to 4000 calls/s with every record
+    # written instead of 3250 to 3750 (bench/README.md, Runs X, Y, AA against AC, AG). Where the
+    # proxy's processes can fill every core, nothing is left: with 2 workers on 2 cores above
+    # 3000 calls/s the writer fell behind for good and the records waited in the spool (none
+    # lost, but not in real time; Runs AA, AB). So "auto": 10 when the proxy runs fewer
+    # processes (workers) than there are CPUs, else 0. See niceness().
+    nice: int | str = "auto"
     # CDR dialogs whose BYE never comes end after this lifetime (OpenSIPS dialog default_timeout).
     cdr_lifetime_s: float = 43200.0
     # log backend (loguru): an optional dedicated file and optional syslog.
@@ -106,8 +108,8 @@ class AccConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f"acc.{key}: expected true/false, got {value!r}")
             elif key == "nice":
-                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 19:
-                    raise ValueError(f"acc.nice: expected an integer from 0 to 19, got {value!r}")
+                if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 19):
+                    raise ValueError(f"acc.nice: expected \"auto\" or an integer from 0 to 19, got {value!r}")
             elif isinstance(default, int) and not isinstance(default, bool):
                 if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                     raise ValueError(f"acc.{key}: expected a positive integer, got {value!r}")
@@ -139,6 +141,13 @@ class AccConfig:
             raise ValueError("acc.batch_max: must not exceed acc.queue_size")
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"acc.log_level: unknown level {self.log_level!r}")
+
+    def niceness(self, proxy_processes: int = 1) -> int:
+        """nice as a number: "auto" is 10 when the proxy's processes leave a CPU to accounting
+        (fewer of them than CPUs), else 0."""
+        if isinstance(self.nice, int):
+            return self.nice
+        return 10 if proxy_processes < (os.cpu_count() or 1) else 0
 
     # Derived values used by the backends.
     @property
