@@ -347,12 +347,23 @@ def _journal_run(tmp_path, calls, kill_helper_every=0, **acc_kwargs):
                 if kill_helper_every and i % kill_helper_every == kill_helper_every - 1:
                     proc = acc.journal_helper.child.proc
                     if proc is not None and proc.returncode is None:
-                        answered = acc.journal_helper.requests
                         killed.append(proc.pid)
                         os.kill(proc.pid, signal.SIGKILL)
-                        # until a helper answers again (a fresh one: this one is dead)
-                        deadline = asyncio.get_running_loop().time() + 15
-                        while acc.journal_helper.requests == answered and asyncio.get_running_loop().time() < deadline:
+                        # Until a fresh helper has answered: first until one replaced the dead one,
+                        # then until a request is answered after that. (Counting answers alone
+                        # was not enough: the dead helper's last "ok" may still be in the pipe,
+                        # and the next kill then hit the new helper in the middle of the same
+                        # request's second attempt, a double kill the product is not asked to
+                        # survive without its thread fallback.)
+                        loop = asyncio.get_running_loop()
+                        deadline = loop.time() + 15
+                        while loop.time() < deadline:
+                            cur = acc.journal_helper.child.proc
+                            if cur is not None and cur.pid != proc.pid and cur.returncode is None:
+                                break
+                            await asyncio.sleep(0.005)
+                        answered = acc.journal_helper.requests
+                        while acc.journal_helper.requests == answered and loop.time() < deadline:
                             await asyncio.sleep(0.005)
             await settle(acc, timeout=30)
             await asyncio.sleep(0.1)
