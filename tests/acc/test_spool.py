@@ -112,6 +112,11 @@ def test_queue_overflow_goes_to_spool_not_lost(tmp_path):
     cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1, "retry_interval_ms": 30, "queue_size": 10, "batch_max": 5})
     b = memory_backends()
 
+    from loguru import logger
+
+    seen: list[str] = []
+    sink = logger.add(lambda m: seen.append(str(m)), level="INFO")
+
     async def go():
         acc = Accounting(cfg, backends=b, clock=lambda: 1_700_000_000.0)
         await acc.start()
@@ -121,8 +126,14 @@ def test_queue_overflow_goes_to_spool_not_lost(tmp_path):
         await settle(acc)
         await acc.close()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    finally:
+        logger.remove(sink)
     assert sorted(r.callid for r in b["db"].records) == sorted(f"o{i}" for i in range(100))
+    # said once for the episode, and its end
+    assert sum("acc db: queue full (10 records)" in m for m in seen) == 1
+    assert sum("acc db: spool drained" in m for m in seen) == 1
 
 
 def test_open_dialogs_survive_restart(tmp_path):

@@ -123,6 +123,7 @@ class BackendWorker:
         self.task: asyncio.Task[None] | None = None
         self.closing = False
         self.next_retry = 0.0
+        self.overflowed = False  # the queue overflowed into the spool since it last drained
         self.opened = False
         self.down = False
         self._acked: set[str] = set()
@@ -134,6 +135,12 @@ class BackendWorker:
         if len(self.queue) >= self.cfg.queue_size:
             # Overflow (backend and spool both slower than the traffic): never drop, never
             # block on fsync -- a buffered append now, made durable by the writer's next sync.
+            if not self.overflowed:
+                # Once per episode: the records are safe, but no longer written in real time
+                # (bench/README.md, Run AB showed it happening without a word in the log).
+                self.overflowed = True
+                logger.warning("acc {}: queue full ({} records): records go to the spool until the writer catches up",
+                               self.name, self.cfg.queue_size)
             try:
                 self.spool.append([r], sync=False)
                 self.counters.spooled += 1
@@ -255,6 +262,7 @@ class BackendWorker:
                 break  # let fresh records in (they are spooled behind the backlog anyway)
         if not self.spool.pending:
             logger.info("acc {}: spool drained, backend back to direct writes", self.name)
+            self.overflowed = False
 
     async def close(self) -> None:
         """Flush: queue -> backend (or spool when it is down or has a backlog); close it."""
