@@ -341,12 +341,15 @@ class Accounting:
         backends: dict[str, Backend] | None = None,
         clock: Callable[[], float] = time.time,
         compact_from_memory: bool = False,
+        batch_events: bool = True,
     ) -> None:
         """backends and clock are for tests (in-memory backends, a frozen clock for the
-        lifetime timer); the proxy passes only the config. compact_from_memory: see
-        _compact_journal (the accounting process sets it)."""
+        lifetime timer); the proxy passes only the config. The accounting process sets the
+        other two: compact_from_memory (see _compact_journal), and batch_events=False, since
+        the frames it reads are batches already (see _defer)."""
         self.cfg = config or AccConfig()
         self._compact_from_memory = compact_from_memory
+        self._batch_events = batch_events
         self._clock = clock
         self._extras = ExtraFields(self.cfg.extra)
         self._subscribers: dict[str, list[Callable[..., Any]]] = {}
@@ -500,7 +503,7 @@ class Accounting:
     # reads the state (stats, expire, branch_failed, the acc_*_request verbs, close) processes the
     # queue first. Before start() and after close() events are processed at once.
     def _defer(self, fn: Callable[..., None], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self._loop is None or self._closed:
+        if not self._batch_events or self._loop is None or self._closed:
             fn(*args, **kwargs)
             return
         self._events.append((fn, args, kwargs))

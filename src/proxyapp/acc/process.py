@@ -39,12 +39,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
-import functools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from loguru import logger
 
@@ -241,34 +240,24 @@ def _lock_spool(spool_dir: str) -> int:
     return fd
 
 
-def _dispatcher(acc: Any, parse: Any) -> Callable[[tuple[Any, ...]], None]:
-    """The function that hands one event of a frame to the engine. A frame is already a batch,
-    in order, so the engine's queued methods are called unwrapped (engine._queued keeps the
-    original as __wrapped__): queueing each event again for a second batch cost about 1 us an
-    event for nothing."""
-    eng = type(acc)
-    observe_request = functools.partial(eng.observe_request.__wrapped__, acc)
-    observe_response = functools.partial(eng.observe_response.__wrapped__, acc)
-    completed = functools.partial(eng.transaction_completed.__wrapped__, acc)
-
-    def dispatch(ev: tuple[Any, ...]) -> None:
-        kind = ev[0]
-        if kind == "q":
-            observe_request(parse(ev[1]), ev[2], ev[3])
-        elif kind == "s":
-            observe_response(parse(ev[1]), ev[2])
-        elif kind == "c":
-            completed(_mark(ev[1]), parse(ev[2]), ev[3], ev[4], ev[5], ev[6], ev[7])
-        elif kind == "b":
-            acc.branch_failed(_mark(ev[1]), parse(ev[2]), ev[3], ev[4], ev[5], ev[6], ev[7])
-        elif kind == "l":
-            acc.log_request(parse(ev[1]), ev[2], ev[3])
-        elif kind == "d":
-            acc.db_request(parse(ev[1]), ev[2], ev[3], ev[4])
-        else:
-            raise ValueError(f"unknown accounting event {kind!r}")
-
-    return dispatch
+def _dispatch(acc: Any, ev: tuple[Any, ...], parse: Any) -> None:
+    """One event of a frame to the engine (an Accounting with batch_events=False: the frame is
+    the batch, in order)."""
+    kind = ev[0]
+    if kind == "q":
+        acc.observe_request(parse(ev[1]), ev[2], ev[3])
+    elif kind == "s":
+        acc.observe_response(parse(ev[1]), ev[2])
+    elif kind == "c":
+        acc.transaction_completed(_mark(ev[1]), parse(ev[2]), ev[3], ev[4], ev[5], ev[6], ev[7])
+    elif kind == "b":
+        acc.branch_failed(_mark(ev[1]), parse(ev[2]), ev[3], ev[4], ev[5], ev[6], ev[7])
+    elif kind == "l":
+        acc.log_request(parse(ev[1]), ev[2], ev[3])
+    elif kind == "d":
+        acc.db_request(parse(ev[1]), ev[2], ev[3], ev[4])
+    else:
+        raise ValueError(f"unknown accounting event {kind!r}")
 
 
 async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
@@ -284,7 +273,8 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
         out.write(encode_frame(msg))
         out.flush()
 
-    acc = Accounting(cfg, compact_from_memory=True)  # this loop carries no call's latency
+    # This loop carries no call's latency (compaction from memory), and a frame is a batch.
+    acc = Accounting(cfg, compact_from_memory=True, batch_events=False)
     await acc.start()
     send(("ready",))
 
@@ -297,7 +287,6 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
                 return  # the proxy is gone; the loop below sees EOF
 
     reporter = asyncio.create_task(report())
-    dispatch = _dispatcher(acc, fastsip.parse)
     try:
         while True:
             try:
@@ -306,7 +295,7 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
                 break  # the proxy closed the pipe or died: flush and go
             for ev in events:
                 try:
-                    dispatch(ev)
+                    _dispatch(acc, ev, fastsip.parse)
                 except Exception:  # one bad event must not cost the others their records
                     logger.exception("acc process: event {!r:.60} failed", ev[:1])
     finally:
