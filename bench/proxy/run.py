@@ -293,14 +293,9 @@ def spooled_records(rundir: Path) -> int | None:
         return None
     if str(ROOT / "src") not in sys.path:
         sys.path.append(str(ROOT / "src"))
-    from proxyapp.acc.spool import Spool
+    from proxyapp.acc.spool import pending_records
 
-    total = 0
-    for d in [top, *sorted(top.glob("worker-*"))]:
-        for backend in ("log", "db", "aaa", "evi"):
-            if (d / backend).is_dir():
-                total += Spool(d, backend, fsync=False).pending
-    return total
+    return sum(pending for _, _, pending in pending_records(top))
 
 
 # --------------------------------------------------------------------------- SIPp

@@ -14,7 +14,6 @@ import asyncio
 import sqlite3
 import sys
 import tomllib
-from pathlib import Path
 from typing import Any
 
 from .config import AccConfig
@@ -91,14 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "schema":
         print(schema_script([cfg.db_table_acc, cfg.db_table_missed_calls], cfg.extra_names, args.dialect), end="")
         return 0
-    from .spool import Spool
+    from .spool import pending_records
 
-    # With `workers = N` each worker has its own spools under spool_dir/worker-N (__main__.py).
-    top = Path(cfg.spool_dir)
-    for d in [top, *sorted(top.glob("worker-*"))]:
-        prefix = "" if d == top else f"{d.name} "
-        for name in ("log", "db", "aaa", "evi"):
-            print(f"{prefix}{name}: {Spool(d, name).pending}")
+    for worker, name, pending in pending_records(cfg.spool_dir):
+        print(f"{worker} {name}: {pending}".lstrip())
     return 0
 
 

@@ -54,9 +54,9 @@ from .records import (
     split_comment,
     uuid5_hex,
 )
-from .spool import Spool
+from .spool import BACKENDS, Spool
 
-BACKEND_NAMES = ("log", "db", "aaa", "evi")
+BACKEND_NAMES = BACKENDS
 # How long a proxy event may wait for the batch it is processed in (see transaction_completed).
 EVENT_BATCH_S = 0.005
 

@@ -190,3 +190,17 @@ class Spool:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+
+
+BACKENDS = ("log", "db", "aaa", "evi")  # each backend has a spool of its own (engine.py)
+
+
+def pending_records(spool_dir: str | os.PathLike[str]) -> list[tuple[str, str, int]]:
+    """(worker, backend, records waiting) for every spool under spool_dir: worker is "" for
+    spool_dir itself, "worker-N" for the spools of worker N (with `workers = N`, __main__.py)."""
+    top = Path(spool_dir)
+    return [
+        ("" if d == top else d.name, name, Spool(d, name).pending)
+        for d in [top, *sorted(top.glob("worker-*"))]
+        for name in BACKENDS
+    ]
