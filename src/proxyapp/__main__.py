@@ -73,7 +73,7 @@ def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool 
     if not cfg.acc:
         return None
     try:
-        from .acc import AccConfig, Accounting
+        from .acc import AccConfig, for_config
     except Exception as exc:
         raise ConfigError("acc", f"accounting is not available ({exc})") from None
     try:
@@ -83,11 +83,7 @@ def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool 
         if worker is not None:
             acc_cfg.spool_dir = str(Path(acc_cfg.spool_dir) / f"worker-{worker}")
         acc_cfg.nice = acc_cfg.niceness(cfg.workers)  # "auto" depends on the number of workers
-        if acc_cfg.engine == "process":
-            from .acc.process import AccountingProcess
-
-            return AccountingProcess(acc_cfg, cfg.log_level)
-        return Accounting(acc_cfg)
+        return for_config(acc_cfg, cfg.log_level)
     except Exception as exc:
         raise ConfigError("acc", str(exc)) from None
 

@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import fastsip
 import pytest
 
-from proxyapp.acc import AccConfig, AccMark, Accounting
+from proxyapp.acc import AccConfig, AccMark, Accounting, for_config
 from proxyapp.acc.process import AccountingProcess
 from proxyapp.config import Config
 from proxyapp.script import Script
@@ -126,7 +126,7 @@ async def test_same_rows_inline_and_in_process(tmp_path):
     for engine in ("inline", "process"):
         d = tmp_path / engine
         cfg = _cfg(d, engine)
-        acc = Accounting(cfg) if engine == "inline" else AccountingProcess(cfg)
+        acc = for_config(cfg)
         await acc.start()
         await _drive(acc, 200)
         await acc.close()
@@ -335,7 +335,7 @@ async def test_accounting_processes_run_at_the_configured_niceness(tmp_path, eng
     base = os.getpriority(os.PRIO_PROCESS, 0)
     cfg = AccConfig.from_dict({"db_url": str(tmp_path / "acc.db"), "spool_dir": str(tmp_path / "spool"),
                                "engine": engine, "flush_interval_ms": 5, "nice": 7})
-    acc = AccountingProcess(cfg) if engine == "process" else Accounting(cfg)
+    acc = for_config(cfg)
     await acc.start()
     try:
         await _drive(acc, 20)  # the writer and the journal helper start on their first work

@@ -171,15 +171,12 @@ def per_call_us_acc(calls: int, profile: bool = False, engine: str = "inline") -
     import sqlite3
     import tempfile
 
-    from proxyapp.acc import AccConfig, Accounting
+    from proxyapp.acc import AccConfig, for_config
 
     async def run() -> tuple[float, float, float, int]:
         d = tempfile.mkdtemp(prefix="callflow-acc-")
-        from proxyapp.acc.process import AccountingProcess
-
         cfg = AccConfig.from_dict({"db_url": os.path.join(d, "acc.db"), "spool_dir": os.path.join(d, "spool"), "engine": engine})
-        make = Accounting if engine == "inline" else AccountingProcess
-        acc = make(cfg)
+        acc = for_config(cfg)
         await acc.start()
         out = []
         for with_acc in (False, True):
@@ -212,7 +209,7 @@ def per_call_us_acc(calls: int, profile: bool = False, engine: str = "inline") -
             out.append(dt / calls * 1e6)
             out.append(child / calls * 1e6)
             if not with_acc:
-                acc = make(acc.cfg)
+                acc = for_config(acc.cfg)
                 await acc.start()
         with sqlite3.connect(os.path.join(d, "acc.db")) as conn:
             rows = conn.execute("select count(*) from acc").fetchone()[0]

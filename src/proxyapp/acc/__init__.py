@@ -35,9 +35,21 @@ Semantics and file layout: records.py (fields, milliseconds), marks.py, dialog.p
 engine.py (queues, spool, exactly-once, SIGKILL worst case), backends/*, schema.py, cli.py.
 """
 
+from typing import Any
+
 from .config import AccConfig
 from .engine import Accounting
 from .marks import AccMark
 from .records import AccRecord
 
-__all__ = ["AccConfig", "AccMark", "AccRecord", "Accounting"]
+__all__ = ["AccConfig", "AccMark", "AccRecord", "Accounting", "for_config"]
+
+
+def for_config(cfg: AccConfig, log_level: str = "INFO") -> Any:
+    """The accounting cfg.engine names: an AccountingProcess ("process", the engine in a child
+    process that logs at log_level) or an Accounting ("inline"). Both take the same calls."""
+    if cfg.engine == "process":
+        from .process import AccountingProcess
+
+        return AccountingProcess(cfg, log_level)
+    return Accounting(cfg)

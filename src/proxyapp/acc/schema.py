@@ -12,13 +12,15 @@ How each dialect keeps record_id unique:
   (a record_id is derived from its Call-ID or random, so equal ids mean equal Call-IDs, and
   `IS` matches a NULL callid too). Why: record ids are random or hashes, so every insert into a
   record_id index lands on another page, and each commit wrote those pages to the WAL. One
-  random index instead of two cut the SQLite writer's CPU from 14.6 to 7.5 us per row
-  (Call-IDs in sequence, as SIPp's) and from 22.0 to 15.8 (random Call-IDs). The rows of one
-  INSERT do not see each other, so the writer drops repeated record_ids within a batch first.
-  A v1 table keeps its UNIQUE index (migration drops nothing): both checks then apply.  Differences from OpenSIPS, on
-purpose: TEXT instead of CHAR(64) (long Call-IDs are not truncated) and BIGINT epoch
-milliseconds for time/created instead of DATETIME seconds.  Every table has the same columns.
-Migration is additive: missing tables, columns and indexes are created; nothing is dropped.
+  random index instead of two cut the SQLite writer's CPU from 17.6 to 8.6 us per row
+  (Call-IDs in sequence, as SIPp's) and from 26.8 to 17.3 (random Call-IDs;
+  bench/proxy/sqlite_ids.py). The rows of one INSERT do not see each other, so the writer
+  drops repeated record_ids within a batch first. A v1 table keeps its UNIQUE index
+  (migration drops nothing): both checks then apply.
+
+Differences from OpenSIPS, on purpose: TEXT instead of CHAR(64) (long Call-IDs are not
+truncated) and BIGINT epoch milliseconds for time/created instead of DATETIME seconds.  Every
+table has the same columns.  Migration is additive: missing tables, columns and indexes are created; nothing is dropped.
 """
 
 from __future__ import annotations
