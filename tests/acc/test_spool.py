@@ -552,3 +552,35 @@ def test_close_during_a_compaction_from_memory_loses_no_journal_entry(tmp_path, 
 
     asyncio.run(go())
     assert sorted(d.callid for d in DialogJournal(tmp_path / "dialogs.journal").load()) == ["j0", "j1", "j2", "late0", "late1"]
+
+
+def test_fresh_records_overtake_a_backlog_only_where_order_is_free(tmp_path):
+    """A backlog waits in the spool (left by a queue overflow) and three fresh records are queued.
+    A database (ordered = False) writes the fresh ones directly, then replays the backlog: none of
+    them is spooled. A backend that needs order (RADIUS, evi, log) spools them behind the backlog,
+    and so does a database while it is down."""
+    from proxyapp.acc.engine import BackendWorker
+
+    from .memory import MemoryBackend
+
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "batch_max": 10})
+
+    def round_with(ordered: bool, down: bool):
+        async def go():
+            backend = MemoryBackend("db")
+            backend.ordered = ordered
+            backend.down = down
+            name = f"db-{ordered}-{down}"
+            worker = BackendWorker("db", backend, Spool(tmp_path, name, False), cfg)
+            worker.down = down
+            worker.spool.append([_rec(100), _rec(101)], True)
+            for i in range(3):
+                worker.put(_rec(i))
+            await worker.step()
+            return [r.callid for r in backend.records], worker.counters.spooled, worker.spool.pending
+
+        return asyncio.run(go())
+
+    assert round_with(ordered=False, down=False) == (["c0", "c1", "c2", "c100", "c101"], 0, 0)
+    assert round_with(ordered=True, down=False) == (["c100", "c101", "c0", "c1", "c2"], 3, 0)
+    assert round_with(ordered=False, down=True) == ([], 3, 5)

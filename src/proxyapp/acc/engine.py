@@ -177,7 +177,13 @@ class BackendWorker:
         (close) does not replay: shutting down must not wait for a long backlog, which stays
         in the spool for the next start."""
         while self.queue:
-            if self.spool.pending:
+            if self.spool.pending and (self.down or self.backend.ordered):
+                # Behind a backlog, fresh records join it: always while the backend is down, and
+                # always for a backend that needs its records in order. A database takes them
+                # directly and the backlog is replayed after them: spooling a record costs more
+                # than writing it (serialised, synced, read back), and at 2 workers' load that
+                # extra cost kept an overflow backlog from ever draining while calls lasted
+                # (bench/README.md, Runs AB and AL).
                 await self._to_spool(self._take(len(self.queue)))
                 break
             batch = self._take(self.cfg.batch_max)

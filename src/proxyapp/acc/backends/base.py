@@ -20,6 +20,10 @@ class Backend:
     """Base class: open once, write batches (raise on failure), close once."""
 
     name = "?"
+    # Whether records must reach this backend in the order they were made (a RADIUS Start before
+    # its Stop, evi events, log lines). A database row carries its own times, so fresh records may
+    # overtake a backlog left by a queue overflow; see BackendWorker.step.
+    ordered = True
 
     async def open(self) -> None:
         """Connect / create what is needed.  May raise: the engine then spools until it works."""

@@ -41,6 +41,7 @@ async def migrate_postgres(conn: "psycopg.AsyncConnection[Any]", table: str, ext
 
 class PostgresBackend(Backend):
     name = "db"
+    ordered = False
 
     def __init__(self, cfg: AccConfig) -> None:
         self.cfg = cfg

@@ -52,6 +52,7 @@ def migrate_sqlite(conn: sqlite3.Connection, table: str, extra: tuple[str, ...])
 
 class SqliteBackend(Backend):
     name = "db"
+    ordered = False
 
     def __init__(self, cfg: AccConfig) -> None:
         self.cfg = cfg
