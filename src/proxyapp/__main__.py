@@ -82,7 +82,6 @@ def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool 
             return None
         if worker is not None:
             acc_cfg.spool_dir = str(Path(acc_cfg.spool_dir) / f"worker-{worker}")
-        acc_cfg.nice = acc_cfg.niceness(cfg.workers)  # "auto" depends on the number of workers
         return for_config(acc_cfg, cfg.log_level)
     except Exception as exc:
         raise ConfigError("acc", str(exc)) from None

@@ -7,7 +7,6 @@ spool and dialog journal under var/).  Unknown keys and bad values raise ValueEr
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,14 +55,12 @@ class AccConfig:
     fsync: bool = True
     # CPU priority of accounting's own processes (the accounting process, the SQLite writer, the
     # journal helper), as nice(1): they run at this niceness, or at the proxy's if that is higher.
-    # Above 0, when the cores are short the proxy's calls go first and accounting uses what is
-    # left: one process with SQLite CDRs then carried 3875 to 4000 calls/s with every record
-    # written instead of 3250 to 3750 (bench/README.md, Runs X, Y, AA against AC, AG). Where the
-    # proxy's processes can fill every core, nothing is left: with 2 workers on 2 cores above
-    # 3000 calls/s the writer fell behind for good and the records waited in the spool (none
-    # lost, but not in real time; Runs AA, AB). So "auto": 10 when the proxy runs fewer
-    # processes (workers) than there are CPUs, else 0. See niceness().
-    nice: int | str = "auto"
+    # When the cores are short the proxy's calls go first and accounting uses what is left; its
+    # events wait in the pipe and its records in the queue or the spool, none dropped. One process
+    # with SQLite CDRs carried 3875 to 4000 calls/s with every record written instead of 3250 to
+    # 3750 at niceness 0 (bench/README.md, Runs X, Y, AA against AC, AG); 2 workers on 2 cores
+    # 3500 calls/s instead of 2875, every record written up to 3000/s instead of 2875/s (Run AN).
+    nice: int = 10
     # CDR dialogs whose BYE never comes end after this lifetime (OpenSIPS dialog default_timeout).
     cdr_lifetime_s: float = 43200.0
     # log backend (loguru): an optional dedicated file and optional syslog.
@@ -108,8 +105,8 @@ class AccConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f"acc.{key}: expected true/false, got {value!r}")
             elif key == "nice":
-                if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 19):
-                    raise ValueError(f"acc.nice: expected \"auto\" or an integer from 0 to 19, got {value!r}")
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 19:
+                    raise ValueError(f"acc.nice: expected an integer from 0 to 19, got {value!r}")
             elif isinstance(default, int) and not isinstance(default, bool):
                 if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                     raise ValueError(f"acc.{key}: expected a positive integer, got {value!r}")
@@ -141,13 +138,6 @@ class AccConfig:
             raise ValueError("acc.batch_max: must not exceed acc.queue_size")
         if self.log_level.upper() not in ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"acc.log_level: unknown level {self.log_level!r}")
-
-    def niceness(self, proxy_processes: int = 1) -> int:
-        """nice as a number: "auto" is 10 when the proxy's processes leave a CPU to accounting
-        (fewer of them than CPUs), else 0."""
-        if isinstance(self.nice, int):
-            return self.nice
-        return 10 if proxy_processes < (os.cpu_count() or 1) else 0
 
     # Derived values used by the backends.
     @property

@@ -392,7 +392,7 @@ class Accounting:
             w.task = asyncio.create_task(w.run(), name=f"acc-{name}")
             w.wake.set()  # open the backend / replay the spool right away
         self.journal = DialogJournal(spool_dir / "dialogs.journal", self.cfg.fsync)
-        self.journal_helper = JournalHelper(self.journal.path, nice=self.cfg.niceness())
+        self.journal_helper = JournalHelper(self.journal.path, nice=self.cfg.nice)
         dialogs = await asyncio.to_thread(self.journal.load)
         self.tracker.restore(dialogs)
         if dialogs:

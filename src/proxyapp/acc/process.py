@@ -77,7 +77,7 @@ class AccountingProcess:
         """log_level: the proxy's, for what the child logs (on the stderr they share)."""
         self.cfg = config
         self._child = ChildProcess("proxyapp.acc.process", [json.dumps(dataclasses.asdict(config)), log_level.upper()],
-                                   nice=config.niceness())
+                                   nice=config.nice)
         self._events: list[tuple[Any, ...]] = []
         self._drain_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -57,7 +57,7 @@ class SqliteBackend(Backend):
     def __init__(self, cfg: AccConfig) -> None:
         self.cfg = cfg
         self.path: Path = cfg.sqlite_path
-        self._child = ChildProcess("proxyapp.acc.backends.sqlite_writer", [str(self.path), *cfg.extra_names], nice=cfg.niceness())
+        self._child = ChildProcess("proxyapp.acc.backends.sqlite_writer", [str(self.path), *cfg.extra_names], nice=cfg.nice)
         self._seq = 0
 
     @property
