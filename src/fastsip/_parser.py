@@ -8,9 +8,9 @@ if os.environ.get("FASTSIP_NO_EXTENSIONS"):
     from . import _parser_py as _impl
 else:
     try:
-        from . import _parser_c as _impl  # type: ignore[no-redef, attr-defined]
+        from . import _parser_c as _impl  # type: ignore[no-redef]
     except ImportError:  # not built (no compiler at install time, PyPy, ...)
-        from . import _parser_py as _impl  # type: ignore[no-redef]
+        from . import _parser_py as _impl
 
 IMPLEMENTATION: str = _impl.IMPLEMENTATION
 parse = _impl.parse

@@ -28,7 +28,8 @@ def version_text() -> str:
     try:
         import uvloop
 
-        loop = f"uvloop {uvloop.__version__}"
+        # getattr: uvloop does not re-export __version__ in its type information (same value).
+        loop = f"uvloop {getattr(uvloop, '__version__')}"
     except ImportError:
         loop = "asyncio (uvloop not installed)"
     try:

@@ -295,6 +295,19 @@ class Stats:
         "bad_requests", "forwarded", "stateless", "script_errors", "sent",
     )
 
+    # Declared for the type checker only (annotations, no class attributes: the slots hold them).
+    received: int
+    requests: int
+    responses: int
+    retransmissions: int
+    absorbed_acks: int
+    dropped: int
+    bad_requests: int
+    forwarded: int
+    stateless: int
+    script_errors: int
+    sent: int
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
@@ -450,6 +463,7 @@ class Proxy:
                 self._forget(a.tx)
                 out.append(a)
             elif cls is Timeout:
+                assert isinstance(a, Timeout)  # for the type checker: cls is Timeout
                 self._on_client_timeout(a.tx, a.timer)
             elif cls is TransportFailure:
                 self._on_client_transport_failure(a.tx)
@@ -646,7 +660,8 @@ class Proxy:
     # ------------------------------------------------------------------ stateless replies
 
     def sl_reply(
-        self, msg: Any, reply_dest: Target, status: int, reason: str | None, headers: tuple = (),
+        self, msg: Any, reply_dest: Target, status: int, reason: str | None,
+        headers: tuple[tuple[str, str], ...] = (),
         source: Target | None = None, mark: Any = None,
     ) -> bytes:
         """Stateless reply (OpenSIPS sl_send_reply); the To tag is stable across retransmissions.
@@ -684,13 +699,15 @@ class Proxy:
 
     def new_server_tx(self, sctx: Any, send_trying: bool = True) -> TxContext:
         """t_newtran: the server transaction (and its context) for the script's request."""
-        if sctx.tctx is not None:
-            return sctx.tctx
+        existing: TxContext | None = sctx.tctx
+        if existing is not None:
+            return existing
         msg = sctx.msg
         tctx = TxContext(msg, sctx.source, sctx.reply_dest, next(self._counter))
         tctx.key = sctx.key
         tctx.acc_mark = sctx.acc_mark
         reliable = sctx.reply_dest.reliable
+        tx: ServerInviteTransaction | ServerNonInviteTransaction
         if msg.method == "INVITE":
             tx = ServerInviteTransaction(sctx.key, sctx.reply_dest, reliable, self.timers)
         else:
@@ -708,7 +725,9 @@ class Proxy:
                              tx.dest.transport, tx.dest.host, tx.dest.port, msg.call_id)
         return tctx
 
-    def t_reply(self, tctx: TxContext, status: int, reason: str | None, headers: tuple = ()) -> None:
+    def t_reply(
+        self, tctx: TxContext, status: int, reason: str | None, headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """A locally generated response sent through the server transaction."""
         msg = tctx.request
         to_tag = None
@@ -964,6 +983,7 @@ class Proxy:
         data = b"".join(parts)
         branch.ruri = msg.raw_uri
         key = (branch.id, msg.method)
+        tx: ClientInviteTransaction | ClientNonInviteTransaction
         if msg.method == "INVITE":
             tx = ClientInviteTransaction(key, dest, dest.reliable, self.timers, data)
         else:
@@ -1025,7 +1045,7 @@ class Proxy:
 
     # ------------------------------------------------------------------ CANCEL (§16.10, §9.1)
 
-    def _relay_cancel(self, sctx: Any, inv_ctx: TxContext) -> bool:
+    def _relay_cancel(self, sctx: Any, inv_ctx: TxContext | None) -> bool:
         # The CANCEL is its own server transaction, answered 200 hop by hop at once.
         tctx = self.new_server_tx(sctx, send_trying=False)
         if not tctx.final_sent:
@@ -1052,12 +1072,14 @@ class Proxy:
         branch.cancel_pending = False
         data = self._build_hop_request(branch, "CANCEL", to_value=branch.ctx.request.headers.get("To"))
         key = (branch.id, "CANCEL")
-        ctx_tx = ClientNonInviteTransaction(key, branch.dest, branch.dest.reliable, self.timers, data)
+        dest = branch.dest
+        assert dest is not None  # _send_branch sets it before the branch gets its tx
+        ctx_tx = ClientNonInviteTransaction(key, dest, dest.reliable, self.timers, data)
         ctx_tx.owner = None  # its 200 is absorbed
         branch.cancel_tx = ctx_tx
         self.client_txs[key] = ctx_tx
         if self.debug:
-            logger.debug("CANCEL branch {} to {}:{}", branch.id, branch.dest.host, branch.dest.port)
+            logger.debug("CANCEL branch {} to {}:{}", branch.id, dest.host, dest.port)
         self._tx_actions(ctx_tx.start())
 
     @staticmethod

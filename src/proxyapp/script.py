@@ -81,11 +81,11 @@ class Script:
             raise ScriptLoadError(f"script {path}: {type(exc).__name__}: {exc}") from exc
         return cls(module, str(p))
 
-    def resolve(self, route: Any) -> Callable[..., Any]:
+    def resolve(self, route: object) -> Callable[..., Any]:
         """A route given as a function or as the name of a function of the script."""
         if callable(route):
             return route
-        fn = getattr(self.module, str(route), None)
+        fn: object = getattr(self.module, str(route), None)
         if not callable(fn):
             raise ScriptError(f"no route named {route!r} in the script")
         return fn
@@ -169,7 +169,7 @@ class ScriptContext:
         "replied", "reply", "reply_code", "branch", "params", "__dict__",
     )
 
-    def __init__(self, proxy: Proxy, msg: Any, source: Target, reply_dest: Target, key: Any) -> None:
+    def __init__(self, proxy: Proxy, msg: fastsip.Request, source: Target, reply_dest: Target, key: Any) -> None:
         self.proxy = proxy
         self.msg = msg
         self.source = source

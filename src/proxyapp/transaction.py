@@ -213,7 +213,9 @@ class ServerInviteTransaction(ServerTransaction):
         if name == "G" and state == COMPLETED:
             # §17.2.1: retransmit the final response, interval doubling up to T2.
             self._g = min(2 * self._g, self._cfg.t2)
-            return [Send(self.dest, self.last_response, self), StartTimer(self, "G", self._g)]
+            data = self.last_response
+            assert data is not None  # Completed is entered only with a final (non-2xx) response kept
+            return [Send(self.dest, data, self), StartTimer(self, "G", self._g)]
         if name == "H" and state == COMPLETED:
             # §17.2.1: the ACK never came; the transaction ends (a failure the proxy just logs).
             self.state = TERMINATED

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import heapq
 import itertools
 import math
@@ -75,8 +76,12 @@ async def resolve_sip(name: str, port: int | None, transport: str) -> list[tuple
         except OSError:
             continue
         for family, _, _, _, sockaddr in infos:
-            entry = (transport, sockaddr[0], p)
-            if family in (socket.AF_INET, socket.AF_INET6) and entry not in out:
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip = sockaddr[0]
+            assert isinstance(ip, str)  # an AF_INET/AF_INET6 address is (host, port[, flow, scope])
+            entry = (transport, ip, p)
+            if entry not in out:
                 out.append(entry)
     return out
 
@@ -230,19 +235,21 @@ class Edge:
             if listen.transport == "udp":
                 if self.dispatch is not None:
                     _, proto = await loop.create_datagram_endpoint(
-                        lambda listen=listen: _UdpProtocol(self, listen), sock=reuseport_socket(listen.host, listen.port),
+                        functools.partial(_UdpProtocol, self, listen), sock=reuseport_socket(listen.host, listen.port),
                     )
                 else:
                     family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
                     _, proto = await loop.create_datagram_endpoint(
-                        lambda listen=listen: _UdpProtocol(self, listen), local_addr=(listen.host, listen.port),
+                        functools.partial(_UdpProtocol, self, listen), local_addr=(listen.host, listen.port),
                         family=family,
                     )
-                self.udp[listen] = proto  # type: ignore[assignment]
-                _big_receive_buffer(proto.transport.get_extra_info("socket"))  # type: ignore[union-attr]
+                self.udp[listen] = proto
+                udp_transport = proto.transport
+                assert udp_transport is not None  # connection_made ran before the endpoint was returned
+                _big_receive_buffer(udp_transport.get_extra_info("socket"))
             else:
                 server = await loop.create_server(
-                    lambda listen=listen: TcpConnection(self, listen), listen.host, listen.port, reuse_address=True,
+                    functools.partial(TcpConnection, self, listen), listen.host, listen.port, reuse_address=True,
                 )
                 self.tcp_servers.append(server)
                 self.tcp_listen.append(listen)
@@ -252,7 +259,7 @@ class Edge:
             sock.setblocking(False)
             _big_receive_buffer(sock)
             _, peer = await loop.create_datagram_endpoint(lambda: _PeerProtocol(self), sock=sock)
-            self._peer = peer  # type: ignore[assignment]
+            self._peer = peer
 
     def hand_off(self, owner: int, packet: bytes) -> None:
         """Pass a datagram to the worker that owns its call (proxyapp.workers)."""
@@ -361,7 +368,7 @@ class Edge:
                 self.run(self.proxy.transport_error(tx))
             return
         for data, _ in self._connecting.pop(key, []):
-            conn.send(data)  # type: ignore[attr-defined]
+            conn.send(data)
 
     async def _resolve(self, r: Resolve) -> None:
         try:

@@ -91,7 +91,7 @@ class AccConfig:
         cfg = cls()
         for key, value in table.items():
             default = getattr(cfg, key)
-            ftype = fields[key].type
+            ftype: object = fields[key].type  # a string here (postponed annotations)
             if key == "extra":
                 if not isinstance(value, Mapping):
                     raise ValueError("acc.extra: expected a table {column = '$pv'}")

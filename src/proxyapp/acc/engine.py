@@ -67,7 +67,7 @@ def _queued(fn: Callable[Concatenate["Accounting", _P], None]) -> Callable[Conca
     """A proxy event: queued for its batch (Accounting._defer) instead of processed at once."""
 
     @functools.wraps(fn)
-    def queue(self: "Accounting", *args: _P.args, **kwargs: _P.kwargs) -> None:
+    def queue(self: "Accounting", /, *args: _P.args, **kwargs: _P.kwargs) -> None:
         self._defer(fn, (self, *args), kwargs)
 
     return queue
@@ -592,7 +592,7 @@ class Accounting:
         Processed at once (after the queued events): the failure route changes the R-URI and
         the mark right after it."""
         self.process_events()
-        if not missed_on_branch(mark, request, status):
+        if mark is None or not missed_on_branch(mark, request, status):  # (False for None too)
             return
         self._missed(mark, mark.types_tuple(), request, status, reason, to_tag, ts, self._extras(request, source_addr))
 

@@ -121,7 +121,8 @@ class DialogJournal:
             try:
                 op = e[0]
                 if op == "o":
-                    d = Dialog(*e[1:12], bye_ts=e[12])
+                    # The 11 positional fields, then bye_ts (the tuple opened() writes).
+                    d = Dialog(e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9], e[10], e[11], bye_ts=e[12])
                     d.types = tuple(d.types)
                     open_[d.key] = d
                 elif op == "open":

@@ -81,6 +81,7 @@ def serve(path: str, extra: tuple[str, ...], inp: BinaryIO, out: BinaryIO) -> in
         except EOFError:
             return 0
         seq = msg[1] if isinstance(msg, tuple) and len(msg) > 1 else None
+        answer: tuple[Any, str | None]
         try:
             if not (isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "write"):
                 raise ValueError(f"unknown request {msg!r:.80}")
