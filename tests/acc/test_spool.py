@@ -584,3 +584,28 @@ def test_fresh_records_overtake_a_backlog_only_where_order_is_free(tmp_path):
     assert round_with(ordered=False, down=False) == (["c0", "c1", "c2", "c100", "c101"], 0, 0)
     assert round_with(ordered=True, down=False) == (["c100", "c101", "c0", "c1", "c2"], 3, 0)
     assert round_with(ordered=False, down=True) == ([], 3, 5)
+
+
+def test_an_overflow_keeps_the_order_a_backend_needs(tmp_path):
+    """A burst overflows a queue of 5: the oldest queued records make room and go to the spool
+    first, so a backend that needs order (the memory backends do, as RADIUS, evi and log) gets
+    all twelve in the order they were made. Spooling the newest record instead put it ahead of
+    the five older ones still queued."""
+    cfg = AccConfig.from_dict({"spool_dir": str(tmp_path), "flush_interval_ms": 1, "retry_interval_ms": 30,
+                               "queue_size": 5, "batch_max": 5})
+    b = memory_backends()
+    assert b["db"].ordered
+
+    async def go():
+        acc = Accounting(cfg, backends=b, clock=lambda: 1_700_000_000.0)
+        await acc.start()
+        for i in range(12):  # synchronous burst, the writer cannot run in between
+            acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"o{i:02d}", "a"), 200, "OK", "t", SRC, 2.0)
+        s = acc.stats()["db"]
+        await settle(acc)
+        await acc.close()
+        return s
+
+    s = asyncio.run(go())
+    assert s["queued"] == 5 and s["spooled"] == 7
+    assert [r.callid for r in b["db"].records] == [f"o{i:02d}" for i in range(12)]

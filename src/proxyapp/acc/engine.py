@@ -141,13 +141,16 @@ class BackendWorker:
                 self.overflowed = True
                 logger.warning("acc {}: queue full ({} records): records go to the spool until the writer catches up",
                                self.name, self.cfg.queue_size)
+            # The oldest queued record makes room, so the spool holds the older records and the
+            # queue the newer ones: a backend that needs order gets the queue spooled behind
+            # them (step), never a new record ahead of older ones.
+            old = self.queue.popleft()
             try:
-                self.spool.append([r], sync=False)
+                self.spool.append([old], sync=False)
                 self.counters.spooled += 1
             except OSError:
                 self.counters.lost += 1
-                logger.exception("acc {}: record {} lost: spool not writable", self.name, r.record_id)
-            return
+                logger.exception("acc {}: record {} lost: spool not writable", self.name, old.record_id)
         self.queue.append(r)
         self.wake.set()
 
