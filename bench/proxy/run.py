@@ -3,6 +3,7 @@
     python bench/proxy/run.py --proxy kamailio --rates 250,500,1000 --duration 10
     python bench/proxy/run.py --proxy both --variants plain,acc_log,acc_db --rates 100,200,400 --duration 10
     python bench/proxy/run.py --proxy mine --proxy-cmd 'mine=/path/to/proxy --port {port}' --rates 100
+    python bench/proxy/run.py --proxy proxyapp,n0 --proxy-acc 'n0=proxyapp:nice=0' --variants acc_db --rates 3000
 
 For every proxy, variant and rate it starts the callee (uas.xml), the proxy, then the caller (uac.xml),
 which places rate*duration calls (INVITE/180/200/ACK, hold, BYE/200) at that rate. The callee fails any
@@ -228,15 +229,19 @@ def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     return cmd
 
 
-def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2, acc_engine: str | None = None) -> list[str]:
+def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2, acc_engine: str | None = None,
+                 acc_keys: tuple[str, ...] = ()) -> list[str]:
     """Write a proxyapp TOML config for the variant (bench/proxy/proxyapp-VARIANT.toml) and return the command.
 
     Two worker processes by default, like Kamailio's children=2 in kamailio.cfg; "proxyapp1" runs one.
-    acc_engine sets [acc] engine (default: proxyapp's own, "process").
+    acc_engine sets [acc] engine (default: proxyapp's own, "process"); acc_keys are more [acc] lines
+    ("nice = 0"), for the variants that have accounting.
     """
     tmpl = (HERE / f"proxyapp-{variant}.toml").read_text()
     if acc_engine is not None:
-        tmpl = tmpl.replace("[acc]\n", f'[acc]\nengine = "{acc_engine}"\n')
+        acc_keys = (f'engine = "{acc_engine}"', *acc_keys)
+    if acc_keys:
+        tmpl = tmpl.replace("[acc]\n", "[acc]\n" + "".join(k + "\n" for k in acc_keys))
     cfg = rundir / "proxyapp.toml"
     cfg.write_text(tmpl.replace("@PORT@", str(port)).replace("@RUNDIR@", str(rundir))
                    .replace("@HERE@", str(HERE)))
@@ -250,6 +255,24 @@ def proxyapp1_cmd(variant: str, rundir: Path, port: int) -> list[str]:
 def proxyapp1_inline_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     """One process with the accounting engine on the proxy's event loop (the A/B of acc/process.py)."""
     return proxyapp_cmd(variant, rundir, port, workers=1, acc_engine="inline")
+
+
+PROXYAPP_WORKERS = {"proxyapp": 2, "proxyapp1": 1}
+
+
+def proxyapp_acc_cmd(spec: str):
+    """--proxy-acc NAME=BASE:KEY=VALUE[;KEY=VALUE...]: proxyapp (2 workers) or proxyapp1 (one process)
+    with these [acc] keys added, e.g. 'n0=proxyapp:nice=0' to compare accounting's niceness in one run."""
+    name, _, rest = spec.partition("=")
+    base, _, keys = rest.partition(":")
+    if not name or base not in PROXYAPP_WORKERS or "=" not in keys:
+        raise ValueError(f"--proxy-acc: expected NAME=proxyapp|proxyapp1:KEY=VALUE[;KEY=VALUE], got {spec!r}")
+    lines = tuple(f"{k.strip()} = {v.strip()}" for k, _, v in (kv.partition("=") for kv in keys.split(";")))
+
+    def build(variant: str, rundir: Path, port: int) -> list[str]:
+        return proxyapp_cmd(variant, rundir, port, workers=PROXYAPP_WORKERS[base], acc_keys=lines)
+
+    return name, build
 
 
 def custom_cmd(template: str):
@@ -553,9 +576,12 @@ def main() -> int:
     ap.add_argument("--proxy", default="kamailio",
                     help="kamailio, proxyapp (2 workers), proxyapp1 (1 worker), proxyapp1-inline (1 worker, "
                          "accounting engine inline), both (kamailio,proxyapp), "
-                         "all, or names given with --proxy-cmd (comma-separated)")
+                         "all, or names given with --proxy-cmd or --proxy-acc (comma-separated)")
     ap.add_argument("--proxy-cmd", action="append", default=[],
                     help="NAME=COMMAND with {port}, {variant}, {rundir}, {here} placeholders")
+    ap.add_argument("--proxy-acc", action="append", default=[],
+                    help="NAME=BASE:KEY=VALUE[;KEY=VALUE]: BASE (proxyapp or proxyapp1) with these [acc] keys, "
+                         "e.g. 'n0=proxyapp:nice=0'")
     ap.add_argument("--variants", default="plain")
     ap.add_argument("--rates", default="250,500,1000")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of calls per rate")
@@ -582,6 +608,12 @@ def main() -> int:
     for spec in args.proxy_cmd:
         name, _, tmpl = spec.partition("=")
         builders[name] = custom_cmd(tmpl)
+    for spec in args.proxy_acc:
+        try:
+            name, build = proxyapp_acc_cmd(spec)
+        except ValueError as exc:
+            ap.error(str(exc))
+        builders[name] = build
     proxies = {"both": ["kamailio", "proxyapp"], "all": ["kamailio", "proxyapp", "proxyapp1"]}.get(
         args.proxy, args.proxy.split(","))
     variants = args.variants.split(",")
