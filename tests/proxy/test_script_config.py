@@ -29,6 +29,26 @@ def test_example_configs_are_valid():
     assert cfg.acc == {"log_level": "INFO"}
 
 
+def test_example_config_commented_accounting_block_is_valid_once_uncommented():
+    """The `# [acc]` block of examples/proxyapp.toml is what a user uncomments: every key in it
+    must be one AccConfig accepts, with the value written there."""
+    import tomllib
+
+    from proxyapp.acc import AccConfig
+
+    lines = (ROOT / "examples" / "proxyapp.toml").read_text().splitlines()
+    start = lines.index("# [acc]")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("# ") or line.startswith("# Free-form"):
+            break
+        block.append(line[2:])
+    acc = tomllib.loads("\n".join(block))["acc"]
+    assert set(acc) == {"db_url", "spool_dir", "engine", "nice", "log_level"}
+    cfg = AccConfig.from_dict(acc)
+    assert (cfg.engine, cfg.nice, cfg.log_level) == ("process", 10, "INFO")
+
+
 # ------------------------------------------------------------------ the trunk example
 
 
