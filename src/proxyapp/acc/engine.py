@@ -33,7 +33,7 @@ import functools
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Concatenate, ParamSpec
+from typing import Any, Callable, Concatenate, ParamSpec, TypeGuard
 
 from loguru import logger
 
@@ -56,7 +56,6 @@ from .records import (
 )
 from .spool import BACKENDS, Spool
 
-BACKEND_NAMES = BACKENDS
 # How long a proxy event may wait for the batch it is processed in (see transaction_completed).
 EVENT_BATCH_S = 0.005
 
@@ -84,7 +83,7 @@ def _cseq_number(request: Any) -> int | None:
         return None
 
 
-def missed_on_branch(mark: AccMark | None, request: Any, status: int) -> bool:
+def missed_on_branch(mark: AccMark | None, request: Any, status: int) -> TypeGuard[AccMark]:
     """Whether a failed branch writes a missed-call record (OpenSIPS: a failed INVITE whose mark
     still has `missed` armed; writing it clears the flag until the failure route re-arms it)."""
     return (
@@ -384,7 +383,7 @@ class Accounting:
         spool_dir = Path(self.cfg.spool_dir)
         spool_dir.mkdir(parents=True, exist_ok=True)
         backends = self._backends if self._backends is not None else make_backends(self.cfg, self._subscribers)
-        for name in BACKEND_NAMES:
+        for name in BACKENDS:
             backend = backends[name]
             spool = await asyncio.to_thread(Spool, spool_dir, name, self.cfg.fsync)
             w = BackendWorker(name, backend, spool, self.cfg)
@@ -595,7 +594,7 @@ class Accounting:
         Processed at once (after the queued events): the failure route changes the R-URI and
         the mark right after it."""
         self.process_events()
-        if mark is None or not missed_on_branch(mark, request, status):  # (False for None too)
+        if not missed_on_branch(mark, request, status):
             return
         self._missed(mark, mark.types_tuple(), request, status, reason, to_tag, ts, self._extras(request, source_addr))
 

@@ -205,7 +205,6 @@ class AccountingProcess:
     def branch_failed(self, mark: AccMark | None, request: Any, status: int, reason: str, to_tag: str | None,
                       source_addr: tuple[str, int] | None, ts: float) -> None:
         if missed_on_branch(mark, request, status):
-            assert mark is not None
             self._add(("b", _mark_tuple(mark), request.to_bytes(), status, reason, to_tag, source_addr, ts))
             mark.missed = False  # as the engine does: the failure route may re-arm it
 
