@@ -229,17 +229,13 @@ def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     return cmd
 
 
-def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2, acc_engine: str | None = None,
-                 acc_keys: tuple[str, ...] = ()) -> list[str]:
+def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2, acc_keys: tuple[str, ...] = ()) -> list[str]:
     """Write a proxyapp TOML config for the variant (bench/proxy/proxyapp-VARIANT.toml) and return the command.
 
     Two worker processes by default, like Kamailio's children=2 in kamailio.cfg; "proxyapp1" runs one.
-    acc_engine sets [acc] engine (default: proxyapp's own, "process"); acc_keys are more [acc] lines
-    ("nice = 0"), for the variants that have accounting.
+    acc_keys are more [acc] lines ('engine = "inline"', "nice = 0"), for the variants that have accounting.
     """
     tmpl = (HERE / f"proxyapp-{variant}.toml").read_text()
-    if acc_engine is not None:
-        acc_keys = (f'engine = "{acc_engine}"', *acc_keys)
     if acc_keys:
         tmpl = tmpl.replace("[acc]\n", "[acc]\n" + "".join(k + "\n" for k in acc_keys))
     cfg = rundir / "proxyapp.toml"
@@ -254,7 +250,7 @@ def proxyapp1_cmd(variant: str, rundir: Path, port: int) -> list[str]:
 
 def proxyapp1_inline_cmd(variant: str, rundir: Path, port: int) -> list[str]:
     """One process with the accounting engine on the proxy's event loop (the A/B of acc/process.py)."""
-    return proxyapp_cmd(variant, rundir, port, workers=1, acc_engine="inline")
+    return proxyapp_cmd(variant, rundir, port, workers=1, acc_keys=('engine = "inline"',))
 
 
 PROXYAPP_WORKERS = {"proxyapp": 2, "proxyapp1": 1}
