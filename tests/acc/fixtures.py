@@ -1,6 +1,6 @@
 """Real PostgreSQL and FreeRADIUS instances on loopback, started and stopped by the tests.
 
-Both are the Debian packages (postgresql, freeradius; scripts/run-tests.sh installs them).
+Both are the Debian packages (postgresql, freeradius; tests/run.sh installs them).
 They never skip: a missing binary fails with a message saying which package to install.
 Each server gets a private temp directory and a free 127.0.0.1 port and is stopped by pid.
 """
