@@ -3,8 +3,8 @@
 `python bench/workloads.py --write` regenerates the .sip files; `load()` reads them back and checks
 their Content-Length, so every benchmark (Python, C, pytest-benchmark) parses the very same bytes.
 
-seed_invite (875 bytes): the INVITE of /work/shared/seed/opensips-usecase.md ("." at line end = CR, so
-CRLF line endings) with its placeholders filled with documentation addresses (RFC 5737):
+seed_invite (875 bytes): the INVITE of the seed document (opensips-usecase.md; "." at line end = CR,
+so CRLF line endings) with its placeholders filled with documentation addresses (RFC 5737):
   <ofrom_pvtip>          -> 198.51.100.10  (Via, Contact, SDP o= and c=; 13 characters like the
                             original, so the SDP body stays 286 bytes = the seed's Content-Length)
   <outbound_server_ip>   -> 203.0.113.5    (Request-URI and To)
