@@ -1,4 +1,19 @@
-"""proxyapp: a stateful SIP proxy built on fastsip that behaves like OpenSIPS on the wire."""
+"""proxyapp: a stateful SIP proxy built on fastsip that behaves like OpenSIPS on the wire.
+
+Layers, bottom to top; a module imports only from its own layer or those below it
+(tests/proxy/test_layers.py keeps it so):
+
+1. base: ``config`` (validated configuration, timers from T1/T2/T4), ``logs`` (log set-up).
+2. ``transaction``: RFC 3261 §17 state machines; events in, actions out, no I/O, no clock.
+3. ``core``: the sans-IO proxy, RFC 3261 §16 split by section (requests §16.3-16.6, responses
+   §16.7, cancel §16.10, stateless §16.11, local replies). It calls the script and accounting
+   only through the contracts in ``core.hooks``.
+4. services: ``acc`` (accounting; its contract is acc/__init__.py). It knows nothing of the core.
+5. ``script``: the routing-script API (OpenSIPS-like verbs) and ``default_script``.
+6. ``proxy``: the facade that binds a script to the core.
+7. ``workers`` and ``transport``: the asyncio edge (sockets, the clock, DNS, several processes).
+8. ``__main__``: the command line.
+"""
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ from loguru import logger
 
 from . import __version__
 from .config import LOG_LEVELS, Config, ConfigError, Listen
+from .logs import setup_logging
 
 EXIT_CONFIG = 2
 
@@ -52,17 +53,6 @@ def version_text() -> str:
         f"accounting: {acc_s}",
         f"python: {platform.python_implementation()} {platform.python_version()} ({platform.python_compiler()})",
     ])
-
-
-def setup_logging(level: str) -> None:
-    logger.remove()
-    logger.add(
-        sys.stderr,
-        level=level,
-        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}",
-        backtrace=False,
-        diagnose=False,
-    )
 
 
 def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool = False) -> Any:

@@ -25,21 +25,19 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
 
 import fastsip
 from loguru import logger
 
-from .proxy import Proxy, ScriptError, Target, TxContext
-
-try:
-    from .acc import AccMark
-except Exception:  # accounting not installed yet: do_accounting still validates nothing
-    AccMark = None  # type: ignore[assignment,misc]
+from .acc import AccMark
+from .core import Branch, ProxyCore, RequestState, ScriptError, Target, TxContext
+from .core.addresses import URI
+from .core.context import Route, TxKey
 
 
 _METHOD_SETS: dict[str, frozenset[str]] = {}  # is_method argument -> the methods it names
-_MARKS: dict[tuple[str, str, str | None], Any] = {}  # do_accounting arguments -> parsed template
+_MARKS: dict[tuple[str, str, str | None], AccMark] = {}  # do_accounting arguments -> parsed template
 
 
 class ScriptLoadError(Exception):
@@ -49,15 +47,15 @@ class ScriptLoadError(Exception):
 class Script:
     """A loaded routing script."""
 
-    def __init__(self, module: Any, path: str | None) -> None:
+    def __init__(self, module: ModuleType, path: str | None) -> None:
         self.module = module
         self.path = path
         route = getattr(module, "route", None)
         if not callable(route):
             raise ScriptLoadError(f"script {path or getattr(module, '__name__', '?')}: no route(msg, ctx) function")
         self.route = route
-        self.onreply_route = getattr(module, "onreply_route", None)
-        self.proxy: Any = None  # set by the Proxy that runs this script
+        self.onreply_route: Route | None = getattr(module, "onreply_route", None)
+        self.proxy: ProxyCore | None = None  # set by the Proxy that runs this script
 
     @classmethod
     def load(cls, path: str | None) -> "Script":
@@ -81,7 +79,7 @@ class Script:
             raise ScriptLoadError(f"script {path}: {type(exc).__name__}: {exc}") from exc
         return cls(module, str(p))
 
-    def resolve(self, route: object) -> Callable[..., Any]:
+    def resolve(self, route: object) -> Route:
         """A route given as a function or as the name of a function of the script."""
         if callable(route):
             return route
@@ -91,6 +89,15 @@ class Script:
         return fn
 
     # -------------------------------------------------------------- running routes
+
+    def handle_request(
+        self, msg: fastsip.Request, source: Target, reply_dest: Target, key: TxKey, loop_hash: int,
+    ) -> None:
+        """The core's Router call: the request route for a request that is not a retransmission."""
+        assert self.proxy is not None  # bound by the Proxy before any message arrives
+        ctx = ScriptContext(self.proxy, msg, source, reply_dest, key)
+        ctx.loop_hash = loop_hash
+        self.run_request(ctx)
 
     def run_request(self, ctx: "ScriptContext") -> None:
         proxy = ctx.proxy
@@ -121,21 +128,28 @@ class Script:
         except Exception:
             logger.exception("cannot answer 500 after a script error")
 
-    def run_failure(self, tctx: TxContext, route: Any, best: Any) -> None:
-        ctx = ScriptContext.for_transaction(self.proxy, tctx)
+    def _bound(self) -> ProxyCore:
+        proxy = self.proxy
+        assert proxy is not None  # bound by the Proxy before any message arrives
+        return proxy
+
+    def run_failure(self, tctx: TxContext, route: Route, best: Branch) -> None:
+        proxy = self._bound()
+        ctx = ScriptContext.for_transaction(proxy, tctx)
         ctx.reply = best.final
         ctx.reply_code = best.final_status
         tctx.in_failure = True
         try:
             self.resolve(route)(tctx.request, ctx)
         except Exception:
-            self.proxy.stats.script_errors += 1
+            proxy.stats.script_errors += 1
             logger.exception("failure route failed for call-id={}", tctx.request.call_id)
         finally:
             tctx.in_failure = False
 
-    def run_reply(self, tctx: TxContext, resp: Any, branch: Any) -> Any:
-        ctx = ScriptContext.for_transaction(self.proxy, tctx)
+    def run_reply(self, tctx: TxContext, resp: fastsip.Response, branch: Branch) -> object:
+        proxy = self._bound()
+        ctx = ScriptContext.for_transaction(proxy, tctx)
         ctx.reply = resp
         ctx.reply_code = resp.status
         try:
@@ -146,52 +160,38 @@ class Script:
                 result = self.resolve(tctx.reply_route)(resp, ctx)
             return result
         except Exception:
-            self.proxy.stats.script_errors += 1
+            proxy.stats.script_errors += 1
             logger.exception("reply route failed for call-id={}", tctx.request.call_id)
             return None
 
-    def run_branch(self, sctx: "ScriptContext", tctx: TxContext, branch: Any) -> None:
-        ctx = ScriptContext.for_transaction(sctx.proxy, tctx)
+    def run_branch(self, sctx: RequestState, tctx: TxContext, branch: Branch) -> None:
+        proxy = self._bound()
+        ctx = ScriptContext.for_transaction(proxy, tctx)
         ctx.branch = branch
         try:
             self.resolve(tctx.branch_route)(tctx.request, ctx)
         except Exception:
-            sctx.proxy.stats.script_errors += 1
+            proxy.stats.script_errors += 1
             logger.exception("branch route failed for call-id={}", tctx.request.call_id)
 
 
-class ScriptContext:
+class ScriptContext(RequestState):
     """What a route gets beside the message: the verbs, named as in OpenSIPS."""
 
-    __slots__ = (
-        "proxy", "msg", "source", "reply_dest", "key", "tctx", "acc_mark", "record_route_flag",
-        "maxfwd_done", "failure_route", "reply_route", "branch_route", "dst_uri", "loop_hash",
-        "replied", "reply", "reply_code", "branch", "params", "__dict__",
-    )
+    __slots__ = ("proxy", "replied", "reply", "reply_code", "branch", "params", "__dict__")
 
-    def __init__(self, proxy: Proxy, msg: fastsip.Request, source: Target, reply_dest: Target, key: Any) -> None:
+    def __init__(self, proxy: ProxyCore, msg: fastsip.Request, source: Target, reply_dest: Target, key: TxKey) -> None:
+        RequestState.__init__(self, msg, source, reply_dest, key)
         self.proxy = proxy
-        self.msg = msg
-        self.source = source
-        self.reply_dest = reply_dest
-        self.key = key
-        self.tctx: TxContext | None = None
-        self.acc_mark: Any = None
-        self.record_route_flag = False
-        self.maxfwd_done = False
-        self.failure_route: Any = None
-        self.reply_route: Any = None
-        self.branch_route: Any = None
-        self.dst_uri: str | None = None
-        self.loop_hash: int | None = None  # §16.6 step 8 hash of the request as received
         self.replied = False
-        self.reply: Any = None  # the winning response, in a failure or reply route
+        self.reply: fastsip.Response | None = None  # the winning response, in a failure or reply route
         self.reply_code = 0
-        self.branch: Any = None
+        self.branch: Branch | None = None
         self.params = proxy.cfg.script_params
 
     @classmethod
-    def for_transaction(cls, proxy: Proxy, tctx: TxContext) -> "ScriptContext":
+    def for_transaction(cls, proxy: ProxyCore, tctx: TxContext) -> "ScriptContext":
+        assert tctx.key is not None  # set when the context is created
         ctx = cls(proxy, tctx.request, tctx.source, tctx.reply_dest, tctx.key)
         ctx.tctx = tctx
         ctx.acc_mark = tctx.acc_mark
@@ -237,7 +237,7 @@ class ScriptContext:
             wanted = _METHOD_SETS[methods] = frozenset(x.strip().upper() for x in methods.split("|"))
         return self.msg.method in wanted
 
-    def is_myself(self, what: Any = None) -> bool:
+    def is_myself(self, what: str | URI | None = None) -> bool:
         """OpenSIPS ``uri == myself``: a URI object or text, ``host[:port]``; default the R-URI."""
         proxy = self.proxy
         if what is None:
@@ -245,8 +245,6 @@ class ScriptContext:
         if isinstance(what, str):
             text = what.strip().strip("<>")
             if text.lower().startswith(("sip:", "sips:")):
-                import fastsip
-
                 what = fastsip.parse_uri(text)
             else:
                 host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
@@ -367,18 +365,25 @@ class ScriptContext:
         """$du: where t_relay sends, without touching the Request-URI."""
         self.dst_uri = uri
 
-    def t_on_failure(self, route: Any) -> None:
-        self.failure_route = self.proxy.script.resolve(route)
+    @property
+    def _script(self) -> Script:
+        """The script this context runs (named routes are looked up in it)."""
+        script = self.proxy.script
+        assert isinstance(script, Script)  # a ScriptContext only exists for a Script's routes
+        return script
+
+    def t_on_failure(self, route: object) -> None:
+        self.failure_route = self._script.resolve(route)
         if self.tctx is not None:
             self.tctx.failure_route = self.failure_route
 
-    def t_on_reply(self, route: Any) -> None:
-        self.reply_route = self.proxy.script.resolve(route)
+    def t_on_reply(self, route: object) -> None:
+        self.reply_route = self._script.resolve(route)
         if self.tctx is not None:
             self.tctx.reply_route = self.reply_route
 
-    def t_on_branch(self, route: Any) -> None:
-        self.branch_route = self.proxy.script.resolve(route)
+    def t_on_branch(self, route: object) -> None:
+        self.branch_route = self._script.resolve(route)
         if self.tctx is not None:
             self.tctx.branch_route = self.branch_route
 
@@ -386,10 +391,9 @@ class ScriptContext:
 
     def do_accounting(self, types: str, flags: str = "", table: str | None = None) -> bool:
         """Mark the transaction for accounting (proxyapp.acc.AccMark)."""
-        if AccMark is None:
-            raise ScriptError("do_accounting: accounting (proxyapp.acc) is not available")
-        if self.acc_mark is not None:
-            self.acc_mark.update(types, flags, table)
+        mark = self.acc_mark
+        if isinstance(mark, AccMark):
+            mark.update(types, flags, table)
         else:
             # Parsed once per distinct argument triple; each transaction gets its own copy
             # because a mark is mutable (missed is cleared after the first missed call).
@@ -404,8 +408,9 @@ class ScriptContext:
 
     def drop_accounting(self, types: str | None = None, flags: str | None = None) -> bool:
         """Undo do_accounting: everything with no argument, else the given types and/or flags."""
-        if self.acc_mark is not None:
-            self.acc_mark.drop(types, flags)
+        mark = self.acc_mark
+        if isinstance(mark, AccMark):
+            mark.drop(types, flags)
         return True
 
     def acc_log_request(self, comment: str) -> bool:

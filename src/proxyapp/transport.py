@@ -26,13 +26,13 @@ import heapq
 import itertools
 import math
 import socket
-from typing import Any
+from typing import Any, cast
 
 import fastsip
 from loguru import logger
 
 from .config import Config, Listen
-from .proxy import Proxy, Resolve, Target
+from .core import ProxyCore, Resolve, Target
 from .transaction import CancelTimer, Send, StartTimer, Terminated
 from .workers import Dispatch, owner_of, pack, reuseport_socket, unpack
 
@@ -173,7 +173,8 @@ class TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            msgs = self.parser.feed(data)
+            # feed() returns what fastsip.parse() returns for each framed message.
+            msgs = cast("list[fastsip.Request | fastsip.Response]", self.parser.feed(data))
         except fastsip.ParseError as exc:
             # The byte stream cannot be framed any more (RFC 3261 §18.3): close the connection.
             logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
@@ -202,9 +203,9 @@ class TcpConnection(asyncio.Protocol):
 
 
 class Edge:
-    """Sockets, timers and DNS around one Proxy; ``run(actions)`` executes what the core decided."""
+    """Sockets, timers and DNS around one proxy core; ``run(actions)`` executes what the core decided."""
 
-    def __init__(self, proxy: Proxy, cfg: Config, dispatch: Dispatch | None = None) -> None:
+    def __init__(self, proxy: ProxyCore, cfg: Config, dispatch: Dispatch | None = None) -> None:
         self.proxy = proxy
         self.cfg = cfg
         self.dispatch = dispatch  # several workers: who owns which call (proxyapp.workers)
@@ -296,7 +297,7 @@ class Edge:
 
     # ------------------------------------------------------------------ actions
 
-    def run(self, actions: list[Any]) -> None:
+    def run(self, actions: list[Any]) -> None:  # list[Out]; dispatched on type(a), which mypy cannot narrow
         for a in actions:
             t = type(a)
             if t is Send:

@@ -315,7 +315,7 @@ def main(argv: list[str]) -> int:
     level = argv[1] if len(argv) > 1 else "INFO"
     # The proxy's log level and format, on the stderr we share with it (ACC lines included when
     # the log backend has no file of its own).
-    from ..__main__ import setup_logging
+    from ..logs import setup_logging
 
     setup_logging(level)
     tune_gc()

@@ -1,0 +1,202 @@
+"""The state every part of the core shares, the transaction tables' bookkeeping, and the
+interface the rule modules (requests, responses, cancel, stateless, replies) offer each other.
+
+Each rule module is a mixin over CoreBase; proxyapp.core.proxy.ProxyCore combines them. A module
+calls another only through the methods declared in CoreBase's TYPE_CHECKING block, so the
+dependencies between RFC sections stay visible in one place.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..config import Config, Listen
+from ..transaction import (
+    COMPLETED,
+    Action,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    Terminated,
+    Timeout,
+    TransportFailure,
+    TxTable,
+)
+from .addresses import URI, norm_host
+from .context import ClientTx, Resolve, ServerTx, TxContext
+from .hooks import AccObserver, Router
+from .sockets import LocalSocket, identity
+from .stats import Stats
+
+if TYPE_CHECKING:
+    from fastsip import Request, Response, Via
+
+    from .addresses import Target
+    from .context import Branch, RequestState
+
+# What the core hands the asyncio edge: transaction actions, plus DNS look-ups.
+Out = Action | Resolve
+
+
+class CoreBase:
+    """Configuration, tables, sockets and the action queue of the sans-IO proxy."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        script: Router,
+        acc: AccObserver | None = None,
+        *,
+        wallclock: Callable[[], float] = time.time,
+        branch_salt: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.timers = cfg.timers
+        self.script = script
+        self.acc = acc
+        self.wallclock = wallclock
+        self.server_txs = TxTable()
+        self.client_txs = TxTable()
+        self.stats = Stats()
+        self.sockets = [LocalSocket(listen, cfg.advertised_address) for listen in cfg.listen]
+        self._sock_by_listen: dict[Listen | None, LocalSocket] = {s.listen: s for s in self.sockets}
+        self._salt = branch_salt if branch_salt is not None else os.urandom(3).hex()
+        self._counter = itertools.count(1)
+        self._out: list[Out] = []
+        self.server_header = cfg.server_header
+        self._server_hdr: tuple[tuple[str, str], ...] = (
+            (("Server", cfg.server_header),) if cfg.server_header else ()
+        )
+        self.debug = cfg.log_level in ("TRACE", "DEBUG")
+        self._me, self._me_any_port = identity(self.sockets, cfg.aliases)
+
+    # ------------------------------------------------------------------ identity
+
+    def is_myself(self, host: str, port: int | None = None) -> bool:
+        """OpenSIPS check_self: is host[:port] one of our sockets, the advertised address or an alias?"""
+        h = norm_host(host)
+        if h in self._me_any_port:
+            return True
+        return (h, port or 5060) in self._me
+
+    def is_myself_uri(self, uri: URI | None) -> bool:
+        if uri is None:
+            return False
+        host = uri.host
+        if host is None:
+            return False
+        return self.is_myself(host, uri.port)
+
+    # ------------------------------------------------------------------ action plumbing
+
+    def _flush(self) -> list[Out]:
+        out = self._out
+        self._out = []
+        return out
+
+    def _tx_actions(self, acts: list[Action]) -> None:
+        """Queue transaction actions for the edge, consuming the TU notifications here."""
+        out = self._out
+        for a in acts:
+            cls = type(a)
+            if cls is Terminated:
+                self._forget(a.tx)
+                out.append(a)
+            elif cls is Timeout:
+                assert isinstance(a, Timeout)  # for the type checker: cls is Timeout
+                self._on_client_timeout(a.tx, a.timer)
+            elif cls is TransportFailure:
+                self._on_client_transport_failure(a.tx)
+            else:
+                out.append(a)
+
+    def _forget(self, tx: ServerTx | ClientTx) -> None:
+        key = tx.key
+        cls = type(tx)
+        owner = tx.owner
+        if cls is ServerInviteTransaction or cls is ServerNonInviteTransaction:
+            self.server_txs.discard(key, tx)
+            tctx = owner
+        else:
+            self.client_txs.discard(key, tx)
+            tctx = owner.ctx if owner is not None else None
+        if tctx is not None:
+            self._release_if_done(tctx)
+
+    @staticmethod
+    def _release_if_done(tctx: TxContext) -> None:
+        """Break the context's reference cycles once its server transaction and every branch's
+        client transaction have terminated.
+
+        A context, its branches and their transactions point at each other (tx.owner, branch.ctx,
+        ctx.branches). Freed by reference counting the moment the last transaction ends, they never
+        reach the cycle collector, which proxyapp's main() disables: a collection over 100,000 live
+        transactions stalls the event loop for half a second (tests/proxy/test_memory.py holds
+        the core to "no cyclic garbage per call")."""
+        stx = tctx.server_tx
+        if stx is None:
+            return
+        if stx.state != "Terminated" and not (stx.state == COMPLETED and type(stx) is ServerNonInviteTransaction):
+            # A Completed non-INVITE server transaction only resends its last response (Timer J,
+            # 32 s): it needs no context, so that is released once the branches are over (Timer
+            # K, 5 s) instead of living as long as Timer J.
+            return
+        branches = tctx.branches
+        for b in branches:
+            t = b.tx
+            if t is None:
+                if not b.done:
+                    return  # still resolving its destination
+            elif t.state != "Terminated":
+                return
+        for b in branches:
+            if b.tx is not None:
+                b.tx.owner = None
+        tctx.branches = []
+        stx.owner = None
+
+    if TYPE_CHECKING:
+        # The interface between the rule modules (implemented by the module named beside each).
+
+        # requests.py (§16.3-16.6)
+        def _reply_dest(self, msg: Request, via: Via, source: Target) -> Target: ...
+        def process_maxfwd(self, msg: Request, max_value: int = 70) -> bool: ...
+        def loop_hash(self, msg: Request) -> int: ...
+        def _next_hop(self, msg: Request, dest: str | None) -> tuple[str, int | None, str] | None: ...
+        def _send_branch(self, branch: Branch, transport: str, ip: str, port: int) -> None: ...
+
+        # responses.py (§16.7)
+        def _send_upstream(self, tctx: TxContext, resp: Response, status: int) -> None: ...
+        def _branch_local_final(self, branch: Branch, status: int, reason: str) -> None: ...
+        def _on_client_timeout(self, tx: ClientTx, timer: str) -> None: ...
+        def _on_client_transport_failure(self, tx: ClientTx) -> None: ...
+
+        # cancel.py (§16.10, §9.1, §17.1.1.3)
+        def _relay_cancel(self, sctx: RequestState, inv_ctx: TxContext | None) -> bool: ...
+        def _cancel_branch(self, branch: Branch) -> None: ...
+        def _build_hop_request(self, branch: Branch, method: str, to_value: str | None) -> bytes: ...
+
+        # stateless.py (§16.11)
+        def forward_stateless(self, sctx: RequestState, dest: str | None = None) -> bool: ...
+        def _forward_response_stateless(self, resp: Response, vias: list[Via]) -> None: ...
+
+        # replies.py (local replies, malformed input)
+        def sl_reply(
+            self, msg: Request, reply_dest: Target, status: int, reason: str | None,
+            headers: tuple[tuple[str, str], ...] = (),
+            source: Target | None = None, mark: object | None = None,
+        ) -> bytes: ...
+        def new_server_tx(self, sctx: RequestState, send_trying: bool = True) -> TxContext: ...
+        def t_reply(
+            self, tctx: TxContext, status: int, reason: str | None, headers: tuple[tuple[str, str], ...] = (),
+        ) -> None: ...
+
+        # accounting.py (the AccObserver calls)
+        def _acc_completed(
+            self, tctx: TxContext, resp: Response | None, status: int, reason: str | None = None,
+        ) -> None: ...
+        def _acc_branch_failed(self, tctx: TxContext, best: Branch) -> None: ...
+        def _acc_response(self, resp: Response) -> None: ...

@@ -1,0 +1,89 @@
+"""RFC 3261 §16.11 stateless forwarding: ACKs of 2xx, CANCELs without a transaction, and
+responses that match no client transaction (§16.7 for a late 2xx whose top Via is ours).
+
+Stateless forwarding keeps no state, so a request's branch must be the same on every
+retransmission: it is derived from the loop hash and the incoming Via (§16.11).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from fastsip import Response, Via
+from loguru import logger
+
+from ..transaction import Send
+from .addresses import Target, host_is_ip, norm_host
+from .base import CoreBase
+from .context import MAGIC, RequestState
+from .sockets import LocalSocket
+
+
+class StatelessForwarding(CoreBase):
+    """forward() and stateless response relaying."""
+
+    def forward_stateless(self, sctx: RequestState, dest: str | None = None) -> bool:
+        """OpenSIPS forward(): §16.11 stateless forwarding (ACK for 2xx, CANCEL without a transaction)."""
+        msg = sctx.msg
+        if not sctx.maxfwd_done:
+            if not self.process_maxfwd(msg):
+                if msg.method != "ACK":
+                    self.sl_reply(msg, sctx.reply_dest, 483, "Too Many Hops", source=sctx.source, mark=sctx.acc_mark)
+                return True
+            sctx.maxfwd_done = True
+        target = self._next_hop(msg, dest or sctx.dst_uri)
+        if target is None:
+            return False
+        host, port, transport = target
+        if not host_is_ip(host):
+            # Stateless forwarding does not wait for DNS in this proxy; name destinations need
+            # the stateful path. The ACK/CANCEL of a dialog normally carries an IP Route.
+            logger.info("stateless forward to a host name ({}) is not supported; dropped", host)
+            return False
+        via = msg.via[0]
+        lh = sctx.loop_hash if sctx.loop_hash is not None else self.loop_hash(msg)
+        det = zlib.crc32(f"{via.branch}|{via.sent_by}|{msg.method}".encode())
+        bid = f"{MAGIC}{lh:08x}.s{det:08x}.0"
+        sock = self._out_socket_for_source(sctx.source, transport, host)
+        dest_t = Target(transport, host, port or 5060, None, sock.listen)
+        raw = bytes(msg)
+        i = raw.index(b"\n") + 1
+        data = raw[:i] + sock.via_prefix + bid.encode() + b"\r\n" + raw[i:]
+        self.stats.stateless += 1
+        if self.debug:
+            logger.debug("stateless forward {} {} to {}:{}:{}", msg.method, msg.raw_uri, transport, host, port or 5060)
+        self._out.append(Send(dest_t, data))
+        return True
+
+    def _out_socket_for_source(self, source: Target, transport: str, ip: str) -> LocalSocket:
+        src = self._sock_by_listen.get(source.local)
+        if src is not None and src.transport == transport:
+            return src
+        for s in self.sockets:
+            if s.transport == transport:
+                return s
+        return src or self.sockets[0]
+
+    def _forward_response_stateless(self, resp: Response, vias: list[Via]) -> None:
+        """§16.7: no client transaction -> forward statelessly when the top Via is ours (late 2xx)."""
+        top = vias[0]
+        if len(vias) < 2 or not self.is_myself(top.host, top.port):
+            self.stats.dropped += 1
+            if self.debug:
+                logger.debug("dropped a response that matches no transaction and is not for us")
+            return
+        resp.pop_via()
+        nxt = vias[1]
+        transport = nxt.transport.lower()
+        host = nxt.received or norm_host(nxt.host)
+        rport = nxt.rport
+        port = rport if isinstance(rport, int) and rport is not True else (nxt.port or 5060)
+        sock = None
+        for s in self.sockets:
+            if s.transport == transport:
+                sock = s
+                break
+        self.stats.stateless += 1
+        self._out.append(Send(Target(transport, host, port, None, sock.listen if sock else None), bytes(resp)))
+        if self.acc is not None:
+            self._acc_response(resp)
