@@ -159,7 +159,7 @@ def plot_proxy(paths: list[str], out: str, variants: list[str] | None, title: st
     ran = {r["proxy"] for r in results}
     sub = "\n".join(machine_line(m, kamailio="kamailio" in ran) for m in machines)
     if any(m.get("source") for m in machines):
-        sub += "\n(transcribed from the tables in bench/README.md; the run's own JSON was not kept)"
+        sub += "\n(transcribed from the run's Markdown tables in bench/results/; its own JSON was not kept)"
     fig.suptitle(heading + "\n" + sub, fontsize=10.5)
     fig.tight_layout(rect=(0, 0.035, 1, 1))
     save(fig, out)
@@ -231,7 +231,7 @@ def plot_parser(path: str, out: str, workloads: list[str] | None, modes: list[st
         sub += f", {m['rounds'].split()[0]} rounds"
     sub += f", load average {m.get('load average at start', '?').split()[0]}"
     if m.get("source"):
-        sub += "\n(transcribed from the tables in bench/README.md; the run's own JSON was not kept)"
+        sub += "\n(transcribed from the run's Markdown tables in bench/results/; its own JSON was not kept)"
     fig.suptitle(heading + "\n" + sub, fontsize=10.5)
     kinds = [("fastsip, compiled backend", "tab:blue", {"fastsip-c"}),
              ("fastsip, pure-Python backend", "#7fb2e0", {"fastsip-py"}),
