@@ -8,7 +8,8 @@ Layers, bottom to top; a module imports only from its own layer or those below i
 3. ``core``: the sans-IO proxy, RFC 3261 §16 split by section (requests §16.3-16.6, responses
    §16.7, cancel §16.10, stateless §16.11, local replies). It calls the script and accounting
    only through the contracts in ``core.hooks``.
-4. services: ``acc`` (accounting; its contract is acc/__init__.py). It knows nothing of the core.
+4. services: ``acc`` (accounting; its contract is acc/__init__.py), ``location`` (bindings, usrloc)
+   and ``registrar`` (RFC 3261 §10.3 rules). They know nothing of the core.
 5. ``script``: the routing-script API (OpenSIPS-like verbs) and ``default_script``.
 6. ``proxy``: the facade that binds a script to the core.
 7. ``workers`` and ``transport``: the asyncio edge (sockets, the clock, DNS, several processes).

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("proxyapp", "proxyapp.config", "proxyapp.logs")),
     ("transactions (RFC 3261 §17)", ("proxyapp.transaction",)),
     ("proxy core (RFC 3261 §16)", ("proxyapp.core",)),
-    ("services", ("proxyapp.acc",)),
+    ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar")),
     ("script API", ("proxyapp.script", "proxyapp.default_script")),
     ("proxy facade", ("proxyapp.proxy",)),
     ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport")),
