@@ -91,12 +91,16 @@ class Script:
     # -------------------------------------------------------------- running routes
 
     def handle_request(
-        self, msg: fastsip.Request, source: Target, reply_dest: Target, key: TxKey, loop_hash: int,
+        self, msg: fastsip.Request, source: Target, reply_dest: Target, key: TxKey, loop_hash: int, routed: bool,
+        dst_uri: str | None,
     ) -> None:
         """The core's Router call: the request route for a request that is not a retransmission."""
         assert self.proxy is not None  # bound by the Proxy before any message arrives
         ctx = ScriptContext(self.proxy, msg, source, reply_dest, key)
         ctx.loop_hash = loop_hash
+        ctx.routed = routed
+        if dst_uri is not None:
+            ctx.dst_uri = dst_uri
         self.run_request(ctx)
 
     def run_request(self, ctx: "ScriptContext") -> None:
@@ -178,7 +182,7 @@ class Script:
 class ScriptContext(RequestState):
     """What a route gets beside the message: the verbs, named as in OpenSIPS."""
 
-    __slots__ = ("proxy", "replied", "reply", "reply_code", "branch", "params", "__dict__")
+    __slots__ = ("proxy", "replied", "reply", "reply_code", "branch", "params", "routed", "__dict__")
 
     def __init__(self, proxy: ProxyCore, msg: fastsip.Request, source: Target, reply_dest: Target, key: TxKey) -> None:
         RequestState.__init__(self, msg, source, reply_dest, key)
@@ -188,6 +192,7 @@ class ScriptContext(RequestState):
         self.reply_code = 0
         self.branch: Branch | None = None
         self.params = proxy.cfg.script_params
+        self.routed = False  # the request arrived with a Route set (the core removed our entries)
 
     @classmethod
     def for_transaction(cls, proxy: ProxyCore, tctx: TxContext) -> "ScriptContext":
@@ -291,30 +296,10 @@ class ScriptContext(RequestState):
         return True
 
     def loose_route(self) -> bool:
-        """RFC 3261 §16.4: strip the Route values naming us; True when the request had a Route set."""
-        msg = self.msg
-        routes = msg.route
-        if not routes:
-            return False
-        proxy = self.proxy
-        try:
-            uri = msg.uri
-        except Exception:
-            uri = None
-        if uri is not None and getattr(uri, "user", None) is None and proxy.is_myself_uri(uri):
-            # A strict router before us put our Record-Route URI into the Request-URI: the real
-            # Request-URI is the last Route value.
-            values = [e for v in msg.headers.getall("Route") for e in fastsip.split_values(v) if e]
-            last = values.pop()
-            msg.remove_header("Route")
-            if values:
-                msg.append_header("Route", ", ".join(values))
-            msg.set_uri(last.strip().lstrip("<").split(">")[0])
-            routes = msg.route
-        while routes and proxy.is_myself_uri(routes[0].uri):
-            msg.pop_route()
-            routes = msg.route
-        return True
+        """RFC 3261 §16.4: True when the request arrived with a Route set. The core has already
+        removed the Route values naming us (and undone a strict router's Request-URI) for every
+        request, so only the answer is left to the script."""
+        return self.routed
 
     # ---------------------------------------------------------- replies and transactions
 

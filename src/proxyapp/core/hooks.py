@@ -21,8 +21,13 @@ class Router(Protocol):
     # The script-wide reply route, run for every response of every stateful transaction.
     onreply_route: Route | None
 
-    def handle_request(self, msg: Request, source: Target, reply_dest: Target, key: TxKey, loop_hash: int) -> None:
-        """Run the request route for a request that is not a retransmission."""
+    def handle_request(
+        self, msg: Request, source: Target, reply_dest: Target, key: TxKey, loop_hash: int, routed: bool,
+        dst_uri: str | None,
+    ) -> None:
+        """Run the request route for a request that is not a retransmission. ``routed``: it
+        arrived with a Route set (our own entries already removed, §16.4); ``dst_uri``: where a
+        removed Route of ours said to send it (its ``received`` parameter), or None."""
 
     def run_failure(self, tctx: TxContext, route: Route, best: Branch) -> None:
         """Run a failure route armed with t_on_failure; ``best`` holds the winning final."""

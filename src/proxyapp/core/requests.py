@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import zlib
 
-from fastsip import ParseError, Request, Via
+from fastsip import ParseError, Request, Via, split_values
 from loguru import logger
 
 from ..transaction import COMPLETED, ClientInviteTransaction, ClientNonInviteTransaction
@@ -85,7 +85,45 @@ class RequestRouting(CoreBase):
                 return
         lh = self._loop_hash(msg)  # on the request as received, before the script edits it
         self._stamp_via(msg, via, source)
-        self.script.handle_request(msg, source, self._reply_dest(msg, via, source), key, lh)
+        routed, dst = self._remove_own_routes(msg)
+        self.script.handle_request(msg, source, self._reply_dest(msg, via, source), key, lh, routed, dst)
+
+    def _remove_own_routes(self, msg: Request) -> tuple[bool, str | None]:
+        """RFC 3261 §16.4: strip the Route values that name us, before the script routes.
+
+        Returns whether the request arrived with a Route set (what the script's loose_route()
+        reports) and the ``received`` destination a removed Route of ours carried (a binding
+        registered through this node, reached from another node: RFC 3327 Path, as Kamailio's
+        path module with use_received)."""
+        routes = msg.route
+        if not routes:
+            return False, None
+        try:
+            uri = msg.uri
+        except ParseError:
+            uri = None
+        if uri is not None and uri.user is None and "lr" in uri.params and self.is_myself_uri(uri):
+            # §16.4: a strict router before us put our Record-Route URI (always with ;lr) into
+            # the Request-URI: the real Request-URI is the last Route value.
+            values = [e for v in msg.headers.getall("Route") for e in split_values(v) if e]
+            last = values.pop()
+            msg.remove_header("Route")
+            if values:
+                msg.append_header("Route", ", ".join(values))
+            msg.set_uri(last.strip().lstrip("<").split(">")[0])
+            routes = msg.route
+        dst = None
+        while routes:
+            top = routes[0].uri
+            if not self.is_myself_uri(top):
+                break
+            assert top is not None  # is_myself_uri(None) is False
+            received = top.params.get("received")
+            if received:
+                dst = received
+            msg.pop_route()
+            routes = msg.route
+        return True, dst
 
     def _stamp_via(self, msg: Request, via: Via, source: Target) -> None:
         """RFC 3261 §18.2.1 received / RFC 3581 rport on the client's Via, where OpenSIPS puts them."""
@@ -279,8 +317,10 @@ class RequestRouting(CoreBase):
         parts = [raw[:i]]
         if tctx.record_route:
             in_sock = self._sock_by_listen.get(tctx.source.local)
-            if in_sock is not None and in_sock is not sock and in_sock.transport != sock.transport:
-                # Double Record-Route (OpenSIPS enable_double_rr): the callee's side first.
+            if in_sock is not None and in_sock is not sock:
+                # Double Record-Route (OpenSIPS enable_double_rr, Kamailio's rr): the request
+                # leaves on another socket (transport or interface) than it came in on, so each
+                # side of the dialog routes back to the socket it can reach. The callee's first.
                 parts.append(sock.rr_line)
                 parts.append(in_sock.rr_line)
             else:
