@@ -168,7 +168,7 @@ class Script:
             logger.exception("reply route failed for call-id={}", tctx.request.call_id)
             return None
 
-    def run_branch(self, sctx: RequestState, tctx: TxContext, branch: Branch) -> None:
+    def run_branch(self, tctx: TxContext, branch: Branch) -> None:
         proxy = self._bound()
         ctx = ScriptContext.for_transaction(proxy, tctx)
         ctx.branch = branch

@@ -43,13 +43,24 @@ class Resolve:
     token: Branch
 
 
+@dataclass(slots=True)
+class Destination:
+    """One target of a forked request (OpenSIPS' branch set): the Request-URI of its branch and
+    how to reach it. ``dst_uri`` overrides the next hop ($du: a binding's received address or
+    flow); ``route`` are Route values put in front of the request (a binding's Path, RFC 3327)."""
+
+    ruri: str
+    dst_uri: str | None = None
+    route: tuple[str, ...] = ()
+
+
 class RequestState:
     """A request the script is routing, before and after it gets a transaction: what the
     stateful and stateless forwarding rules read. The script's context extends it with verbs."""
 
     __slots__ = (
         "msg", "source", "reply_dest", "key", "tctx", "acc_mark", "record_route_flag", "maxfwd_done",
-        "failure_route", "reply_route", "branch_route", "dst_uri", "loop_hash",
+        "failure_route", "reply_route", "branch_route", "dst_uri", "loop_hash", "forks",
     )
 
     def __init__(self, msg: Request, source: Target, reply_dest: Target, key: TxKey) -> None:
@@ -66,6 +77,9 @@ class RequestState:
         self.branch_route: Route | None = None
         self.dst_uri: str | None = None
         self.loop_hash: int | None = None  # §16.6 step 8 hash of the request as received
+        # Parallel forking: groups of destinations, tried one group after the other (q order);
+        # the branches of a group ring at once. None: one branch to the Request-URI / dst_uri.
+        self.forks: list[list[Destination]] | None = None
 
 
 class Branch:
@@ -106,7 +120,7 @@ class TxContext:
         "request", "source", "reply_dest", "server_tx", "branches", "acc_mark", "failure_route",
         "reply_route", "branch_route", "cancelled", "final_sent", "final_status", "to_tag",
         "record_route", "maxfwd_done", "n", "loop_hash", "in_failure", "method", "key",
-        "completed_reported", "dst_uri", "reply_code",
+        "completed_reported", "dst_uri", "reply_code", "next_groups",
     )
 
     def __init__(self, request: Request, source: Target, reply_dest: Target, n: int) -> None:
@@ -133,3 +147,4 @@ class TxContext:
         self.completed_reported = False
         self.dst_uri: str | None = None
         self.reply_code = 0
+        self.next_groups: list[list[Destination]] = []  # fork groups not tried yet (serial, §16.7)

@@ -11,7 +11,7 @@ from typing import Protocol
 from fastsip import Request, Response
 
 from .addresses import Target
-from .context import Branch, RequestState, Route, TxContext, TxKey
+from .context import Branch, Route, TxContext, TxKey
 
 
 class Router(Protocol):
@@ -35,7 +35,7 @@ class Router(Protocol):
     def run_reply(self, tctx: TxContext, resp: Response, branch: Branch) -> object:
         """Run the reply routes; False drops a provisional response."""
 
-    def run_branch(self, sctx: RequestState, tctx: TxContext, branch: Branch) -> None:
+    def run_branch(self, tctx: TxContext, branch: Branch) -> None:
         """Run the branch route armed with t_on_branch, before the branch is sent."""
 
 

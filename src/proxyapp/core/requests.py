@@ -18,9 +18,9 @@ from fastsip import ParseError, Request, Via, split_values
 from loguru import logger
 
 from ..transaction import COMPLETED, ClientInviteTransaction, ClientNonInviteTransaction
-from .addresses import HopTarget, Target, host_is_ip, norm_host, parse_destination, same_ip, uri_target
+from .addresses import HopTarget, ScriptError, Target, host_is_ip, norm_host, parse_destination, same_ip, uri_target
 from .base import CoreBase
-from .context import MAGIC, Branch, RequestState, Resolve, TxContext, TxKey
+from .context import MAGIC, Branch, Destination, RequestState, Resolve, TxContext, TxKey
 from .sockets import LocalSocket
 
 # The headers §16.6 step 8's loop hash covers beyond the request line, From, To, Call-ID, CSeq.
@@ -222,6 +222,9 @@ class RequestRouting(CoreBase):
                 return True
         else:
             lh = tctx.loop_hash
+        forks = sctx.forks
+        if forks and not dest:
+            return self._relay_forks(sctx, lh, forks)
         # The next hop first: a request we cannot route gets no transaction and no 100; t_relay
         # returns False and the script answers (OpenSIPS: sl_reply_error()).
         target = self._next_hop(msg, dest or sctx.dst_uri)
@@ -234,6 +237,25 @@ class RequestRouting(CoreBase):
             tctx.maxfwd_done = True
             if not sctx.maxfwd_done:
                 self.process_maxfwd(msg)
+        self._adopt(sctx, tctx)
+        branch = Branch(tctx, len(tctx.branches), f"{MAGIC}{lh:08x}.{self._salt}{tctx.n:x}.{len(tctx.branches)}")
+        branch.target = target
+        branch.ruri = msg.raw_uri
+        tctx.branches.append(branch)
+        if tctx.branch_route is not None:
+            self.script.run_branch(tctx, branch)
+        self._dispatch_branch(branch, target)
+        return True
+
+    def _dispatch_branch(self, branch: Branch, target: HopTarget) -> None:
+        host, port, transport = target
+        if host_is_ip(host):
+            self._send_branch(branch, transport, host, port or 5060)
+        else:
+            self._out.append(Resolve(host, port, transport, branch))
+
+    def _adopt(self, sctx: RequestState, tctx: TxContext) -> None:
+        """What the script armed before t_relay moves onto the transaction."""
         if sctx.record_route_flag:
             tctx.record_route = True
         if sctx.failure_route is not None:
@@ -244,18 +266,61 @@ class RequestRouting(CoreBase):
             tctx.branch_route = sctx.branch_route
         if sctx.acc_mark is not None:
             tctx.acc_mark = sctx.acc_mark
-        branch = Branch(tctx, len(tctx.branches), f"{MAGIC}{lh:08x}.{self._salt}{tctx.n:x}.{len(tctx.branches)}")
-        branch.target = target
-        branch.ruri = msg.raw_uri
-        tctx.branches.append(branch)
-        if tctx.branch_route is not None:
-            self.script.run_branch(sctx, tctx, branch)
-        host, port, transport = target
-        if host_is_ip(host):
-            self._send_branch(branch, transport, host, port or 5060)
-        else:
-            self._out.append(Resolve(host, port, transport, branch))
+
+    # ------------------------------------------------------------------ forking (§16.5, §16.6)
+
+    def _relay_forks(self, sctx: RequestState, lh: int, groups: list[list[Destination]]) -> bool:
+        """t_relay to a branch set: the first group's branches at once (parallel forking), the
+        next groups when every branch of the one before failed (§16.5: the proxy may fork in
+        parallel or in sequence; q decides the groups)."""
+        msg = sctx.msg
+        sctx.forks = None
+        tctx = self.new_server_tx(sctx)
+        tctx.loop_hash = lh
+        if not tctx.maxfwd_done:
+            tctx.maxfwd_done = True
+            if not sctx.maxfwd_done:
+                self.process_maxfwd(msg)
+        self._adopt(sctx, tctx)
+        tctx.next_groups = list(groups[1:])
+        self._fork_group(tctx, groups[0], only=len(groups) == 1 and len(groups[0]) == 1)
         return True
+
+    def _fork_group(self, tctx: TxContext, group: list[Destination], only: bool = False) -> None:
+        """One branch per destination (§16.6, once per target). Each branch gets its own copy of
+        the request, unless it is the only branch there will ever be."""
+        lh = tctx.loop_hash
+        assert lh is not None  # set by relay before any branch
+        for d in group:
+            m = tctx.request
+            if not only:
+                copy = m.copy()
+                assert isinstance(copy, Request)  # a Request's copy (the py backend types it Message)
+                m = copy
+            m.set_uri(d.ruri)
+            for value in reversed(d.route):
+                m.insert_header("Route", value)
+            n = len(tctx.branches)
+            branch = Branch(tctx, n, f"{MAGIC}{lh:08x}.{self._salt}{tctx.n:x}.{n}")
+            branch.msg = m
+            branch.ruri = d.ruri
+            tctx.branches.append(branch)
+            try:
+                target = self._next_hop(m, d.dst_uri)
+            except ScriptError:
+                target = None
+            if target is None:
+                logger.info("fork: no route to {} for call-id={}", d.ruri, m.call_id)
+                branch.done = True
+                branch.final_status = 478
+                branch.local_reason = "Unresolvable destination"
+                continue
+            branch.target = target
+            if tctx.branch_route is not None:
+                self.script.run_branch(tctx, branch)
+            self._dispatch_branch(branch, target)
+        if all(b.done for b in tctx.branches):
+            self._maybe_complete(tctx)
 
     def _next_hop(self, msg: Request, dest: str | None) -> HopTarget | None:
         """§16.6 steps 6-7 (and §16.5): destination from an explicit one, the Route set or the R-URI."""

@@ -131,6 +131,11 @@ class ResponseContext(CoreBase):
         best = self._best_branch(tctx)
         if best is not None and tctx.acc_mark is not None and tctx.method == "INVITE" and self.acc is not None:
             self._acc_branch_failed(tctx, best)
+        if tctx.next_groups and best is not None and 300 <= best.final_status < 600 and not tctx.cancelled:
+            # Sequential forking over q groups (§16.5 / §16.7 step 4): the next group rings; a 6xx
+            # (step 6) or a CANCEL ends the search.
+            self._fork_group(tctx, tctx.next_groups.pop(0))
+            return
         if tctx.failure_route is not None and best is not None and best.final_status >= 300:
             route = tctx.failure_route
             tctx.failure_route = None  # OpenSIPS: one shot; the failure route may arm it again
@@ -168,7 +173,25 @@ class ResponseContext(CoreBase):
             # §16.7 step 6: a 503 received must not make the upstream client think *we* are down.
             self.t_reply(tctx, 500, "Server Internal Error")
             return
+        if status == 401 or status == 407:
+            self._merge_challenges(tctx, best.final)
         self._send_upstream(tctx, best.final, status)
+
+    @staticmethod
+    def _merge_challenges(tctx: TxContext, chosen: Response) -> None:
+        """§16.7 step 7: a 401/407 sent upstream carries the WWW-Authenticate and
+        Proxy-Authenticate values of every 401/407 the branches received, so the caller can
+        answer all the challenges at once."""
+        have = {(n, v) for n in ("WWW-Authenticate", "Proxy-Authenticate") for v in chosen.headers.getall(n)}
+        for b in tctx.branches:
+            final = b.final
+            if final is None or final is chosen or b.final_status not in (401, 407):
+                continue
+            for name in ("WWW-Authenticate", "Proxy-Authenticate"):
+                for value in final.headers.getall(name):
+                    if (name, value) not in have:
+                        have.add((name, value))
+                        chosen.append_header(name, value)
 
     @staticmethod
     def _best_branch(tctx: TxContext) -> Branch | None:
