@@ -1,0 +1,347 @@
+"""The location backend protocol, and the queue, retry and replication machinery every backend shares.
+
+A backend persists each AOR's binding list and, when several nodes share it, tells each node
+about the others' changes. Location calls three things (store.py):
+
+    loaded = await backend.start(apply, aors)  # everything live, then others' changes -> apply()
+    backend.write(aor, bindings)               # queue; never blocks, never raises
+    await backend.close()                      # flush what is queued (bounded), disconnect
+
+QueuedBackend implements them over a handful of primitives (load, store, subscribe, notifications,
+purge) and keeps these rules:
+
+* Writes are coalesced per AOR (the newest list wins) and flushed by one task in batches of at
+  most ``batch_max`` AORs, each attempt bounded by ``write_timeout``. A failed batch goes back to
+  the queue unless a newer list for the same AOR arrived meanwhile, and is retried every
+  ``retry_interval``; the first failure of an outage and the recovery are logged once.
+* A change notification names an AOR; the backend re-reads that AOR and hands the result to
+  ``apply``, unless this node has a write for the AOR queued or in flight: that write will land
+  after the other node's, so it is the last one and must win (last write per AOR wins).
+* Notifications lost while the subscription was down are made good by a resync: every AOR is
+  re-read, and an AOR this node holds that the backend no longer has is applied as [].
+* Expiry is never written or notified: every node drops expired bindings by the clock, and the
+  backend deletes expired rows every ``purge_interval`` (or lets the server do it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any, AsyncIterator, Callable, Iterable
+
+from loguru import logger
+
+from ..binding import Binding
+
+Apply = Callable[[str, list[Binding]], None]
+Aors = Callable[[], Iterable[str]]
+
+
+class Backend:
+    """The protocol Location uses. The default implementation persists nothing (memory.py)."""
+
+    name = "?"
+
+    async def start(self, apply: Apply, aors: Aors | None = None) -> list[Binding]:
+        """Load every binding the backend holds (expired ones may be included: Location drops
+        them), then call ``apply(aor, bindings)`` for each change another node makes.
+        ``aors()`` lists the AORs held in memory (for a resync). Never raises for a backend that
+        is down: it returns [] and keeps trying."""
+        return []
+
+    def write(self, aor: str, bindings: list[Binding]) -> None:
+        """Queue ``bindings`` as the whole list of ``aor`` ([] deletes it). Non-blocking; never raises."""
+
+    async def close(self) -> None:
+        """Flush queued writes (bounded by the backend's timeouts) and disconnect; never raises."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the management interface."""
+        return {}
+
+
+class QueuedBackend(Backend):
+    """Queue, flush task, retry, subscription task and resync over the primitives below."""
+
+    def __init__(
+        self,
+        *,
+        write_timeout: float = 2.0,
+        retry_interval: float = 1.0,
+        purge_interval: float = 60.0,
+        batch_max: int = 500,
+    ) -> None:
+        self.write_timeout = write_timeout
+        self.retry_interval = retry_interval
+        self.purge_interval = purge_interval
+        self.batch_max = batch_max
+        self._pending: dict[str, list[Binding]] = {}
+        self._inflight: set[str] = set()
+        self._to_read: set[str] = set()
+        self._resync_needed = False
+        self._apply: Apply = lambda aor, bindings: None
+        self._aors: Aors = lambda: ()
+        self._wake: asyncio.Event | None = None
+        self._read_wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+        self._failing = False
+        self._closing = False
+        self._last_purge = 0.0
+        self.written = 0  # AOR lists written
+        self.failures = 0  # failed write attempts
+        self.notified = 0  # change notifications received
+        self.resyncs = 0
+
+    # ----------------------------------------------------------------- primitives
+
+    async def _connect(self) -> None:
+        """Open what writing and reading need (idempotent); raise on failure."""
+
+    async def _load_all(self) -> list[Binding]:
+        """Every binding stored."""
+        raise NotImplementedError
+
+    async def _load_many(self, aors: list[str]) -> dict[str, list[Binding]]:
+        """The stored lists of ``aors`` (an AOR with none may be missing from the result)."""
+        raise NotImplementedError
+
+    async def _store(self, batch: dict[str, list[Binding]]) -> None:
+        """Write each AOR's list (replacing the stored one) and notify the other nodes."""
+        raise NotImplementedError
+
+    async def _purge(self, now: float) -> None:
+        """Delete what expired before ``now`` (no notification: every node expires by the clock)."""
+
+    async def _subscribe(self) -> bool:
+        """Start receiving other nodes' changes; False when this backend has none to receive."""
+        return False
+
+    def _notifications(self) -> AsyncIterator[str]:
+        """The AORs other nodes changed, as they come; ends or raises when the subscription is lost."""
+        raise NotImplementedError
+
+    async def _disconnect(self) -> None:
+        """Close every connection; never raises."""
+
+    # ----------------------------------------------------------------- the protocol
+
+    async def start(self, apply: Apply, aors: Aors | None = None) -> list[Binding]:
+        self._apply = apply
+        self._aors = aors or (lambda: ())
+        self._wake = asyncio.Event()
+        self._read_wake = asyncio.Event()
+        loaded: list[Binding] = []
+        try:
+            # Subscribe before loading, so that no change falls between the two.
+            self._subscribed = await asyncio.wait_for(self._subscribe(), self.write_timeout)
+            await asyncio.wait_for(self._connect(), self.write_timeout)
+            loaded = await asyncio.wait_for(self._load_all(), max(self.write_timeout, 30.0))
+        except Exception as exc:
+            logger.warning("location {}: backend unavailable at start ({}); starting empty, retrying", self.name, _why(exc))
+            self._failing = True
+            self._resync_needed = True  # the subscriber task loads everything once it is back
+            await self._disconnect()
+            self._subscribed = False
+        self._tasks = [
+            asyncio.create_task(self._flusher(), name=f"location-{self.name}-flush"),
+            asyncio.create_task(self._subscriber(), name=f"location-{self.name}-subscribe"),
+            asyncio.create_task(self._reader(), name=f"location-{self.name}-read"),
+        ]
+        return loaded
+
+    def write(self, aor: str, bindings: list[Binding]) -> None:
+        self._pending.pop(aor, None)  # re-queued at the end: the batches go oldest first
+        self._pending[aor] = bindings
+        if self._wake is not None:
+            self._wake.set()
+
+    async def close(self) -> None:
+        self._closing = True
+        flusher = self._tasks[0] if self._tasks else None
+        for t in self._tasks[1:]:
+            t.cancel()
+        if flusher is not None:
+            assert self._wake is not None
+            self._wake.set()
+            try:
+                # One attempt per batch, then give up: a backend that is down does not hold up
+                # a shutdown (the bindings come back when the clients re-register).
+                await asyncio.wait_for(flusher, self.write_timeout * (2 + len(self._pending) // self.batch_max))
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception:
+                logger.exception("location {}: flush at close", self.name)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._pending:
+            logger.warning("location {}: {} AORs not written at close", self.name, len(self._pending))
+        await self._disconnect()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "pending": len(self._pending) + len(self._inflight),
+            "written": self.written,
+            "failures": self.failures,
+            "notified": self.notified,
+            "resyncs": self.resyncs,
+        }
+
+    # ----------------------------------------------------------------- tasks
+
+    async def _flusher(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.purge_interval)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+            now = time.time()
+            if self._pending:
+                ok = await self._flush_one()
+                if not ok:
+                    if self._closing:
+                        return
+                    await asyncio.sleep(self.retry_interval)
+                    continue
+            if now - self._last_purge >= self.purge_interval and not self._failing:
+                self._last_purge = now
+                try:
+                    await asyncio.wait_for(self._purge(now), self.write_timeout)
+                except Exception as exc:
+                    logger.warning("location {}: purge of expired bindings failed: {}", self.name, _why(exc))
+
+    async def _flush_one(self) -> bool:
+        batch = dict(itertools.islice(self._pending.items(), self.batch_max))
+        for aor in batch:
+            del self._pending[aor]
+        self._inflight = set(batch)
+        try:
+            await asyncio.wait_for(self._connect_and_store(batch), self.write_timeout)
+        except Exception as exc:
+            self.failures += 1
+            if not self._failing:
+                logger.warning("location {}: write failed ({}); retrying every {} s", self.name, _why(exc), self.retry_interval)
+                self._failing = True
+            await self._disconnect_writer()
+            for aor, bindings in batch.items():
+                if aor not in self._pending:  # a newer list for the AOR replaces the failed one
+                    self._pending[aor] = bindings
+            return False
+        finally:
+            self._inflight = set()
+        self.written += len(batch)
+        if self._failing:
+            logger.info("location {}: backend is back", self.name)
+            self._failing = False
+        return True
+
+    async def _connect_and_store(self, batch: dict[str, list[Binding]]) -> None:
+        await self._connect()
+        await self._store(batch)
+
+    async def _disconnect_writer(self) -> None:
+        """Drop the writing connection after a failure (the next write reconnects)."""
+
+    async def _subscriber(self) -> None:
+        while True:
+            try:
+                if not self._subscribed:
+                    self._subscribed = await asyncio.wait_for(self._subscribe(), self.write_timeout)
+                    self._resync_needed = True
+                if self._resync_needed:
+                    await self._resync()
+                if not self._subscribed:
+                    return  # nothing to receive (a backend no other node writes to)
+                async for aor in self._notifications():
+                    if aor == "":
+                        self._resync_needed = True  # the subscription was re-established
+                        self._wake_reader()
+                        continue
+                    self.notified += 1
+                    self._to_read.add(aor)
+                    self._wake_reader()
+                raise ConnectionError("subscription ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._subscribed:
+                    logger.warning("location {}: lost the change subscription ({}); resubscribing", self.name, _why(exc))
+                self._subscribed = False
+                await self._unsubscribe()
+                await asyncio.sleep(self.retry_interval)
+
+    async def _unsubscribe(self) -> None:
+        """Drop the subscription after a failure."""
+
+    def _wake_reader(self) -> None:
+        if self._read_wake is not None:
+            self._read_wake.set()
+
+    async def _reader(self) -> None:
+        assert self._read_wake is not None
+        while True:
+            await self._read_wake.wait()
+            self._read_wake.clear()
+            try:
+                if self._resync_needed:
+                    await self._resync()
+                while self._to_read:
+                    aors = list(itertools.islice(self._to_read, self.batch_max))
+                    self._to_read.difference_update(aors)
+                    try:
+                        found = await asyncio.wait_for(self._connect_and_load(aors), self.write_timeout)
+                    except BaseException:
+                        self._to_read.update(aors)
+                        raise
+                    for aor in aors:
+                        self._deliver(aor, found.get(aor, []))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("location {}: reading changed AORs failed ({}); retrying", self.name, _why(exc))
+                await self._disconnect_writer()
+                await asyncio.sleep(self.retry_interval)
+                self._read_wake.set()
+
+    async def _connect_and_load(self, aors: list[str]) -> dict[str, list[Binding]]:
+        await self._connect()
+        return await self._load_many(aors)
+
+    async def _resync(self) -> None:
+        """Re-read everything: the notifications of an outage are lost."""
+        await asyncio.wait_for(self._connect(), self.write_timeout)
+        everything = await asyncio.wait_for(self._load_all(), max(self.write_timeout, 30.0))
+        self._resync_needed = False
+        self.resyncs += 1
+        by_aor: dict[str, list[Binding]] = {}
+        for b in everything:
+            by_aor.setdefault(b.aor, []).append(b)
+        gone = [aor for aor in self._aors() if aor not in by_aor]
+        for i, (aor, bindings) in enumerate(itertools.chain(by_aor.items(), ((a, []) for a in gone))):
+            self._deliver(aor, bindings)
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # a large resync must not stall the call path
+        if self._failing:
+            self._failing = False
+            logger.info("location {}: backend is back ({} AORs re-read)", self.name, len(by_aor))
+
+    def _deliver(self, aor: str, bindings: list[Binding]) -> None:
+        if aor in self._pending or aor in self._inflight:
+            return  # our own newer write lands after this one and wins
+        try:
+            self._apply(aor, bindings)
+        except Exception:
+            logger.exception("location {}: applying a change of {}", self.name, aor)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
