@@ -113,7 +113,7 @@ class Phone:
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()
         self._events: list[Event] = []
-        self._consumed = 0  # events[:_consumed] were returned or skipped by wait_event
+        self._consumed: set[int] = set()  # indexes of the events wait_event returned
         self._responses: dict[str, dict[str, Any]] = {}
         self._token = 0
         self._closed = False
@@ -137,7 +137,7 @@ class Phone:
         tp = ";transport=tcp" if self.transport == "tcp" else ""
         line = f"<sip:{self.user}@{self.domain}{tp}>;answermode=manual;audio_codecs=pcmu,pcma;regint={regint}"
         if self.proxy is not None:
-            line += f';outbound="sip:{self.proxy};lr{tp}"'
+            line += f';outbound="sip:{self.proxy}{tp}"'  # libre adds ;lr
         if self.password is not None:
             line += f";auth_pass={self.password}"
         return line
@@ -320,7 +320,13 @@ class Phone:
         return ev
 
     def dial(self, uri: str) -> None:
-        """Call ``uri`` (an INVITE through the outbound proxy, if any)."""
+        """Call ``uri`` (an INVITE through the outbound proxy, if any).
+
+        baresip appends the account's URI parameters (";transport=tcp") to every dialled URI; the
+        same parameter already in ``uri`` is dropped so that it does not appear twice.
+        """
+        if self.transport == "tcp" and uri.endswith(";transport=tcp"):
+            uri = uri[: -len(";transport=tcp")]
         self.command("dial", uri)
 
     def answer(self) -> None:
@@ -335,20 +341,23 @@ class Phone:
 
     def wait_event(self, type_: str, timeout: float = 10.0, *, fail_on: tuple[str, ...] = (),
                    where: Callable[[Event], bool] | None = None) -> Event:
-        """The next not yet consumed event of ``type_`` (events before it are skipped).
+        """The oldest event of ``type_`` not returned before (it is consumed; other events are not,
+        so two waits find events in either order: baresip may report RTP before the call).
 
-        Fails at once when an event in ``fail_on`` comes first, when baresip exits, or at the deadline.
+        Fails at once when an unconsumed event in ``fail_on`` is there first, when baresip exits, or at
+        the deadline.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for i in range(self._consumed, len(self._events)):
-                    ev = self._events[i]
+                for i, ev in enumerate(self._events):
+                    if i in self._consumed:
+                        continue
                     if ev.type == type_ and (where is None or where(ev)):
-                        self._consumed = i + 1
+                        self._consumed.add(i)
                         return ev
                     if ev.type in fail_on:
-                        self._consumed = i + 1
+                        self._consumed.add(i)
                         self._fail(f"waiting for {type_}, got {ev}", locked=True)
                 if self._closed or (self.proc is not None and self.proc.poll() is not None):
                     self._fail(f"waiting for {type_}: baresip's control connection closed", locked=True)
@@ -367,8 +376,8 @@ class Phone:
         deadline = time.monotonic() + within
         with self._cond:
             while True:
-                for ev in self._events[self._consumed:]:
-                    if ev.type == type_:
+                for i, ev in enumerate(self._events):
+                    if ev.type == type_ and i not in self._consumed:
                         self._fail(f"unexpected {ev}", locked=True)
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -403,10 +412,7 @@ class Phone:
 
 def establish(caller: Phone, callee: Phone, uri: str, timeout: float = 10.0) -> str:
     """caller dials uri, callee rings and answers, both are established with media; returns the Call-ID."""
-    caller.dial(uri)
-    incoming = callee.wait_event("CALL_INCOMING", timeout)
-    assert incoming.peeruri == caller.aor, f"callee sees the call from {incoming.peeruri}\n{callee.context and callee.context()}"
-    caller.wait_event("CALL_RINGING", timeout, fail_on=("CALL_CLOSED",))
+    ring(caller, callee, uri, timeout)
     callee.answer()
     out = caller.wait_event("CALL_ESTABLISHED", timeout, fail_on=("CALL_CLOSED",))
     callee.wait_event("CALL_ESTABLISHED", timeout, fail_on=("CALL_CLOSED",))
@@ -414,6 +420,20 @@ def establish(caller: Phone, callee: Phone, uri: str, timeout: float = 10.0) -> 
     caller.wait_event("CALL_RTPESTAB", timeout, fail_on=("CALL_CLOSED",))
     callee.wait_event("CALL_RTPESTAB", timeout, fail_on=("CALL_CLOSED",))
     return out.call_id
+
+
+def ring(caller: Phone, callee: Phone, uri: str, timeout: float = 10.0) -> Event:
+    """caller dials uri and hears ringing (180), callee reports the incoming call; returns that event.
+
+    The caller's side is awaited first so that a refused INVITE (404, 482 ...) fails at once with its
+    status instead of as a missing CALL_INCOMING.
+    """
+    caller.dial(uri)
+    caller.wait_event("CALL_RINGING", timeout, fail_on=("CALL_CLOSED",))
+    incoming = callee.wait_event("CALL_INCOMING", timeout)
+    if incoming.peeruri != caller.aor:
+        callee._fail(f"the incoming call is from {incoming.peeruri}, expected {caller.aor}")
+    return incoming
 
 
 def hang_up(by: Phone, other: Phone, timeout: float = 10.0) -> tuple[Event, Event]:

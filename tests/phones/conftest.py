@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from ..proxy.support import free_port
+from ..proxy.support import ProxyProcess, free_port
 from .baresip import Phone
 
 
@@ -42,6 +42,30 @@ class PhoneLab:
     def stop_all(self) -> None:
         for p in self.phones:
             p.stop()
+
+
+# proxyapp as the phones' registrar and outbound proxy. The phones' domain is "127.0.0.1": the
+# alias makes sip:127.0.0.1 (port 5060 implied, where nothing listens) the proxy itself, while a
+# phone's own address (127.0.0.1 and its port) stays foreign. The embedded default script accounts
+# every call (do_accounting "log|db", "cdr|missed|failed"); [acc] sends it to SQLite in the temp dir.
+PROXY_TOML = """aliases = ["127.0.0.1:5060"]
+
+[acc]
+db_url = "acc.db"
+spool_dir = "acc-spool"
+fsync = false
+"""
+
+
+@pytest.fixture
+def proxy(tmp_path, phones):
+    """A proxyapp process on a free loopback port (UDP and TCP); stopped after the test's phones."""
+    p = ProxyProcess(tmp_path, free_port(), PROXY_TOML, "DEBUG")
+    p.acc_db = tmp_path / "acc.db"
+    phones.attach(f"proxyapp ({p.log_path})", p.log)
+    yield p
+    phones.stop_all()  # first, so their last requests are not retransmitted to a closed port
+    p.stop()
 
 
 @pytest.fixture

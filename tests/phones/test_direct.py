@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .baresip import establish, hang_up
+from .baresip import establish, hang_up, ring
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -34,9 +34,7 @@ def test_call_answer_hang_up(phones, transport, who):
 def test_callee_rejects(phones, transport):
     a = phones.phone("alice", transport=transport)
     b = phones.phone("bob", transport=transport)
-    a.dial(b.uri)
-    b.wait_event("CALL_INCOMING")
-    a.wait_event("CALL_RINGING", fail_on=("CALL_CLOSED",))
+    ring(a, b, b.uri)
     b.hangup()  # an incoming call that is not answered is refused with 486
     closed = a.wait_event("CALL_CLOSED", fail_on=("CALL_ESTABLISHED",))
     assert "486" in closed.param, closed
@@ -48,9 +46,7 @@ def test_callee_rejects(phones, transport):
 def test_caller_cancels_while_ringing(phones, transport):
     a = phones.phone("alice", transport=transport)
     b = phones.phone("bob", transport=transport)
-    a.dial(b.uri)
-    b.wait_event("CALL_INCOMING")
-    a.wait_event("CALL_RINGING", fail_on=("CALL_CLOSED",))
+    ring(a, b, b.uri)
     a.hangup()  # CANCEL
     a.wait_event("CALL_CLOSED", fail_on=("CALL_ESTABLISHED",))
     closed = b.wait_event("CALL_CLOSED", fail_on=("CALL_ESTABLISHED",))
