@@ -78,12 +78,33 @@ def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool 
         raise ConfigError("acc", str(exc)) from None
 
 
+def make_location(cfg: Config) -> Any:
+    """The location store of the [location] table (not started). Raises ConfigError."""
+    from .location import LocationConfig, for_config
+
+    try:
+        return for_config(LocationConfig.from_dict(cfg.location))
+    except ValueError as exc:
+        raise ConfigError("location", str(exc)) from None
+
+
+def check_registrar(cfg: Config) -> None:
+    """Raises ConfigError for an invalid [registrar] table."""
+    from .registrar import RegistrarConfig
+
+    try:
+        RegistrarConfig.from_dict(cfg.registrar)
+    except ValueError as exc:
+        raise ConfigError("registrar", str(exc)) from None
+
+
 async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None = None, dispatch: Any = None) -> None:
     """Run the proxy until ``stop`` is set (or SIGTERM / SIGINT); ``dispatch`` for a worker of several."""
     from .proxy import Proxy
     from .transport import Edge
 
-    proxy = Proxy(cfg, script, acc)
+    location = make_location(cfg)
+    proxy = Proxy(cfg, script, acc, location=location)
     edge = Edge(proxy, cfg, dispatch)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -94,6 +115,7 @@ async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None =
             pass
     if acc is not None:
         await acc.start()
+    await location.start()
     try:
         await edge.start()
         who = f" worker {dispatch.index}/{dispatch.workers}" if dispatch is not None else ""
@@ -105,6 +127,7 @@ async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None =
         logger.info("stopping")
     finally:
         await edge.close()
+        await location.close()  # flushes queued binding writes
         if acc is not None:
             await acc.close()  # flushes pending records (the SIGTERM path)
 
@@ -158,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         # With several workers the table is only validated here: each worker builds its own
         # accounting after the fork (its writer threads and queues must not be shared).
         acc = make_accounting(cfg, validate_only=cfg.workers > 1)
+        make_location(cfg)  # validates [location]; each process builds its own store
+        check_registrar(cfg)
     except ConfigError as exc:
         print(f"proxyapp: {exc}", file=sys.stderr)
         return EXIT_CONFIG

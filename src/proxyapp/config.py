@@ -15,6 +15,12 @@ DEFAULT_LISTEN = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
 # CDRs in the working directory, spool and dialog journal beside them. A configuration file
 # without an [acc] table has no accounting (the operator said everything there is to say).
 DEFAULT_ACC = {"db_url": "proxyapp-acc.db", "spool_dir": "proxyapp-acc-spool"}
+# The [location] table of the embedded defaults: registrations persisted in SQLite in the working
+# directory, so they survive a restart. A configuration file without a [location] table keeps
+# them in memory only.
+DEFAULT_LOCATION = {"backend": "sqlite", "db_url": "proxyapp-location.db"}
+# The embedded defaults serve the loopback names as the proxy's own domain.
+DEFAULT_ALIASES = ("localhost",)
 DEFAULT_SERVER_HEADER = f"proxyapp ({__version__})"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -119,6 +125,10 @@ class Config:
     timers: TimerConfig = field(default_factory=TimerConfig)
     max_message_size: int = 65535
     acc: dict[str, Any] = field(default_factory=dict)  # passed through to proxyapp.acc.AccConfig
+    # Passed through to proxyapp.location.LocationConfig ({} = in memory only) and
+    # proxyapp.registrar.RegistrarConfig (expiry limits; the domains default to ours).
+    location: dict[str, Any] = field(default_factory=lambda: {"backend": "memory"})
+    registrar: dict[str, Any] = field(default_factory=dict)
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
     # Worker processes sharing the listen addresses (proxyapp.workers); 1 = one process.
     workers: int = 1
@@ -137,8 +147,9 @@ class Config:
     @classmethod
     def embedded(cls) -> "Config":
         """The embedded defaults used without --config: loopback 5060 UDP+TCP, the default
-        script, accounting to SQLite (DEFAULT_ACC, relative to the working directory)."""
-        return cls(acc=dict(DEFAULT_ACC))
+        script, accounting to SQLite (DEFAULT_ACC, relative to the working directory),
+        registrations persisted in SQLite (DEFAULT_LOCATION), "localhost" an alias of ours."""
+        return cls(acc=dict(DEFAULT_ACC), location=dict(DEFAULT_LOCATION), aliases=list(DEFAULT_ALIASES))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
@@ -162,7 +173,8 @@ class Config:
         """Validate a parsed TOML document; raises ConfigError naming the key."""
         known = {
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
-            "log_level", "timers", "max_message_size", "acc", "script_params", "workers",
+            "log_level", "timers", "max_message_size", "acc", "script_params", "workers", "location",
+            "registrar",
         }
         for key in data:
             if key not in known:
@@ -209,7 +221,7 @@ class Config:
         if "workers" in data:
             cfg.workers = data["workers"]
         cfg.check_workers()
-        for table in ("acc", "script_params"):
+        for table in ("acc", "script_params", "location", "registrar"):
             if table in data:
                 if not isinstance(data[table], dict):
                     raise ConfigError(table, "expected a table")

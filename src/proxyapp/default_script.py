@@ -35,14 +35,26 @@ def route(msg, ctx):
             ctx.forward()  # RFC 3261 §16.10: no transaction -> stateless
         return
 
-    if ctx.is_myself(msg.uri):
-        # Addressed to the proxy itself: answer keep-alive OPTIONS; there is no location
-        # service here, so anything else for a local user is not found (instead of looping).
-        if ctx.is_method("OPTIONS") and msg.uri.user is None:
-            ctx.sl_send_reply(200, "OK")
-        else:
-            ctx.sl_send_reply(404, "Not Found")
-        return
+    local = ctx.is_myself(msg.uri)
+    if local:
+        # Our own domain (our addresses and aliases): the registrar and the location service.
+        if ctx.is_method("REGISTER"):
+            ctx.save("location")  # replies itself: 200 with the bindings, or the error
+            return
+        if msg.uri.user is None:
+            # Addressed to the proxy itself: answer keep-alive OPTIONS, nothing else lives here.
+            if ctx.is_method("OPTIONS"):
+                ctx.sl_send_reply(200, "OK")
+            else:
+                ctx.sl_send_reply(404, "Not Found")
+            return
+        found = ctx.lookup("location")  # every binding rings at once (q groups in order)
+        if found == -1:
+            ctx.sl_send_reply(404, "Not Found")  # nobody registered under this name
+            return
+        if found < 0:
+            ctx.sl_send_reply(480, "Temporarily Unavailable")  # registered, but unreachable
+            return
 
     # Initial request: stay in the path of the dialog.
     if not ctx.is_method("REGISTER"):
@@ -56,8 +68,9 @@ def route(msg, ctx):
         # request itself keeps its own choice.
         ctx.do_accounting("log|db", "cdr|missed|failed")
 
-    # "Request URI is different, possibly outbound, append header" (the seed's log line).
-    ctx.append_hf("P-hint: outbound\r\n")
+    if not local:
+        # "Request URI is different, possibly outbound, append header" (the seed's log line).
+        ctx.append_hf("P-hint: outbound\r\n")
 
     ctx.t_on_failure(failure_route)
     if not ctx.t_relay():

@@ -11,13 +11,18 @@ from collections.abc import Callable
 
 from .config import Config
 from .core import AccObserver, Branch, ProxyCore, Resolve, ScriptError, Stats, Target, TxContext
-from .script import Script
+from .location import Location
+from .registrar import RegistrarConfig
+from .script import Script, Services
 
 __all__ = ["Branch", "Proxy", "Resolve", "ScriptError", "Stats", "Target", "TxContext"]
 
 
 class Proxy(ProxyCore):
-    """The stateful proxy running ``script`` (a Script; None loads cfg.script or the default)."""
+    """The stateful proxy running ``script`` (a Script; None loads cfg.script or the default).
+
+    ``location`` is the registration store the script's save/lookup use (the caller starts and
+    closes it); None gives an in-memory one. Raises ValueError for a bad [registrar] table."""
 
     def __init__(
         self,
@@ -25,6 +30,7 @@ class Proxy(ProxyCore):
         script: Script | None = None,
         acc: AccObserver | None = None,
         *,
+        location: Location | None = None,
         wallclock: Callable[[], float] = time.time,
         branch_salt: str | None = None,
     ) -> None:
@@ -32,3 +38,9 @@ class Proxy(ProxyCore):
             script = Script.load(cfg.script)
         super().__init__(cfg, script, acc, wallclock=wallclock, branch_salt=branch_salt)
         script.proxy = self
+        script.services = Services(
+            location if location is not None else Location(),
+            RegistrarConfig.from_dict(cfg.registrar),
+            # This node as other nodes sharing the store reach it: its first socket's address.
+            f"sip:{self.sockets[0].sent_by}",
+        )

@@ -25,15 +25,19 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+import dataclasses
+import time
 from types import ModuleType
 
 import fastsip
 from loguru import logger
 
 from .acc import AccMark
+from .location import Binding, Location
+from .registrar import RegistrarConfig, aor_of, process_register, request_aor
 from .core import Branch, ProxyCore, RequestState, ScriptError, Target, TxContext
 from .core.addresses import URI
-from .core.context import Route, TxKey
+from .core.context import Destination, Route, TxKey
 
 
 _METHOD_SETS: dict[str, frozenset[str]] = {}  # is_method argument -> the methods it names
@@ -42,6 +46,17 @@ _MARKS: dict[tuple[str, str, str | None], AccMark] = {}  # do_accounting argumen
 
 class ScriptLoadError(Exception):
     """The script file cannot be loaded or has no ``route`` function."""
+
+
+@dataclasses.dataclass
+class Services:
+    """The services the verbs use beside the core: the location store (save, lookup,
+    registered) and the registrar's rules. ``node`` is this proxy's own URI, written into the
+    bindings it saves so another node sharing the store routes their calls through it."""
+
+    location: Location | None = None
+    registrar: RegistrarConfig = dataclasses.field(default_factory=RegistrarConfig)
+    node: str = ""
 
 
 class Script:
@@ -55,6 +70,7 @@ class Script:
             raise ScriptLoadError(f"script {path or getattr(module, '__name__', '?')}: no route(msg, ctx) function")
         self.route = route
         self.onreply_route: Route | None = getattr(module, "onreply_route", None)
+        self.services = Services()  # set by whoever runs the script with a registrar
         self.proxy: ProxyCore | None = None  # set by the Proxy that runs this script
 
     @classmethod
@@ -410,6 +426,108 @@ class ScriptContext(RequestState):
             acc.db_request(self.msg, comment, table, self.proxy.wallclock())
         return True
 
+    # ---------------------------------------------------------- registrar and location
+
+    def _location(self, table: str) -> Location:
+        location = self._script.services.location
+        if location is None:
+            raise ScriptError(f"{table}: no location service (the proxy runs without [location])")
+        return location
+
+    def save(self, table: str = "location") -> bool:
+        """OpenSIPS registrar save(): apply this REGISTER to the location (RFC 3261 §10.3) and
+        reply to it statelessly (200 with every binding, or the error). True on 200."""
+        msg = self.msg
+        if msg.method != "REGISTER":
+            raise ScriptError("save() on a request that is not a REGISTER")
+        location = self._location(table)
+        services = self._script.services
+        now = time.time()
+        src = self.source
+        aor = request_aor(msg)  # None when To is malformed: process_register answers 400
+        current = location.get(aor, now) if aor else []
+        outcome = process_register(
+            msg, current, now=now, cfg=services.registrar, source=(src.transport, src.host, src.port),
+            socket=str(src.local) if src.local is not None else "", node=services.node, conn=src.conn,
+        )
+        if outcome.bindings is not None and outcome.aor is not None:
+            location.put(outcome.aor, outcome.bindings, now)
+        self.proxy.sl_reply(msg, self.reply_dest, outcome.status, outcome.reason, headers=tuple(outcome.headers))
+        self.replied = True
+        return outcome.status == 200
+
+    def _bindings(self, table: str, uri: str | URI | None) -> list[Binding]:
+        target = self.msg.uri if uri is None else uri
+        try:
+            aor = aor_of(target)
+        except (ValueError, fastsip.ParseError):
+            return []
+        return self._location(table).get(aor, time.time())
+
+    def registered(self, table: str = "location", uri: str | URI | None = None) -> bool:
+        """OpenSIPS registered(): does the AOR (default the Request-URI) have a live binding?"""
+        return bool(self._bindings(table, uri))
+
+    def lookup(self, table: str = "location", uri: str | URI | None = None) -> int:
+        """OpenSIPS lookup(): the AOR's bindings become the branch set t_relay forks to.
+
+        Returns 1 (found), -1 (no binding: answer 404) or -2 (bindings, but none reachable:
+        every one is an RFC 5626 flow whose connection is gone; answer 480). The Request-URI
+        becomes the first contact ($ru), the rest ring in parallel, q groups in order."""
+        bindings = self._bindings(table, uri)
+        if not bindings:
+            return -1
+        node = self._script.services.node
+        groups: list[list[Destination]] = []
+        last_q: float | None = None
+        for b in bindings:  # q descending, most recent first (the store's order)
+            d = _destination(b, node)
+            if d is None:
+                continue
+            if last_q is None or b.sort_q != last_q:
+                groups.append([])
+                last_q = b.sort_q
+            groups[-1].append(d)
+        if not groups:
+            return -2
+        self.msg.set_uri(groups[0][0].ruri)
+        self.forks = groups
+        return 1
+
     def log(self, text: str, level: str = "INFO") -> None:
         """xlog()."""
         logger.log(level.upper(), text)
+
+
+def _destination(b: Binding, node: str) -> Destination | None:
+    """How a binding is reached (RFC 5626 §5.3, RFC 3327, RFC 3581), None when it cannot be.
+
+    - Registered through another node sharing the store: via that node, our Route to it saying
+      where the phone is (``received``), so its NAT binding or TCP flow is used there.
+    - Over a connection of ours that is still open: back over that connection (the flow).
+    - An outbound flow (instance + reg-id) whose connection is gone: not used (§5.3).
+    - Otherwise its Path if it has one, else the address the REGISTER came from when that is
+      not the Contact's own address (NAT), else the Contact itself.
+    """
+    src = f"{b.source_transport}:{b.source_host}:{b.source_port}" if b.source_host else None
+    if b.node and node and b.node != node:
+        hop = f"<{b.node};lr" + (f";received={src}" if src and not b.path else "") + ">"
+        return Destination(b.contact, None, (hop, *b.path))
+    conn = b.conn
+    if b.source_transport != "udp":
+        if conn is not None and not getattr(conn, "closed", True):
+            return Destination(b.contact, None if b.path else src, b.path)
+        if b.flow_key() is not None:
+            return None
+        return Destination(b.contact, None, b.path)
+    if b.path:
+        return Destination(b.contact, None, b.path)
+    dst = None
+    if src is not None:
+        try:
+            uri = fastsip.parse_uri(b.contact)
+            if (uri.host or "").strip("[]").lower() != b.source_host.lower() or (uri.port or 5060) != b.source_port:
+                dst = src
+        except fastsip.ParseError:
+            dst = src
+    return Destination(b.contact, dst, ())

@@ -18,11 +18,11 @@ CALLEE = ("10.0.0.2", 5070)
 class Harness:
     """A Proxy plus a fake timer table: StartTimer arms, CancelTimer/Terminated disarm, fire() runs."""
 
-    def __init__(self, script=None, **cfg):
+    def __init__(self, script=None, location=None, **cfg):
         data = {"listen": [LISTEN, f"tcp:{PROXY_IP}:5060"], "server_header": "OpenSIPS (2.2.7 (x86_64/linux))"}
         data.update(cfg)
         self.cfg = Config.from_dict(data)
-        self.proxy = Proxy(self.cfg, script, branch_salt="abc", wallclock=lambda: 1000.0)
+        self.proxy = Proxy(self.cfg, script, branch_salt="abc", wallclock=lambda: 1000.0, location=location)
         self.armed: dict[tuple[int, str], tuple] = {}  # -> (tx, name, deadline on a virtual clock)
         self.now = 0.0
         self.udp = self.cfg.listen[0]
