@@ -5,8 +5,11 @@ Rules (RFC 3261 §10.3, §16.5 with usrloc's conventions):
 * An AOR maps to its bindings kept sorted: q descending (an absent q counts as 1.0), then the most
   recently modified first (``last_modified``); equal keys keep the registrar's order.
 * A binding is live while ``expires > now``. ``get`` never returns an expired binding; ``expire``
-  drops them (a heap of each AOR's earliest expiry makes it O(expired · log n)); an AOR left with
-  no binding is gone.
+  drops them; an AOR left with no binding is gone. A timing wheel of one-second buckets, each
+  listing the AORs whose earliest expiry falls in that second, makes ``expire`` cost the AORs due
+  plus one dict look-up per elapsed second, at 8 bytes per AOR (a heap of (time, aor) tuples cost
+  ~100). An AOR whose earliest expiry moved leaves a stale entry behind, skipped when its second
+  comes.
 * ``put`` replaces an AOR's whole list as the registrar computed it (an empty list deletes the
   AOR); ``put`` and ``remove`` queue the new list for the backend, which persists and replicates
   it without ever blocking or raising here (backends/base.py). Expiry is not written: every node
@@ -21,7 +24,7 @@ Rules (RFC 3261 §10.3, §16.5 with usrloc's conventions):
 from __future__ import annotations
 
 import asyncio
-import heapq
+import math
 import sys
 import time
 from typing import Any, Callable, Iterable
@@ -51,11 +54,13 @@ class Location:
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self._clock = clock
         self._expire_interval = expire_interval
-        # Tuples, not lists: most AORs have one binding, and a 1-tuple is the smallest container.
-        self._aors: dict[str, tuple[Binding, ...]] = {}
+        # An AOR's bindings: the Binding itself when it is the only one (most AORs; a container
+        # would cost 64 bytes more), else a tuple. _held() gives the tuple view.
+        self._aors: dict[str, Binding | tuple[Binding, ...]] = {}
         self._count = 0
-        # (earliest expiry of the AOR when it was pushed, aor); stale entries are skipped on pop.
-        self._heap: list[tuple[float, str]] = []
+        # The timing wheel: {int(earliest expiry): [aor, ...]}; no bucket below self._tick.
+        self._wheel: dict[int, list[str]] = {}
+        self._tick: float = math.inf
         self._timer: asyncio.Task[None] | None = None
         self.applied = 0  # changes from other nodes taken into memory
 
@@ -65,8 +70,10 @@ class Location:
         """The live bindings of ``aor`` (expires > now), q descending then most recent first;
         [] for an unknown AOR. The list is the caller's; the bindings are shared."""
         held = self._aors.get(aor)
-        if not held:
+        if held is None:
             return []
+        if isinstance(held, Binding):
+            return [held] if held.expires > now else []
         return [b for b in held if b.expires > now]
 
     def put(self, aor: str, bindings: Iterable[Binding], now: float) -> None:
@@ -80,12 +87,12 @@ class Location:
             if b.expires > now:
                 live.append(b)
         self._set(aor, live)
-        self.backend.write(aor, list(self._aors.get(aor, ())))
+        self.backend.write(aor, list(self._held(aor)))
 
     def remove(self, aor: str, contact: str | None = None) -> int:
         """Delete ``aor`` (contact None) or its bindings whose Contact URI is exactly ``contact``;
         queue the change for the backend. Returns the number of bindings removed."""
-        held = self._aors.get(aor)
+        held = self._held(aor)
         if not held:
             return 0
         keep = [] if contact is None else [b for b in held if b.contact != contact]
@@ -97,15 +104,36 @@ class Location:
 
     def expire(self, now: float) -> int:
         """Drop every binding with expires <= now; returns how many were dropped."""
-        heap, dropped = self._heap, 0
-        while heap and heap[0][0] <= now:
-            t, aor = heapq.heappop(heap)
-            held = self._aors.get(aor)
-            if not held or min(b.expires for b in held) != t:
-                continue  # the AOR changed since this entry was pushed
-            keep = [b for b in held if b.expires > now]
-            dropped += len(held) - len(keep)
-            self._set(aor, keep, schedule=True)
+        wheel, dropped = self._wheel, 0
+        while wheel and self._tick <= now:
+            k = int(self._tick)
+            bucket = wheel.pop(k, None)
+            if bucket is None:
+                self._tick = k + 1
+                continue
+            later: dict[str, None] = {}
+            for aor in bucket:
+                held = self._held(aor)
+                if not held:
+                    continue  # deleted since
+                first = min(b.expires for b in held)
+                if int(first) != k:
+                    continue  # rescheduled to another second since
+                if first > now:
+                    later[aor] = None  # due later in this very second
+                    continue
+                keep = [b for b in held if b.expires > now]
+                dropped += len(held) - len(keep)
+                self._set(aor, keep, schedule=False)
+                if keep:
+                    self._schedule(aor, min(b.expires for b in keep))
+            if later:
+                wheel.setdefault(k, []).extend(later)
+            if k in wheel:
+                break  # this second is not over: the rest of its bucket waits
+            self._tick = k + 1
+        if not wheel:
+            self._tick = math.inf
         return dropped
 
     def aors(self) -> list[str]:
@@ -125,7 +153,7 @@ class Location:
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every AOR's bindings in their persisted form (``ul show``), AORs sorted."""
-        return {aor: [b.to_dict() for b in self._aors[aor]] for aor in sorted(self._aors)}
+        return {aor: [b.to_dict() for b in self._held(aor)] for aor in sorted(self._aors)}
 
     def stats(self) -> dict[str, Any]:
         """Counts for the management interface: aors, bindings, applied, and the backend's."""
@@ -133,8 +161,14 @@ class Location:
 
     # ----------------------------------------------------------------- internals
 
+    def _held(self, aor: str) -> tuple[Binding, ...]:
+        held = self._aors.get(aor)
+        if held is None:
+            return ()
+        return (held,) if isinstance(held, Binding) else held
+
     def _set(self, aor: str, bindings: list[Binding], schedule: bool = True) -> None:
-        old = self._aors.get(aor, ())
+        old = self._held(aor)
         if not bindings:
             if old:
                 del self._aors[aor]
@@ -151,23 +185,29 @@ class Location:
             b.source_transport = sys.intern(b.source_transport)
             b.user_agent = sys.intern(b.user_agent)
         bindings.sort(key=_order)
-        self._aors[key] = tuple(bindings)
+        self._aors[key] = bindings[0] if len(bindings) == 1 else tuple(bindings)
         self._count += len(bindings) - len(old)
         if schedule:
-            heapq.heappush(self._heap, (min(b.expires for b in bindings), key))
-            if len(self._heap) > 2 * len(self._aors) + 1024:
-                self._compact()
+            first = min(b.expires for b in bindings)
+            if not old or int(min(b.expires for b in old)) != int(first):
+                self._schedule(key, first)  # else the entry of that second is still there
 
-    def _compact(self) -> None:
-        self._heap = [(min(b.expires for b in held), aor) for aor, held in self._aors.items()]
-        heapq.heapify(self._heap)
+    def _schedule(self, aor: str, first: float) -> None:
+        k = int(first)
+        bucket = self._wheel.get(k)
+        if bucket is None:
+            self._wheel[k] = [aor]
+        else:
+            bucket.append(aor)
+        if k < self._tick:
+            self._tick = k
 
     def apply(self, aor: str, bindings: list[Binding]) -> None:
         """Take another node's list for ``aor`` (the backends call this): replace the held one;
         a binding equal to a held one keeps that one's ``conn``. Nothing is written back."""
         now = self._clock()
         live = [b for b in bindings if b.expires > now and b.aor == aor]
-        held = self._aors.get(aor, ())
+        held = self._held(aor)
         if len(held) == len(live) and all(any(n == o for o in held) for n in live):
             return  # what we hold already (our own write coming back)
         for n in live:
