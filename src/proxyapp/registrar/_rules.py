@@ -47,7 +47,7 @@ SUPPORTED_EXTENSIONS = ("path", "outbound")
 ONE_HOUR = 3600
 MAX_REG_ID = 2**31 - 1  # RFC 5626 §4.2: reg-id is 1 to 2**31-1
 
-_DELTA = re.compile(r"[0-9]{1,10}")
+_DIGITS = re.compile(r"[0-9]+")
 _QVALUE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
 
 
@@ -87,12 +87,18 @@ class _Contact:
     reg_id: int | None  # as sent; honoured only with an instance and an outbound-capable edge
 
 
-def _delta_seconds(text: str, what: str) -> int:
-    """RFC 3261 §25.1 delta-seconds (at most 2**32-1); anything else is a 400 naming ``what``."""
+def _number(text: str, lowest: int, highest: int, what: str) -> int:
+    """Decimal digits (leading zeros allowed) between ``lowest`` and ``highest``, else a 400 naming ``what``."""
     text = text.strip()
-    if not _DELTA.fullmatch(text) or int(text) > MAX_DELTA_SECONDS:
+    digits = text.lstrip("0") or "0"
+    if not _DIGITS.fullmatch(text) or len(digits) > len(str(highest)) or not lowest <= int(digits) <= highest:
         raise _bad(f"invalid {what}")
-    return int(text)
+    return int(digits)
+
+
+def _delta_seconds(text: str, what: str) -> int:
+    """RFC 3261 §25.1 delta-seconds, at most 2**32-1 (§20.19); anything else is a 400 naming ``what``."""
+    return _number(text, 0, MAX_DELTA_SECONDS, what)
 
 
 def _option_tags(msg: fastsip.Request, name: str) -> list[str]:
@@ -132,7 +138,9 @@ def _path(msg: fastsip.Request) -> tuple[tuple[str, ...], bool]:
 
 
 def _contact(na: fastsip.NameAddr, expires_header: int | None, cfg: RegistrarConfig) -> _Contact:
-    assert na.uri is not None
+    """One Contact's requested expiration (§10.3 step 7), q (§20.10) and RFC 5626 §4 parameters."""
+    if na.uri is None:
+        raise _bad("invalid Contact")
     p = na.params
     if "expires" in p:
         requested = _delta_seconds(p["expires"] or "", "expires parameter")
@@ -156,10 +164,7 @@ def _contact(na: fastsip.NameAddr, expires_header: int | None, cfg: RegistrarCon
         instance = raw
     reg_id: int | None = None
     if "reg-id" in p:
-        raw_r = p["reg-id"] or ""
-        if not _DELTA.fullmatch(raw_r) or not 1 <= int(raw_r) <= MAX_REG_ID:
-            raise _bad("invalid reg-id")
-        reg_id = int(raw_r)
+        reg_id = _number(p["reg-id"] or "", 1, MAX_REG_ID, "reg-id")
     return _Contact(na.uri, requested, q, instance, reg_id)
 
 
