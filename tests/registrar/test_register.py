@@ -7,7 +7,7 @@ import dataclasses
 import fastsip
 import pytest
 
-from proxyapp.registrar import RegisterOutcome, RegistrarConfig
+from proxyapp.registrar import RegisterOutcome, RegistrarConfig, contact_header_values
 
 from .support import AOR, CFG, DATE, NOW, binding, fresh, register, run
 
@@ -408,3 +408,44 @@ def test_an_aor_already_over_max_contacts_can_still_refresh():
     cfg = dataclasses.replace(CFG, max_contacts=1)
     stored = [binding(PHONE), binding(DESK)]
     assert run(register([f"<{PHONE}>"], cseq=2), stored, cfg=cfg).status == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers, Contact forms, the 200's Contact values
+# ---------------------------------------------------------------------------------------------
+
+
+def test_numbers_may_have_leading_zeros():
+    # delta-seconds and reg-id are 1*DIGIT (RFC 3261 §25.1, RFC 5626 §4.2).
+    out = run(register([f"<{PHONE}>;expires=00000000000000120"], expires="0000000000000000900"))
+    assert out.headers[0] == ("Contact", f"<{PHONE}>;expires=120")
+    out = run(register([f'<{PHONE}>;+sip.instance="<urn:uuid:1>";reg-id=007'], supported="outbound"))
+    assert out.bindings[0].reg_id == 7
+
+
+def test_the_contact_uri_is_stored_as_written_without_display_name_or_contact_params():
+    out = run(register(['"Alice\'s phone" <sip:alice@192.0.2.10:5062;transport=udp?Subject=hi>;expires=600;q=0.3;x-foo']))
+    assert out.bindings[0].contact == "sip:alice@192.0.2.10:5062;transport=udp?Subject=hi"
+    assert out.headers[0] == ("Contact", "<sip:alice@192.0.2.10:5062;transport=udp?Subject=hi>;expires=600;q=0.3")
+
+
+def test_a_contact_that_is_not_sip_can_be_registered_and_refreshed():
+    stored = binding("mailto:alice@example.com")
+    out = run(register(["<MAILTO:alice@example.com>"], cseq=2), [stored])
+    assert [b.contact for b in out.bindings] == ["MAILTO:alice@example.com"]
+
+
+def test_contact_header_values_format():
+    bs = [
+        binding(PHONE, expires_in=100, q=1.0),
+        binding(DESK, expires_in=0.2, q=0.125),
+        binding("sip:alice@203.0.113.9", expires_in=-1),
+        binding("sip:alice@203.0.113.10", expires_in=50, instance="<urn:uuid:1>"),
+        binding("sip:alice@203.0.113.11", expires_in=7, instance="<urn:uuid:1>", reg_id=2, q=0.0),
+    ]
+    assert contact_header_values(bs, NOW) == [
+        f"<{PHONE}>;expires=100;q=1",
+        f"<{DESK}>;expires=1;q=0.125",
+        '<sip:alice@203.0.113.10>;expires=50;+sip.instance="<urn:uuid:1>"',
+        '<sip:alice@203.0.113.11>;expires=7;q=0;+sip.instance="<urn:uuid:1>";reg-id=2',
+    ]
