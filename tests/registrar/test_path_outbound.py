@@ -49,7 +49,7 @@ def test_path_mode_off_never_echoes():
 def test_path_mode_strict_rejects_path_the_ua_does_not_support():
     cfg = dataclasses.replace(CFG, path_mode="strict")
     out = run(register([f"<{PHONE}>"], vias=2, path=[P1], supported="timer"), cfg=cfg)
-    assert out == failed(420, "Bad Extension", [("Unsupported", "path")])
+    assert out == failed(421, "Extension Required", [("Require", "path")])
     assert run(register([f"<{PHONE}>"], vias=2, path=[P1], supported="timer, path"), cfg=cfg).status == 200
 
 

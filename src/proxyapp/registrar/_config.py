@@ -36,7 +36,7 @@ class RegistrarConfig:
     cseq_delay: float = 20.0
     # RFC 3327 Path in the 200, as OpenSIPS save() flags p0/p1/p2: "off" stores Path and never
     # echoes it; "lazy" echoes it when the UA sent Supported: path; "strict" also rejects a
-    # REGISTER with Path but without Supported: path (420 Bad Extension, Unsupported: path).
+    # REGISTER with Path but without Supported: path (421 Extension Required, Require: path).
     path_mode: str = "lazy"
 
     @classmethod

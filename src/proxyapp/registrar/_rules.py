@@ -14,7 +14,7 @@ The checks, in the order applied (each failure answers at once and stores nothin
     To is a SIP/SIPS URI with a user                 400 (§10.2; OpenSIPS "No username in To URI")
     To's domain is one we serve                      404 (§10.3 step 5)
     Expires, Contact, Path, q, expires, +sip.instance, reg-id well formed       400
-    Path without Supported: path, path_mode strict   420, Unsupported: path (RFC 3327 §5.3)
+    Path without Supported: path, path_mode strict   421, Require: path (RFC 3327 §5.3, §21.4.15)
     no Contact: a query                              200 with the bindings (§10.3 step 6 -> 8)
     Contact: * alone and with Expires: 0             else 400 (§10.3 step 6)
     reg-id via a first hop without outbound          439, or the reg-id ignored (RFC 5626 §6)
@@ -342,7 +342,10 @@ def _apply(
     contacts = _header("Contact", lambda: msg.contact)
     path, top_ob = _path(msg)
     if path and "path" not in req.supported and cfg.path_mode == "strict":
-        raise _Reject(420, "Bad Extension", [("Unsupported", "path")])
+        # The registrar needs an extension the UA did not list in Supported: that is 421 with
+        # Require (RFC 3261 §21.4.15), as Yxa answers; OpenSIPS's strict mode sends 420 with
+        # Unsupported: path, a code meant for a Require the server does not know (§21.4.14).
+        raise _Reject(421, "Extension Required", [("Require", "path")])
 
     if not contacts:  # a query (§10.3 step 6: "if not, it skips to the last step")
         return _ok(req.aor, live, now, None, [])
