@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 MODULES = Path("/usr/lib/baresip/modules")
+_TRACE_MARK = re.compile(r"\x1b\[36;1m#\r?\n")  # what -s prints before each SIP message sent or received
 LOG_TAIL = 6000
 
 
@@ -117,7 +119,6 @@ class Phone:
         self._responses: dict[str, dict[str, Any]] = {}
         self._token = 0
         self._closed = False
-        self._registered_ua = False
 
     # ------------------------------------------------------------------ addresses
 
@@ -146,7 +147,7 @@ class Phone:
         return "\n".join([
             "poll_method\t\tepoll",
             f"sip_listen\t\t127.0.0.1:{self.sip_port}",
-            # Local addresses (Contact, SDP c=, RTP sockets) from loopback only; no IPv6.
+            # The local address (Via, Contact, SDP c=) is loopback's; no IPv6.
             "net_interface\t\t127.0.0.1",
             # Nothing here needs DNS (IP literals only); should anything ask, it asks loopback.
             "dns_server\t\t127.0.0.1:53",
@@ -304,20 +305,45 @@ class Phone:
             raise ValueError(f"{self.user}: no proxy to register with")
         self.command("uadel", self.aor)
         self.command("uanew", self.account_line(self.regint))
-        self._registered_ua = True
         return self.wait_event("REGISTER_OK", timeout, fail_on=("REGISTER_FAIL",))
 
-    def unregister(self, timeout: float = 5.0) -> Event:
-        """Delete the registered UA (libre sends REGISTER with Expires: 0) and recreate it unregistered.
+    def unregister(self, timeout: float = 5.0) -> str:
+        """Delete the registered UA (libre sends a REGISTER with expires=0) and recreate it unregistered.
 
-        baresip 1.0 has no unregister command: deleting the UA ends its registration. Returns the
-        UNREGISTERING event; no event reports the registrar's answer to the un-REGISTER.
+        baresip 1.0 has no unregister command: deleting the UA ends its registration, and no event
+        reports the registrar's answer, so it is read from the SIP trace. Returns that answer's
+        status line ("200 OK"); fails if there is none within ``timeout``.
         """
         self.command("uadel", self.aor)
-        ev = self.wait_event("UNREGISTERING", timeout)
-        self._registered_ua = False
+        self.wait_event("UNREGISTERING", timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self._unregister_answer()
+            if status is not None:
+                break
+            if time.monotonic() > deadline:
+                self._fail(f"no answer to the REGISTER with expires=0 within {timeout:.0f} s")
+            time.sleep(0.05)
         self.command("uanew", self.account_line(0))
-        return ev
+        return status
+
+    def _unregister_answer(self) -> str | None:
+        """The status line of the response to the last REGISTER with expires=0 in the SIP trace."""
+        cseq = None
+        status = None
+        for block in self.trace():
+            start = block[1] if len(block) > 1 else ""
+            cseq_line = next((x for x in block if x.lower().startswith("cseq:")), "")
+            if start.startswith("REGISTER ") and any(x.lower().startswith("contact:") and "expires=0" in x
+                                                     for x in block):
+                cseq, status = cseq_line, None
+            elif start.startswith("SIP/2.0 ") and cseq is not None and cseq_line == cseq and int(start[8:11]) >= 200:
+                status = start[8:]
+        return status
+
+    def trace(self) -> list[list[str]]:
+        """The SIP messages of the log's trace (-s), each as its lines: "UDP a -> b", start line, headers..."""
+        return [b.splitlines() for b in _TRACE_MARK.split(self.log())[1:]]
 
     def dial(self, uri: str) -> None:
         """Call ``uri`` (an INVITE through the outbound proxy, if any).
@@ -385,6 +411,34 @@ class Phone:
                 self._cond.wait(min(left, 0.2))
 
     # ------------------------------------------------------------------ diagnostics
+
+    def sockets(self) -> list[tuple[str, str, int]]:
+        """The process's sockets as (proto, local address, local port), from /proc (Linux)."""
+        assert self.proc is not None
+        inodes = set()
+        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
+        for fd in fd_dir.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        found = []
+        for proto in ("udp", "tcp", "udp6", "tcp6"):
+            table = Path(f"/proc/{self.proc.pid}/net/{proto}")
+            for line in table.read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[9] not in inodes:
+                    continue
+                hexaddr, hexport = cols[1].split(":")
+                raw = bytes.fromhex(hexaddr)
+                if len(raw) == 4:
+                    addr = socket.inet_ntop(socket.AF_INET, raw[::-1])
+                else:  # four little-endian 32-bit words
+                    addr = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                found.append((proto.rstrip("6"), addr, int(hexport, 16)))
+        return found
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
