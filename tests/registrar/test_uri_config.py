@@ -8,6 +8,7 @@ import pytest
 from proxyapp.config import ConfigError
 from proxyapp.registrar import RegistrarConfig, aor_of, request_aor, uri_equal
 
+from ..proxy import layers
 from .support import register
 
 
@@ -150,3 +151,12 @@ def test_from_dict_names_the_bad_key(table, key):
 def test_from_dict_wants_a_table():
     with pytest.raises(ConfigError, match="registrar: expected a table"):
         RegistrarConfig.from_dict(["min_expires"])  # type: ignore[arg-type]
+
+
+def test_the_registrar_imports_only_fastsip_the_config_and_the_binding_record():
+    # A service (src/proxyapp/__init__.py layer 4): nothing of the core, script, proxy or edge.
+    g = layers.graph()
+    mine = {m for m in g if m == "proxyapp.registrar" or m.startswith("proxyapp.registrar.")}
+    assert mine >= {"proxyapp.registrar", "proxyapp.registrar._rules"}
+    outside = {t for m in mine for t in g[m] if t not in mine}
+    assert outside <= {"proxyapp.config", "proxyapp.location.binding"}, outside
