@@ -94,6 +94,8 @@ def check_registrar(cfg: Config) -> None:
 
     try:
         RegistrarConfig.from_dict(cfg.registrar)
+    except ConfigError:
+        raise  # from_dict names the key itself ("registrar.min_expires")
     except ValueError as exc:
         raise ConfigError("registrar", str(exc)) from None
 
