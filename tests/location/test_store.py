@@ -245,7 +245,7 @@ op = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(op, max_size=40))
 def test_random_sequences_match_a_simple_model(ops):
     """The store against a dict of lists with every rule spelled out the slow way."""

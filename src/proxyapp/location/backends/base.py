@@ -12,8 +12,10 @@ purge) and keeps these rules:
 
 * Writes are coalesced per AOR (the newest list wins) and flushed by one task in batches of at
   most ``batch_max`` AORs, each attempt bounded by ``write_timeout``. A failed batch goes back to
-  the queue unless a newer list for the same AOR arrived meanwhile, and is retried every
-  ``retry_interval``; the first failure of an outage and the recovery are logged once.
+  the queue unless a newer list for the same AOR arrived meanwhile, and is retried (after
+  ``retry_interval`` from the second failure in a row); the first failure of an outage and the
+  recovery are logged once. Batches shrink after a failure, so an AOR no write can store is
+  isolated and, once it fails alone while other writes succeed, dropped (_flush_one).
 * A change notification names an AOR; the backend re-reads that AOR and hands the result to
   ``apply``, unless this node has a write for the AOR queued or in flight: that write will land
   after the other node's, so it is the last one and must win (last write per AOR wins).
@@ -33,6 +35,8 @@ from typing import Any, AsyncIterator, Callable, Iterable
 from loguru import logger
 
 from ..binding import Binding
+
+POISON_STRIKES = 3
 
 Apply = Callable[[str, list[Binding]], None]
 Aors = Callable[[], Iterable[str]]
@@ -93,6 +97,9 @@ class QueuedBackend(Backend):
         self.failures = 0  # failed write attempts
         self.notified = 0  # change notifications received
         self.resyncs = 0
+        self.dropped = 0  # AOR writes given up (POISON_STRIKES)
+        self._size = batch_max  # the next batch's size: halved after a failure, doubled after a success
+        self._strikes: dict[str, int] = {}
 
     # ----------------------------------------------------------------- primitives
 
@@ -189,12 +196,14 @@ class QueuedBackend(Backend):
             "failures": self.failures,
             "notified": self.notified,
             "resyncs": self.resyncs,
+            "dropped": self.dropped,
         }
 
     # ----------------------------------------------------------------- tasks
 
     async def _flusher(self) -> None:
         assert self._wake is not None
+        last_ok = True
         while True:
             if not self._pending:
                 if self._closing:
@@ -206,11 +215,13 @@ class QueuedBackend(Backend):
                 self._wake.clear()
             now = time.time()
             if self._pending:
-                ok = await self._flush_one()
+                ok = await self._flush_one(last_ok)
+                if not ok and self._closing:
+                    return
+                if not ok and not last_ok:
+                    await asyncio.sleep(self.retry_interval)  # twice in a row: the backend is down
+                last_ok = ok
                 if not ok:
-                    if self._closing:
-                        return
-                    await asyncio.sleep(self.retry_interval)
                     continue
             if now - self._last_purge >= self.purge_interval and not self._failing:
                 self._last_purge = now
@@ -219,8 +230,13 @@ class QueuedBackend(Backend):
                 except Exception as exc:
                     logger.warning("location {}: purge of expired bindings failed: {}", self.name, _why(exc))
 
-    async def _flush_one(self) -> bool:
-        batch = dict(itertools.islice(self._pending.items(), self.batch_max))
+    async def _flush_one(self, after_success: bool) -> bool:
+        """Write the oldest queued AORs, at most self._size of them. A failed batch goes back to
+        the end of the queue and the next batch is half as large: an AOR the backend always
+        refuses (one that no write can store) ends up alone, and after POISON_STRIKES failures
+        each right after a successful write, that is, while the backend works, its write is
+        dropped and logged instead of holding up every other AOR for ever."""
+        batch = dict(itertools.islice(self._pending.items(), self._size))
         for aor in batch:
             del self._pending[aor]
         self._inflight = set(batch)
@@ -232,6 +248,15 @@ class QueuedBackend(Backend):
                 logger.warning("location {}: write failed ({}); retrying every {} s", self.name, _why(exc), self.retry_interval)
                 self._failing = True
             await self._disconnect_writer()
+            self._size = max(1, len(batch) // 2)
+            if len(batch) == 1 and after_success:
+                (aor,) = batch
+                self._strikes[aor] = self._strikes.get(aor, 0) + 1
+                if self._strikes[aor] >= POISON_STRIKES:
+                    del self._strikes[aor]
+                    self.dropped += 1
+                    logger.error("location {}: the write of {!r} failed {} times while others succeeded ({}); dropped", self.name, aor, POISON_STRIKES, _why(exc))
+                    batch = {}  # memory keeps the list: this node still serves the AOR
             for aor, bindings in batch.items():
                 if aor not in self._pending:  # a newer list for the AOR replaces the failed one
                     self._pending[aor] = bindings
@@ -239,6 +264,9 @@ class QueuedBackend(Backend):
         finally:
             self._inflight = set()
         self.written += len(batch)
+        self._size = min(self.batch_max, self._size * 2)
+        for aor in batch:
+            self._strikes.pop(aor, None)
         if self._failing:
             logger.info("location {}: backend is back", self.name)
             self._failing = False
