@@ -73,3 +73,7 @@ def phones(tmp_path):
     lab = PhoneLab(tmp_path)
     yield lab
     lab.stop_all()
+
+
+from ..acc.fixtures import pg, postgres_server  # noqa: E402,F401  (real PostgreSQL for the two-node tests)
+from ..location.fixtures import redis_server  # noqa: E402,F401  (real Redis for the two-node tests)
