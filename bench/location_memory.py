@@ -1,6 +1,6 @@
 """Bytes per registration binding held by proxyapp.location.Location, measured with tracemalloc.
 
-    PYTHONPATH=src python3 bench/location_memory.py [--bindings 100000] [--per-aor 1]
+    python3 bench/location_memory.py [--bindings 100000] [--per-aor 1]
 
 Builds N bindings shaped like a REGISTER's (a distinct Contact, Call-ID, source address and
 times each; node, socket and a handful of User-Agents shared), puts them into a Location, and
@@ -20,7 +20,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+if __name__ == "__main__":  # run from a checkout; imported by tests/location, the installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from proxyapp.location import Binding, Location  # noqa: E402
 

@@ -169,24 +169,27 @@ class QueuedBackend(Backend):
         flusher = self._tasks[0] if self._tasks else None
         for t in self._tasks[1:]:
             t.cancel()
-        if flusher is not None:
-            assert self._wake is not None
-            self._wake.set()
-            try:
-                # One attempt per batch, then give up: a backend that is down does not hold up
-                # a shutdown (the bindings come back when the clients re-register).
-                await asyncio.wait_for(flusher, self.write_timeout * (2 + len(self._pending) // self.batch_max))
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                pass
-            except Exception:
-                logger.exception("location {}: flush at close", self.name)
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        if self._pending:
-            logger.warning("location {}: {} AORs not written at close", self.name, len(self._pending))
-        await self._disconnect()
+        try:
+            if flusher is not None:
+                assert self._wake is not None
+                self._wake.set()
+                # Retried until a deadline, then given up: a backend that is down does not hold
+                # up a shutdown (the bindings come back when the clients re-register).
+                deadline = self.write_timeout * (2 + len(self._pending) // self.batch_max)
+                try:
+                    await asyncio.wait_for(asyncio.shield(flusher), deadline)
+                except asyncio.TimeoutError:
+                    pass
+                except Exception:
+                    logger.exception("location {}: flush at close", self.name)
+        finally:
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+            if self._pending or self._inflight:
+                logger.warning("location {}: {} AORs not written at close", self.name, len(self._pending) + len(self._inflight))
+            await self._disconnect()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -216,8 +219,6 @@ class QueuedBackend(Backend):
             now = time.time()
             if self._pending:
                 ok = await self._flush_one(last_ok)
-                if not ok and self._closing:
-                    return
                 if not ok and not last_ok:
                     await asyncio.sleep(self.retry_interval)  # twice in a row: the backend is down
                 last_ok = ok
@@ -242,6 +243,9 @@ class QueuedBackend(Backend):
         self._inflight = set(batch)
         try:
             await asyncio.wait_for(self._connect_and_store(batch), self.write_timeout)
+        except asyncio.CancelledError:
+            self._requeue(batch)  # close() gave up: counted as not written
+            raise
         except Exception as exc:
             self.failures += 1
             if not self._failing:
@@ -257,9 +261,7 @@ class QueuedBackend(Backend):
                     self.dropped += 1
                     logger.error("location {}: the write of {!r} failed {} times while others succeeded ({}); dropped", self.name, aor, POISON_STRIKES, _why(exc))
                     batch = {}  # memory keeps the list: this node still serves the AOR
-            for aor, bindings in batch.items():
-                if aor not in self._pending:  # a newer list for the AOR replaces the failed one
-                    self._pending[aor] = bindings
+            self._requeue(batch)
             return False
         finally:
             self._inflight = set()
@@ -271,6 +273,11 @@ class QueuedBackend(Backend):
             logger.info("location {}: backend is back", self.name)
             self._failing = False
         return True
+
+    def _requeue(self, batch: dict[str, list[Binding]]) -> None:
+        for aor, bindings in batch.items():
+            if aor not in self._pending:  # a newer list for the AOR replaces the failed one
+                self._pending[aor] = bindings
 
     async def _connect_and_store(self, batch: dict[str, list[Binding]]) -> None:
         await self._connect()
