@@ -84,9 +84,11 @@ def main() -> None:
     for aor in aors[:10000]:
         loc.get(aor, now)
     t_get = (time.perf_counter() - t0) / min(len(aors), 10000)
-    t0 = time.perf_counter()
-    loc.expire(now)
-    t_exp = time.perf_counter() - t0
+    t_exp = float("inf")
+    for _ in range(5):  # the best of five: the first call pays for warming up
+        t0 = time.perf_counter()
+        loc.expire(now)
+        t_exp = min(t_exp, time.perf_counter() - t0)
     print(f"Python {platform.python_version()} on {platform.machine()}")
     print(f"{args.bindings} bindings, {args.per_aor} per AOR ({len(loc)} AORs): {per:.0f} bytes per binding, {per * args.bindings / 2**20:.1f} MiB in all")
     print(f"get(): {t_get * 1e6:.2f} us; expire() with nothing due: {t_exp * 1e6:.1f} us")
