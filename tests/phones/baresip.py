@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 MODULES = Path("/usr/lib/baresip/modules")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # baresip colours its warnings and its SIP trace
 _TRACE_MARK = re.compile(r"\x1b\[36;1m#\r?\n")  # what -s prints before each SIP message sent or received
 LOG_TAIL = 6000
 
@@ -91,21 +92,24 @@ class Phone:
     preloaded ``Route: <sip:127.0.0.1:PORT;lr>`` on the REGISTER and every call), or None for a
     phone that calls and is called directly and never registers.
     transport: "udp" or "tcp", for the account (REGISTER, calls to the AOR) and the outbound proxy.
+    name: tells apart several phones of one user (one AOR, several devices); default the user.
     """
 
     def __init__(self, workdir: Path, user: str, *, free_port: Callable[[], int], transport: str = "udp",
                  proxy: str | None = None, domain: str = "127.0.0.1", regint: int = 600,
-                 password: str | None = None, context: Callable[[], str] | None = None) -> None:
+                 password: str | None = None, name: str | None = None,
+                 context: Callable[[], str] | None = None) -> None:
         if transport not in ("udp", "tcp"):
             raise ValueError(f"transport {transport!r}: udp or tcp")
         self.user = user
+        self.name = name or user
         self.transport = transport
         self.proxy = proxy
         self.domain = domain
         self.regint = regint
         self.password = password
         self.context = context
-        self.dir = workdir / f"baresip-{user}"
+        self.dir = workdir / f"baresip-{self.name}"
         self.dir.mkdir(parents=True, exist_ok=False)
         self.log_path = self.dir / "baresip.log"
         self.sip_port = free_sip_port(free_port)
@@ -201,7 +205,7 @@ class Phone:
                     self._fail(f"ctrl_tcp 127.0.0.1:{self.ctrl_port} refused: {exc}")
                 time.sleep(0.05)
         self._sock.settimeout(None)
-        self._reader = threading.Thread(target=self._read_loop, name=f"ctrl-{self.user}", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name=f"ctrl-{self.name}", daemon=True)
         self._reader.start()
         self.command("uanew", self.account_line(0))
         return self
@@ -302,7 +306,7 @@ class Phone:
     def register(self, timeout: float = 10.0) -> Event:
         """(Re)create the UA with registration on and wait for REGISTER_OK (fails on REGISTER_FAIL)."""
         if self.proxy is None:
-            raise ValueError(f"{self.user}: no proxy to register with")
+            raise ValueError(f"{self.name}: no proxy to register with")
         self.command("uadel", self.aor)
         self.command("uanew", self.account_line(self.regint))
         return self.wait_event("REGISTER_OK", timeout, fail_on=("REGISTER_FAIL",))
@@ -447,8 +451,8 @@ class Phone:
         """This phone's events and the tail of its log (SIP trace included)."""
         with self._cond:
             evs = "\n".join(f"  {e}" for e in self._events) or "  (none)"
-        return f"==== phone {self.user} ({self.uri}, ctrl {self.ctrl_port})\nevents:\n{evs}\n" \
-               f"---- {self.log_path}\n{self.log()[-LOG_TAIL:]}"
+        return f"==== phone {self.name} ({self.uri}, ctrl {self.ctrl_port})\nevents:\n{evs}\n" \
+               f"---- {self.log_path}\n{_ANSI.sub('', self.log())[-LOG_TAIL:]}"
 
     def _fail(self, what: str, locked: bool = False) -> None:
         # The reader thread needs the lock to deliver events; give it back while the logs are read.
@@ -459,7 +463,7 @@ class Phone:
         finally:
             if locked:
                 self._cond.acquire()
-        raise AssertionError(f"phone {self.user}: {what}\n{detail}")
+        raise AssertionError(f"phone {self.name}: {what}\n{detail}")
 
 
 # ---------------------------------------------------------------------- call flows the tests share

@@ -5,8 +5,9 @@ proxyapp through a preloaded Route (baresip's ``outbound``). A calls B by B's ad
 proxyapp looks B up in its location service and forks to B's registered contact.
 
 The calls follow RFC 3261: the registrar (§10.3) binds the Contact, the proxy (§16.5) forwards to
-the bindings (none: 404 or 480) and removes its own Route from initial requests (§16.4), so a call
-to another phone's own address through the outbound proxy reaches that phone. The default
+the bindings (none: 404 or 480; two devices of one AOR ring in parallel and the best answer wins,
+§16.6-16.7) and removes its own Route from initial requests (§16.4), so a call to another phone's
+own address through the outbound proxy reaches that phone. The default
 script's accounting writes one CDR per answered call and a missed-call record per failed one.
 """
 
@@ -191,4 +192,75 @@ def test_call_phone_address_through_outbound_proxy(phones, proxy, transport):
     call_id = establish(a, b, b.uri)
     hang_up(a, b)
     _cdrs(proxy, phones, call_id)
+    _assert_proxy_clean(proxy, phones)
+
+
+# ---------------------------------------------------------------------- forking: one AOR, two devices
+
+
+def _bob_twice(phones, proxy) -> tuple[Phone, Phone, Phone]:
+    """alice, and bob registered from a desk phone (UDP) and a mobile (TCP): two bindings for one AOR."""
+    to = f"127.0.0.1:{proxy.port}"
+    a = phones.phone("alice", proxy=to)
+    desk = phones.phone("bob", name="bob-desk", proxy=to)
+    mobile = phones.phone("bob", name="bob-mobile", transport="tcp", proxy=to)
+    for p in (a, desk, mobile):
+        p.register()
+    return a, desk, mobile
+
+
+def _both_ring(a: Phone, desk: Phone, mobile: Phone) -> None:
+    a.dial(AOR.format("bob"))
+    a.wait_event("CALL_RINGING", fail_on=("CALL_CLOSED",))
+    for p in (desk, mobile):
+        incoming = p.wait_event("CALL_INCOMING")
+        assert incoming.peeruri == a.aor, f"{incoming}\n{p.context()}"
+
+
+def test_forking_first_answer_wins(phones, proxy):
+    # RFC 3261 §16.7 step 10: the 2xx goes upstream and the proxy CANCELs the branch still ringing.
+    a, desk, mobile = _bob_twice(phones, proxy)
+    _both_ring(a, desk, mobile)
+    mobile.answer()
+    established = a.wait_event("CALL_ESTABLISHED", fail_on=("CALL_CLOSED",))
+    mobile.wait_event("CALL_ESTABLISHED", fail_on=("CALL_CLOSED",))
+    desk.wait_event("CALL_CLOSED", fail_on=("CALL_ESTABLISHED",))
+    assert "CANCEL sip:" in desk.log(), desk.context()
+    a.wait_event("CALL_RTPESTAB")
+    hang_up(a, mobile)
+
+    (cdr,) = _cdrs(proxy, phones, established.call_id)
+    assert cdr["end_reason"] == "bye", cdr
+    assert _rows(proxy, "SELECT * FROM missed_calls") == []  # answered: not a missed call
+    _assert_proxy_clean(proxy, phones)
+
+
+def test_forking_busy_device_does_not_end_the_call(phones, proxy):
+    # RFC 3261 §16.7 step 6: a 486 from one branch is held while another branch may still answer.
+    a, desk, mobile = _bob_twice(phones, proxy)
+    _both_ring(a, desk, mobile)
+    desk.hangup()  # 486 from the desk phone
+    desk.wait_event("CALL_CLOSED")
+    a.assert_no_event("CALL_CLOSED", within=1.0)
+    mobile.answer()
+    established = a.wait_event("CALL_ESTABLISHED", fail_on=("CALL_CLOSED",))
+    mobile.wait_event("CALL_ESTABLISHED", fail_on=("CALL_CLOSED",))
+    hang_up(mobile, a)
+    _cdrs(proxy, phones, established.call_id)
+    _assert_proxy_clean(proxy, phones)
+
+
+def test_forking_every_device_busy(phones, proxy):
+    # The best final response (§16.7 step 6) once every branch failed: both 486, the caller gets 486.
+    a, desk, mobile = _bob_twice(phones, proxy)
+    _both_ring(a, desk, mobile)
+    desk.hangup()
+    desk.wait_event("CALL_CLOSED")
+    mobile.hangup()
+    mobile.wait_event("CALL_CLOSED")
+    closed = a.wait_event("CALL_CLOSED", fail_on=("CALL_ESTABLISHED",))
+    assert "486" in closed.param, f"{closed}\n{phones.report()}"
+    (missed,) = _wait_rows(proxy, phones, "missed-call record", "SELECT * FROM missed_calls WHERE callid = ?",
+                           (closed.call_id,), 1)
+    assert missed["sip_code"] == 486, missed
     _assert_proxy_clean(proxy, phones)
