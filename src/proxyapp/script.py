@@ -26,7 +26,6 @@ import importlib.util
 import sys
 from pathlib import Path
 import dataclasses
-import time
 from types import ModuleType
 
 import fastsip
@@ -442,7 +441,7 @@ class ScriptContext(RequestState):
             raise ScriptError("save() on a request that is not a REGISTER")
         location = self._location(table)
         services = self._script.services
-        now = time.time()
+        now = self.proxy.wallclock()
         src = self.source
         aor = request_aor(msg)  # None when To is malformed: process_register answers 400
         current = location.get(aor, now) if aor else []
@@ -462,7 +461,7 @@ class ScriptContext(RequestState):
             aor = aor_of(target)
         except (ValueError, fastsip.ParseError):
             return []
-        return self._location(table).get(aor, time.time())
+        return self._location(table).get(aor, self.proxy.wallclock())
 
     def registered(self, table: str = "location", uri: str | URI | None = None) -> bool:
         """OpenSIPS registered(): does the AOR (default the Request-URI) have a live binding?"""

@@ -149,3 +149,17 @@ def test_a_register_with_a_malformed_contact_or_expires_gets_400_naming_it(conta
     resp = fastsip.parse(sends(h.rx(bad, PHONE_A))[0].data)
     assert resp.status == 400
     assert reason.lower() in resp.reason.lower()
+
+
+def test_an_expired_binding_is_gone_from_lookup_and_from_the_store():
+    h = Harness()
+    clock = [1000.0]
+    h.proxy.wallclock = lambda: clock[0]
+    h.rx(register("alice", PHONE_A, "reg1", expires=60), PHONE_A)
+    location = h.proxy.script.services.location
+    clock[0] = 1059.0
+    assert sends(h.rx(invite("alice"), CALLER))[1].dest.addr == PHONE_A
+    clock[0] = 1060.0  # expires = 1000 + 60: no longer live
+    s = sends(h.rx(invite("alice", branch="z9hG4bKcall9", call_id="call-9"), CALLER))
+    assert s[0].data.startswith(b"SIP/2.0 404 Not Found\r\n")
+    assert location.expire(1060.0) == 1 and location.count() == 0
