@@ -47,6 +47,11 @@ class ProxyCore(RequestRouting, ResponseContext, CancelProcessing, StatelessForw
         try:
             msg = fastsip.parse(data, max_size=self.cfg.max_message_size)
         except ParseError as exc:
+            if not data.strip(b"\r\n"):
+                # A keep-alive (RFC 5626 §4.4.1's CRLFCRLF, sent over UDP by many phones behind
+                # NAT): it only refreshes the NAT binding; no answer, no log line.
+                self.stats.keepalives += 1
+                return []
             try:
                 self._bad_message(data, source, exc)
             except Exception:

@@ -8,7 +8,7 @@ class Stats:
 
     __slots__ = (
         "received", "requests", "responses", "retransmissions", "absorbed_acks", "dropped",
-        "bad_requests", "forwarded", "stateless", "script_errors", "sent",
+        "bad_requests", "forwarded", "stateless", "script_errors", "sent", "keepalives",
     )
 
     # Declared for the type checker only (annotations, no class attributes: the slots hold them).
@@ -23,6 +23,7 @@ class Stats:
     stateless: int
     script_errors: int
     sent: int
+    keepalives: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
