@@ -54,3 +54,25 @@ def test_each_backend():
 def test_a_bad_value_names_its_key(table, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         LocationConfig.from_dict(table)
+
+
+def test_the_default_store_is_a_file_in_the_working_directory(tmp_path, monkeypatch):
+    import asyncio
+    import time
+
+    from proxyapp.location import Binding
+
+    monkeypatch.chdir(tmp_path)
+    now = time.time()
+
+    async def go(put: bool):
+        loc = for_config(LocationConfig.from_dict({}))
+        await loc.start()
+        if put:
+            loc.put("sip:a@h", [Binding("sip:a@h", "sip:a@192.0.2.1", now + 60)], now)
+        await loc.close()
+        return loc
+
+    asyncio.run(go(True))
+    assert (tmp_path / "proxyapp-location.db").is_file()
+    assert asyncio.run(go(False)).aors() == ["sip:a@h"]

@@ -154,3 +154,11 @@ def test_the_record_round_trips_and_expired_ones_are_not_loaded(redis_server):
 
     n2 = asyncio.run(go())
     assert n2.get(A, now) == [full] and B not in n2
+
+
+def test_a_missing_redis_server_fails_naming_the_package(monkeypatch):
+    from . import fixtures
+
+    monkeypatch.setattr(fixtures.shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install redis-server"):
+        fixtures.RedisServer()

@@ -140,3 +140,27 @@ def test_a_file_that_cannot_be_opened_is_not_fatal(tmp_path):
         await loc.close()
 
     asyncio.run(go())
+
+
+
+def test_a_gap_in_the_change_log_is_reported(tmp_path):
+    """A process that missed log rows (purged before it polled, or a new file) must re-read all."""
+    path = tmp_path / "loc.db"
+    me, other = SqliteBackend(path), SqliteBackend(path)
+    C = "sip:carol@example.com"
+
+    async def go():
+        seq = await me._call(me._last_seq)
+        for aor in (A, B, C):
+            await other._store({aor: [b(aor, "sip:x@h")]})
+        await me._store({A: [b(A, "sip:mine@h")]})
+        assert await me._call(me._poll, seq) == (False, 4, [A, B, C])  # its own row skipped
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM location_changes WHERE seq < 4")
+        assert (await me._call(me._poll, seq))[0] is True  # rows 1-3 gone unseen: a gap
+        assert await me._call(me._poll, 3) == (False, 4, [])
+        assert (await me._call(me._poll, 99))[0] is True  # the log restarted (a new file)
+        await me.close()
+        await other.close()
+
+    asyncio.run(go())

@@ -155,7 +155,7 @@ class SqliteBackend(QueuedBackend):
         or the log restarted (a new file)."""
         db = self._open()
         lo, hi = db.execute(f'SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM "{self.table}_changes"').fetchone()
-        if hi < after or (after and lo > after + 1):
+        if hi < after or (lo and lo > after + 1):
             return True, hi, []
         rows = db.execute(f'SELECT seq, aor, writer FROM "{self.table}_changes" WHERE seq > ? ORDER BY seq', (after,)).fetchall()
         last = rows[-1][0] if rows else after
