@@ -2,6 +2,7 @@
 
     python3 -m tests.proxy.layers            # the edges, one per line
     python3 -m tests.proxy.layers --dot      # Graphviz DOT, grouped by layer (| dot -Tpng)
+    python3 -m tests.proxy.layers --dot --packages   # the services collapsed to one node each
 
 tests/proxy/test_layers.py holds the package to its layers with it.
 """
@@ -133,8 +134,28 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+COLLAPSE = ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar")
+
+
+def collapsed(g: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph with every module of a service package (COLLAPSE) merged into the package."""
+
+    def name(m: str) -> str:
+        for p in COLLAPSE:
+            if m.startswith(p + "."):
+                return p
+        return m
+
+    out: dict[str, set[str]] = {}
+    for src, targets in g.items():
+        out.setdefault(name(src), set()).update(name(t) for t in targets)
+    for src, targets in out.items():
+        targets.discard(src)
+    return out
+
+
 def dot(g: dict[str, set[str]]) -> str:
-    lines = ["digraph proxyapp {", "  rankdir=BT; node [shape=box, fontsize=10];"]
+    lines = ["digraph proxyapp {", "  rankdir=BT; newrank=true; node [shape=box, fontsize=11];"]
     for i, (title, _) in enumerate(LAYERS):
         members = sorted(m for m in g if layer_of(m) == i)
         lines.append(f'  subgraph cluster_{i} {{ label="{i}. {title}"; style=rounded;')
@@ -149,6 +170,8 @@ def dot(g: dict[str, set[str]]) -> str:
 
 if __name__ == "__main__":
     g = graph()
+    if "--packages" in sys.argv:
+        g = collapsed(g)
     if "--dot" in sys.argv:
         print(dot(g))
     else:
