@@ -22,9 +22,14 @@ fi
 
 PY=${PYTHON:-python3}
 $PY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-$PY -m pip install -q ".[test]"
+$PY -m pip install -q ".[test,fuzz]"  # fuzz: atheris, for the bounded fuzz run at the end
 
 # The compiled backend must have been built: the suite fails otherwise (tests/fastsip/test_backend.py).
 $PY -m pytest "$@"
 # The fallback: the whole parser suite again with the compiled backend switched off.
 FASTSIP_NO_EXTENSIONS=1 $PY -m pytest -q -p no:cacheprovider tests/fastsip
+# A bounded fuzz run (atheris/libFuzzer, tests/fuzz): every corpus message, then what libFuzzer
+# makes of them, through both backends for FUZZ_SECONDS (default 25). An exception other than
+# ParseError, or the backends disagreeing, stops it with a non-zero status, which fails this
+# script; the input is saved as fuzz-artifacts/crash-* (make it a corpus/invalid case).
+PYTHON=$PY tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-25}"

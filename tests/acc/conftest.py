@@ -1,7 +1,7 @@
 """Shared fixtures of the accounting tests (real PostgreSQL and FreeRADIUS live in fixtures.py).
 
 The package under test is the installed one (`pip install -e .` or `pip install .`, as
-scripts/run-tests.sh does): sys.path is not touched, so the compiled fastsip backend is the one
+tests/run.sh does): sys.path is not touched, so the compiled fastsip backend is the one
 the other suites see too.
 """
 

@@ -23,18 +23,29 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 
 
+# Every port handed out in this test process: a port is closed again as soon as it is found free,
+# so the kernel may offer the same one to the next bind(0), and two SIPp peers then got the same
+# port (errno 98 in CI). tests/proxy/support.py free_port() does the same.
+_used_ports: set[int] = set()
+
+
 def free_udp_port() -> int:
-    # the proxy also listens on TCP on the same port: find one free for both
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+    """A 127.0.0.1 port free for both UDP and TCP (the proxy listens on both), never handed out
+    twice in one test run."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
             u.bind(("127.0.0.1", 0))
             port = u.getsockname()[1]
+            if port in _used_ports:
+                continue
             try:
-                t.bind(("127.0.0.1", port))
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                    t.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError("no free port")
+        _used_ports.add(port)
+        return port
+    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def toml_value(v: Any) -> str:

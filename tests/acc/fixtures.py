@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from .e2e import free_udp_port
+
 ACC_DICTIONARY = Path(__file__).resolve().parents[2] / "src" / "proxyapp" / "acc" / "dictionary"
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free 127.0.0.1 port for PostgreSQL (TCP) or FreeRADIUS (UDP); free for both, and never
+    one already handed to another server or SIPp peer of this run (e2e.free_udp_port)."""
+    return free_udp_port()
 
 
 def _pg_bindir() -> Path:

@@ -44,3 +44,20 @@ async def settle(acc, timeout: float = 5.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"accounting did not settle: {acc.stats()}")
+
+
+async def wait_until(pred, timeout: float = 10.0, what: str = "the condition", show=None) -> None:
+    """Poll pred() every 10 ms until it is true; fail after `timeout` s, with show() in the message.
+    For a state reached "soon" on a busy machine: wait for it, then assert the exact numbers."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f": {show()}" if show else ""))
+        await asyncio.sleep(0.01)
+
+
+def journal_idle(acc) -> bool:
+    """The engine's journal loop has nothing left to do: every entry written, no compaction due."""
+    j = acc.journal
+    return not j.dirty and not j.should_compact(len(acc.tracker))

@@ -49,6 +49,26 @@ def _cdrs(db_url: str) -> list[dict]:
     return _rows(db_url, "SELECT " + ", ".join(f'"{c}"' for c in CDR_COLS) + " FROM my_acc ORDER BY callid")
 
 
+def assert_call_length(r: dict, hold: int, uac_done_ms: int | None = None) -> None:
+    """ms_duration is the answer -> BYE time the UAC really held the call, checked by ordering
+    rather than a +-50 ms window (which a loaded CI machine broke):
+    - at least `hold`: the proxy stamps the 2xx before the UAC receives it, and the BYE after
+      the UAC's pause of `hold` ms sent it (2 ms for the ms rounding of two stamps and SIPp's
+      ms clock);
+    - without a restart, less than hold + setuptime: counted from the answer, not from the
+      INVITE (that would add the whole setup time, the callee's 200 ms pause included);
+    - across a restart the BYE may reach the proxy only as a retransmission (the proxy was down
+      or starting when it was first sent), so it is bounded by causality instead: the proxy saw
+      it before the UAC got its answer and exited (`uac_done_ms`, taken after the UAC's exit).
+    """
+    assert hold - 2 <= r["ms_duration"], r
+    if uac_done_ms is None:
+        assert r["ms_duration"] < hold + r["setuptime"], r
+    else:
+        assert r["time"] + r["ms_duration"] <= uac_done_ms + 1, (r, uac_done_ms)
+    assert r["duration"] == r["ms_duration"] // 1000, r
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path):
     if request.param == "sqlite":
@@ -85,8 +105,7 @@ def test_calls_accounted_in_every_backend(tmp_path, db_url, freeradius_server):
         r = by_callid[f"{n}-{caller.pid}@127.0.0.1"]
         assert (r["method"], r["from_tag"], r["sip_code"], r["sip_reason"], r["end_reason"]) == ("INVITE", f"{caller.pid}SIPpTag00{n}", 200, "OK", "bye")
         assert re.fullmatch(rf"{callee.pid}SIPpTag01\d+", r["to_tag"])
-        assert abs(r["ms_duration"] - hold) <= 50, r  # the call's real length, within 50 ms
-        assert r["duration"] == r["ms_duration"] // 1000
+        assert_call_length(r, hold)  # the call's real length
         assert 190 <= r["setuptime"] <= 400  # the callee answers 200 ms after the INVITE
         assert r["created"] + r["setuptime"] == r["time"]
         assert abs(r["time"] / 1000 - time.time()) < 120
@@ -230,6 +249,7 @@ def test_proxy_restart_during_50_open_calls(tmp_path):
         assert proxy.stop(signal.SIGTERM) == 0
         proxy.start()  # same port, same journal
         assert caller.wait(60) == 0, caller.errors()
+        uac_done_ms = int(time.time() * 1000)
         assert callee.wait(30) == 0, callee.errors()
         wait_for(lambda: len(_cdrs(db)) >= calls, 15, f"{calls} CDRs")
     finally:
@@ -237,7 +257,8 @@ def test_proxy_restart_during_50_open_calls(tmp_path):
     rows = _cdrs(db)
     assert len(rows) == calls and len({r["callid"] for r in rows}) == calls
     for r in rows:
-        assert abs(r["ms_duration"] - hold) <= 50 and r["end_reason"] == "bye" and r["user_agent"] == "acc-e2e-uac"
+        assert_call_length(r, hold, uac_done_ms)  # answered in one process, ended in the next
+        assert r["end_reason"] == "bye" and r["user_agent"] == "acc-e2e-uac"
     assert "restored 50 open CDR dialog(s)" in proxy.logs()
 
 
@@ -260,8 +281,11 @@ def test_dead_ua_dialog_ends_on_lifetime(tmp_path):
     assert len(rows) == 2
     for r in rows:
         assert r["end_reason"] == "lifetime" and r["sip_code"] == 200
-        # lifetime counts from the last in-dialog request (the ACK, right after the answer)
-        assert 2000 <= r["ms_duration"] <= 2100, r
+        # lifetime counts from the last in-dialog request (the ACK, right after the answer): at
+        # least the 2 s lifetime, plus the ACK's delay after the answer. That delay was allowed
+        # 100 ms, which a loaded machine exceeded; 500 ms (the expiry timer's period) still
+        # catches a lifetime counted from a later event or one timer round too late.
+        assert 2000 <= r["ms_duration"] < 2500, r
 
 
 def test_proxy_sigkill_during_open_calls_keeps_journaled_dialogs(tmp_path):
@@ -278,10 +302,12 @@ def test_proxy_sigkill_during_open_calls_keeps_journaled_dialogs(tmp_path):
         assert proxy.stop(signal.SIGKILL) == -signal.SIGKILL
         proxy.start()
         assert caller.wait(60) == 0, caller.errors()
+        uac_done_ms = int(time.time() * 1000)
         assert callee.wait(30) == 0, callee.errors()
         wait_for(lambda: len(_cdrs(db)) >= calls, 15, f"{calls} CDRs")
     finally:
         proxy.stop()
     rows = _cdrs(db)
     assert len(rows) == calls and len({r["callid"] for r in rows}) == calls
-    assert all(abs(r["ms_duration"] - hold) <= 50 for r in rows)
+    for r in rows:
+        assert_call_length(r, hold, uac_done_ms)  # answered before the SIGKILL, ended after the restart

@@ -93,7 +93,13 @@ def test_record_ids_unique_time_ordered_and_reseeded_after_fork():
     os.close(r)
     os.waitpid(pid, 0)
     parent = [new_record_id() for _ in range(100)]
+    assert len(child) == 3200  # the child did make its 100 ids (a failing reseed must not pass unseen)
     assert {child[i:i + 32][12:] for i in range(0, 3200, 32)}.isdisjoint(p[12:] for p in parent)
+    # ... and not from the parent's start with the counter reset either: the child's sequence is
+    # nowhere near the parent's (a fresh 80-bit start is within 2**40 of it with probability 2**-39).
+    low80 = (1 << 80) - 1
+    c, p = int(child[:32], 16) & low80, int(parent[0], 16) & low80
+    assert min((c - p) & low80, (p - c) & low80) > 1 << 40
     # uuid5_hex is uuid.uuid5 (CDR ids must not change across versions: they deduplicate).
     ns = uuid.UUID("6f1c6a4e-2f57-4d0b-9a49-3c1f1b0c4acc")
     for name in ("c\x1fa\x1fb", "é日本", ""):

@@ -7,7 +7,7 @@ import pytest
 
 from proxyapp.acc import AccConfig, Accounting, AccMark
 
-from .memory import settle
+from .memory import settle, wait_until
 from .sipfakes import request, response
 
 SRC = ("192.0.2.7", 4539)
@@ -79,7 +79,10 @@ def test_postgres_down_mid_run_every_cdr_exactly_once(pg, tmp_path):
                 stopped_at = acc.stats()["db"]["written"]
                 await asyncio.to_thread(server.stop, "fast")  # in the middle of the run
             if i == 150:
-                assert acc.stats()["db"]["spool_pending"] > 0
+                # The records of the outage are in the spool (waited for: a write to the stopped
+                # server can take until backend_timeout_ms to fail on a busy machine).
+                await wait_until(lambda: acc.stats()["db"]["spool_pending"] > 0, what="records spooled while PostgreSQL is down",
+                                 show=lambda: acc.stats()["db"])
                 await asyncio.to_thread(server.start)
             await asyncio.sleep(0.005)
         await settle(acc, timeout=30)
@@ -105,8 +108,11 @@ def test_postgres_down_at_start_then_up(pg, tmp_path):
         await acc.start()  # must not fail nor block on a dead database
         for i in range(10):
             acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"s{i}", "a"), 200, "OK", "t", SRC, 5.0)
-        await asyncio.sleep(0.5)
-        assert acc.stats()["db"]["spool_pending"] == 10
+        db_stats = lambda: acc.stats()["db"]  # noqa: E731
+        await wait_until(lambda: db_stats()["queued"] == 0 and db_stats()["written"] + db_stats()["spooled"] == 10,
+                         what="10 records written or spooled", show=db_stats)
+        s = db_stats()
+        assert (s["spool_pending"], s["spooled"], s["written"]) == (10, 10, 0)
         await asyncio.to_thread(server.start)
         await settle(acc, timeout=20)
         await acc.close()

@@ -34,6 +34,8 @@ from proxyapp.script import Script
 from proxyapp.transaction import Send
 from tests.proxy.callflow import CALLEE, CALLER, Flow, invite, new_proxy
 
+from .memory import wait_until
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -242,13 +244,29 @@ def test_proxy_sigkill_loses_no_event(tmp_path):
         assert conn.execute("SELECT count(*) FROM acc WHERE method = 'BYE'").fetchone() == (300,)
 
 
+def _journaled_dialogs(spool: Path) -> set[str]:
+    """Call-IDs the dialog journal file holds as opened (read only, as a restarted child would)."""
+    from proxyapp.acc.journal import read_entries
+
+    out = set()
+    for e in read_entries(spool / "dialogs.journal"):
+        if e[0] == "o":  # appended by the running engine
+            out.add(e[1])
+        elif e[0] == "open":  # written by a compaction
+            out.add(e[1]["callid"])
+    return out
+
+
 @in_loop
 async def test_a_dead_child_is_replaced_and_open_dialogs_survive(tmp_path):
     acc = AccountingProcess(_cfg(tmp_path, "process"))
     await acc.start()
     flow = Flow(new_proxy(acc, _script()))
     routes = [flow.setup(n) for n in range(50)]  # 50 answered calls, still open
-    await asyncio.sleep(0.3)  # the events reach the child; its journal gets them (flush 5 ms, fsynced)
+    # The events reach the child and its journal holds all 50 dialogs (waited for: a fixed 0.3 s
+    # was not always enough on a loaded machine); a SIGKILL then loses none of them.
+    await wait_until(lambda: len(_journaled_dialogs(tmp_path / "spool")) == 50, what="50 dialogs journaled by the child",
+                     show=lambda: len(_journaled_dialogs(tmp_path / "spool")))
     first = acc._child.proc
     os.kill(first.pid, signal.SIGKILL)
     for _ in range(200):

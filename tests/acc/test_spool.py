@@ -7,7 +7,7 @@ from proxyapp.acc import AccConfig, Accounting, AccMark
 from proxyapp.acc.records import AccRecord
 from proxyapp.acc.spool import Spool
 
-from .memory import memory_backends, settle
+from .memory import journal_idle, memory_backends, settle, wait_until
 from .sipfakes import request
 
 SRC = ("192.0.2.7", 5060)
@@ -58,8 +58,11 @@ def test_backend_down_spools_then_replays_in_order_exactly_once(tmp_path):
             acc.transaction_completed(mark, request("OPTIONS", f"x{i:03d}", "a"), 200, "OK", "t", SRC, 1.0 + i)
             if i % 10 == 0:
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)
-        s = acc.stats()["db"]
+        # Every record has left memory, written or spooled; then the exact split.
+        db_stats = lambda: acc.stats()["db"]  # noqa: E731
+        await wait_until(lambda: db_stats()["queued"] == 0 and db_stats()["written"] + db_stats()["spooled"] == 60,
+                         what="60 records written or spooled", show=db_stats)
+        s = db_stats()
         assert s["spool_pending"] == 40 and s["written"] == 20 and s["spooled"] == 40 and s["failed"] >= 1
         b["db"].down = False  # backend returns; new records keep arriving during the replay
         for i in range(60, 80):
@@ -201,7 +204,7 @@ def test_journal_compacts_while_running(tmp_path):
             if i % 500 == 0:
                 await asyncio.sleep(0.01)
         await settle(acc, timeout=30)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: journal_idle(acc), what="the journal written out and compacted")
         await acc.close()
 
     asyncio.run(go())
@@ -261,7 +264,7 @@ def test_close_during_an_inflight_write_loses_nothing(tmp_path):
         await acc.start()
         for i in range(10):
             acc.transaction_completed(AccMark.parse("db"), request("OPTIONS", f"f{i}", "a"), 200, "OK", "t", SRC, 2.0)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: b["db"].writes == 1, what="the first write to start")
         assert acc.stats()["db"]["queued"] == 10  # all in the batch being written
         await acc.close()
         return acc.stats()["db"]
@@ -377,7 +380,7 @@ def _journal_run(tmp_path, calls, kill_helper_every=0, **acc_kwargs):
                         while acc.journal_helper.requests == answered and loop.time() < deadline:
                             await asyncio.sleep(0.005)
             await settle(acc, timeout=30)
-            await asyncio.sleep(0.1)
+            await wait_until(lambda: journal_idle(acc), what="the journal written out and compacted")
             requests = acc.journal_helper.requests
         finally:
             asyncio.to_thread = real
