@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the end-to-end tests start on loopback (they never skip in CI).
-DEBS=(sip-tester postgresql freeradius)
+# baresip-core: the softphones of tests/phones; redis-server: the shared location store.
+DEBS=(sip-tester postgresql freeradius baresip-core redis-server)
 missing=()
 for p in "${DEBS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -16,8 +17,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
     # Debian starts these services on install; the tests start their own private instances.
-    $SUDO systemctl disable --now freeradius postgresql >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now freeradius postgresql redis-server >/dev/null 2>&1 || true
     $SUDO service freeradius stop >/dev/null 2>&1 || true
+    $SUDO service redis-server stop >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3}

@@ -97,7 +97,7 @@ def sipp_path() -> str:
     path = shutil.which("sipp")
     if path is None:
         pytest.fail("sipp is required for the end-to-end tests: apt-get install sip-tester "
-                    "(scripts/run-tests.sh installs it)")
+                    "(tests/run.sh installs it)")
     return path
 
 
