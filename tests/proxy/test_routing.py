@@ -85,3 +85,18 @@ def test_leaving_on_another_interface_of_the_same_transport_records_the_route_tw
     fwd = sends(acts)[1]
     assert fwd.dest.local == h.cfg.listen[1]
     assert fastsip.parse(fwd.data).headers.getall("Record-Route") == [f"<sip:{other};lr>"]
+
+
+def test_the_ack_of_a_stateless_final_is_absorbed_not_relayed_to_its_route():
+    # A phone's INVITE through us as outbound proxy gets a stateless 404; its ACK carries the same
+    # preloaded Route and our To tag, and must end here (OpenSIPS sl absorbs it).
+    h = Harness()
+    invite = req(ruri=f"sip:nobody@{PROXY_IP}", extra=f"Route: <sip:{PROXY_IP};lr>\r\n")
+    not_found = fastsip.parse(sends(h.rx(invite))[0].data)
+    assert not_found.status == 404
+    ack = req("ACK", ruri=f"sip:nobody@{PROXY_IP}", to_tag=not_found.to.tag, extra=f"Route: <sip:{PROXY_IP};lr>\r\n")
+    assert h.rx(ack) == []
+    assert h.proxy.stats.absorbed_acks == 1
+    # An ACK with another To tag (a 2xx's, end to end) is still routed.
+    other = req("ACK", to_tag="callee-tag", extra=f"Route: <sip:{PROXY_IP};lr>, <sip:10.9.9.9:5080;lr>\r\n")
+    assert [s.dest.addr for s in sends(h.rx(other))] == [("10.9.9.9", 5080)]

@@ -83,6 +83,13 @@ class RequestRouting(CoreBase):
                 self.stats.retransmissions += 1
                 self._tx_actions(tx.on_request())
                 return
+        elif method == "ACK":
+            to = msg.to
+            if to is not None and to.tag is not None and to.tag == self._sl_tag(msg):
+                # The ACK of a final we sent statelessly (OpenSIPS sl_filter_ACK): hop by hop,
+                # it ends here (RFC 3261 §17.2.1); relaying it would send it to ourselves.
+                self.stats.absorbed_acks += 1
+                return
         lh = self._loop_hash(msg)  # on the request as received, before the script edits it
         self._stamp_via(msg, via, source)
         routed, dst = self._remove_own_routes(msg)
