@@ -620,6 +620,11 @@ def main() -> int:
     for v in variants:
         if v not in VARIANTS:
             ap.error(f"unknown variant {v!r} (known: {', '.join(VARIANTS)})")
+    # The proxies run in their run directories, where a relative PYTHONPATH (PYTHONPATH=src) finds
+    # nothing: the child would import whatever proxyapp is installed instead of this tree.
+    if os.environ.get("PYTHONPATH"):
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(x) for x in os.environ["PYTHONPATH"].split(os.pathsep) if x)
     set_ports(args.port_base)
     deadline = time.monotonic() + args.max_wall
     # One invocation at a time per port set: a second one waits here instead of colliding on the ports.
