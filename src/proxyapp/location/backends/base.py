@@ -92,11 +92,15 @@ class QueuedBackend(Backend):
         self._subscribed = False
         self._failing = False
         self._closing = False
+        # Set when close() cancels the tasks; their loops check it too, because asyncio.wait_for
+        # in Python < 3.12 can swallow a cancellation that arrives as its inner call finishes.
+        self._stopped = False
         self._last_purge = 0.0
         self.written = 0  # AOR lists written
         self.failures = 0  # failed write attempts
         self.notified = 0  # change notifications received
         self.resyncs = 0
+        self.ignored = 0  # changes read but not applied: a write of ours for the AOR was queued
         self.dropped = 0  # AOR writes given up (POISON_STRIKES)
         self._size = batch_max  # the next batch's size: halved after a failure, doubled after a success
         self._strikes: dict[str, int] = {}
@@ -168,7 +172,7 @@ class QueuedBackend(Backend):
         self._closing = True
         flusher = self._tasks[0] if self._tasks else None
         for t in self._tasks[1:]:
-            t.cancel()
+            t.cancel()  # (they check _closing too)
         try:
             if flusher is not None:
                 assert self._wake is not None
@@ -183,9 +187,8 @@ class QueuedBackend(Backend):
                 except Exception:
                     logger.exception("location {}: flush at close", self.name)
         finally:
-            for t in self._tasks:
-                t.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._stopped = True
+            await _cancel(self._tasks)
             self._tasks = []
             if self._pending or self._inflight:
                 logger.warning("location {}: {} AORs not written at close", self.name, len(self._pending) + len(self._inflight))
@@ -199,6 +202,7 @@ class QueuedBackend(Backend):
             "failures": self.failures,
             "notified": self.notified,
             "resyncs": self.resyncs,
+            "ignored": self.ignored,
             "dropped": self.dropped,
         }
 
@@ -207,7 +211,7 @@ class QueuedBackend(Backend):
     async def _flusher(self) -> None:
         assert self._wake is not None
         last_ok = True
-        while True:
+        while not self._stopped:
             if not self._pending:
                 if self._closing:
                     return
@@ -287,7 +291,7 @@ class QueuedBackend(Backend):
         """Drop the writing connection after a failure (the next write reconnects)."""
 
     async def _subscriber(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 if not self._subscribed:
                     self._subscribed = await asyncio.wait_for(self._subscribe(), self.write_timeout)
@@ -297,6 +301,8 @@ class QueuedBackend(Backend):
                 if not self._subscribed:
                     return  # nothing to receive (a backend no other node writes to)
                 async for aor in self._notifications():
+                    if self._closing:
+                        return
                     if aor == "":
                         self._resync_needed = True  # the subscription was re-established
                         self._wake_reader()
@@ -323,7 +329,7 @@ class QueuedBackend(Backend):
 
     async def _reader(self) -> None:
         assert self._read_wake is not None
-        while True:
+        while not self._closing:
             await self._read_wake.wait()
             self._read_wake.clear()
             try:
@@ -371,11 +377,29 @@ class QueuedBackend(Backend):
 
     def _deliver(self, aor: str, bindings: list[Binding]) -> None:
         if aor in self._pending or aor in self._inflight:
+            self.ignored += 1
             return  # our own newer write lands after this one and wins
         try:
             self._apply(aor, bindings)
         except Exception:
             logger.exception("location {}: applying a change of {}", self.name, aor)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait for them to end. Cancelled again if one survives: asyncio.wait_for
+    in Python < 3.12 can swallow a cancellation that arrives as its inner call finishes."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(20):
+        if not pending:
+            break
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.25)
+    for t in tasks:
+        if t.done() and not t.cancelled() and t.exception() is not None:
+            logger.opt(exception=t.exception()).error("location: task {} failed", t.get_name())
+    if pending:
+        logger.error("location: {} background tasks did not stop", len(pending))
 
 
 def _why(exc: BaseException) -> str:
