@@ -31,6 +31,8 @@ def test_each_backend():
     sq = for_config(LocationConfig.from_dict({"db_url": "sqlite:////var/lib/p/loc.db", "batch_max": 10, "sync_interval": 0.2})).backend
     assert isinstance(sq, SqliteBackend) and sq.path == Path("/var/lib/p/loc.db") and sq.batch_max == 10 and sq.sync_interval == 0.2
     assert for_config(LocationConfig.from_dict({"expire_interval": 5}))._expire_interval == 5.0
+    clock = lambda: 42.0  # noqa: E731
+    assert for_config(LocationConfig.from_dict({"backend": "memory"}), clock=clock)._clock is clock
 
 
 @pytest.mark.parametrize(

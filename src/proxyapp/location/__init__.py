@@ -5,7 +5,7 @@ close() is synchronous, cheap and never blocks nor raises for a backend problem:
 and flushed by a background task, retried while the backend is down (backends/base.py).
 
     from proxyapp.location import Binding, Location, LocationConfig, for_config
-    loc = for_config(LocationConfig.from_dict(config.get("location", {})))  # ValueError names a bad key
+    loc = for_config(LocationConfig.from_dict(config.get("location", {})), clock=time.time)  # ValueError names a bad key
     await loc.start()     # load the live bindings, subscribe to other nodes', start the expiry timer
     await loc.close()     # SIGTERM path: stop the timer, flush queued writes (bounded)
 
@@ -24,6 +24,9 @@ machine), "memory", "postgres" (LISTEN/NOTIFY) and "redis" (pub/sub) for several
 write per AOR wins. Rules: store.py; the backend protocol: backends/base.py; config.py.
 """
 
+import time
+from typing import Callable
+
 from .binding import Binding
 from .config import LocationConfig
 from .store import Location
@@ -32,9 +35,11 @@ from .backends.base import Backend
 __all__ = ["Backend", "Binding", "Location", "LocationConfig", "for_config"]
 
 
-def for_config(cfg: LocationConfig) -> Location:
+def for_config(cfg: LocationConfig, clock: Callable[[], float] = time.time) -> Location:
     """A Location with the backend ``cfg.backend`` names (not started: await its start()).
-    The postgres and redis backends import psycopg / redis only when chosen."""
+    ``clock`` is the wall clock its expiry timer and replicated changes are judged by (the
+    proxy's, when it injects one). The postgres and redis backends import psycopg / redis only
+    when chosen."""
     backend: Backend
     if cfg.backend == "memory":
         from .backends.memory import MemoryBackend
@@ -54,4 +59,4 @@ def for_config(cfg: LocationConfig) -> Location:
         backend = RedisBackend(cfg.redis_url, cfg.redis_prefix, **cfg.queue_options())
     else:  # validate() lets no other name through
         raise ValueError(f"location.backend: unknown backend {cfg.backend!r}")
-    return Location(backend, expire_interval=cfg.expire_interval)
+    return Location(backend, clock=clock, expire_interval=cfg.expire_interval)
