@@ -238,13 +238,7 @@ class RequestRouting(CoreBase):
         if target is None:
             logger.info("t_relay: no route for {} {}", method, msg.raw_uri)
             return False
-        tctx = self.new_server_tx(sctx)
-        tctx.loop_hash = lh
-        if not tctx.maxfwd_done:
-            tctx.maxfwd_done = True
-            if not sctx.maxfwd_done:
-                self.process_maxfwd(msg)
-        self._adopt(sctx, tctx)
+        tctx = self._start(sctx, lh)
         branch = Branch(tctx, len(tctx.branches), f"{MAGIC}{lh:08x}.{self._salt}{tctx.n:x}.{len(tctx.branches)}")
         branch.target = target
         branch.ruri = msg.raw_uri
@@ -261,8 +255,15 @@ class RequestRouting(CoreBase):
         else:
             self._out.append(Resolve(host, port, transport, branch))
 
-    def _adopt(self, sctx: RequestState, tctx: TxContext) -> None:
-        """What the script armed before t_relay moves onto the transaction."""
+    def _start(self, sctx: RequestState, lh: int) -> TxContext:
+        """The server transaction t_relay forwards in (100 for an INVITE), Max-Forwards
+        decremented once (§16.6 step 3), and what the script armed before t_relay moved onto it."""
+        tctx = self.new_server_tx(sctx)
+        tctx.loop_hash = lh
+        if not tctx.maxfwd_done:
+            tctx.maxfwd_done = True
+            if not sctx.maxfwd_done:
+                self.process_maxfwd(sctx.msg)
         if sctx.record_route_flag:
             tctx.record_route = True
         if sctx.failure_route is not None:
@@ -273,6 +274,7 @@ class RequestRouting(CoreBase):
             tctx.branch_route = sctx.branch_route
         if sctx.acc_mark is not None:
             tctx.acc_mark = sctx.acc_mark
+        return tctx
 
     # ------------------------------------------------------------------ forking (§16.5, §16.6)
 
@@ -280,15 +282,8 @@ class RequestRouting(CoreBase):
         """t_relay to a branch set: the first group's branches at once (parallel forking), the
         next groups when every branch of the one before failed (§16.5: the proxy may fork in
         parallel or in sequence; q decides the groups)."""
-        msg = sctx.msg
         sctx.forks = None
-        tctx = self.new_server_tx(sctx)
-        tctx.loop_hash = lh
-        if not tctx.maxfwd_done:
-            tctx.maxfwd_done = True
-            if not sctx.maxfwd_done:
-                self.process_maxfwd(msg)
-        self._adopt(sctx, tctx)
+        tctx = self._start(sctx, lh)
         tctx.next_groups = list(groups[1:])
         self._fork_group(tctx, groups[0], only=len(groups) == 1 and len(groups[0]) == 1)
         return True
