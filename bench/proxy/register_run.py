@@ -77,10 +77,10 @@ CALL_VARIANTS = ("plain", "lookup")
 
 # --------------------------------------------------------------------------- proxies
 
-def kamailio_cmd(rundir: Path, port: int, ctl: str | None = None) -> list[str]:
+def kamailio_cmd(rundir: Path, port: int, ctl: str | None = None, shm_manager: str | None = None) -> list[str]:
     exe = shutil.which("kamailio") or "/usr/sbin/kamailio"
     cmd = [exe, "-f", str(KAMAILIO_CFG), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}", "-Y", str(rundir),
-           "-P", str(rundir / "kamailio.pid"), "-m", "1024"]
+           "-P", str(rundir / "kamailio.pid"), "-m", "1024"] + (["-x", shm_manager] if shm_manager else [])
     if ctl:
         cmd += ["-A", f'CTLSOCK="{ctl}"']
     return cmd
@@ -94,9 +94,11 @@ def proxyapp_cmd(store: str, workers: int, rundir: Path, port: int) -> list[str]
 
 
 def builder(proxy: str, ctl: str | None = None):
-    """A run.py-style build(variant, rundir, port) for the proxy; the variant does not change the config."""
-    if proxy == "kamailio":
-        return lambda variant, rundir, port: kamailio_cmd(rundir, port, ctl)
+    """A run.py-style build(variant, rundir, port) for the proxy; the variant does not change the config.
+    kamailio-fm and kamailio-tlsf are Kamailio with that shared-memory manager (-x) instead of q_malloc."""
+    if proxy == "kamailio" or proxy.startswith("kamailio-"):
+        shm = proxy.partition("-")[2] or None
+        return lambda variant, rundir, port: kamailio_cmd(rundir, port, ctl, shm)
     workers, store = PROXYAPPS[proxy]
     return lambda variant, rundir, port: proxyapp_cmd(store, workers, rundir, port)
 
@@ -414,7 +416,7 @@ def memory_run(proxy: str, phase: str, args, base: Path) -> MemoryResult:
     m = MemoryResult(proxy, phase)
     rundir = base / f"{proxy}-memory-{phase}"
     rundir.mkdir(parents=True, exist_ok=True)
-    ctl = f"unix:{rundir}/kamailio_ctl" if proxy == "kamailio" else None
+    ctl = f"unix:{rundir}/kamailio_ctl" if proxy.startswith("kamailio") else None
     holder = RunResult(proxy, "memory", 0, 0)
     if ports_busy(holder):
         m.error = holder.error
@@ -532,7 +534,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", default="register", help=f"comma-separated: {', '.join(WORKLOADS)}")
     ap.add_argument("--proxy", default="kamailio,proxyapp1",
-                    help=f"comma-separated: kamailio, {', '.join(PROXYAPPS)}")
+                    help=f"comma-separated: kamailio, kamailio-fm, kamailio-tlsf (shm manager -x), {', '.join(PROXYAPPS)}")
     ap.add_argument("--variants", default="plain,lookup", help="calls workload: plain, lookup")
     ap.add_argument("--rates", default="500,1000,2000")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of REGISTERs or calls per rate")
@@ -543,6 +545,7 @@ def main() -> int:
     ap.add_argument("--reg-rate", type=int, default=2000, help="calls: REGISTERs/s of the registration pass")
     ap.add_argument("--bindings", type=int, default=100_000, help="memory: bindings to register")
     ap.add_argument("--memory-rate", type=int, default=2000, help="memory: REGISTERs/s")
+    ap.add_argument("--phases", default="idle,control,bound", help="memory: which of idle, control, bound to run")
     ap.add_argument("--settle", type=float, default=40.0,
                     help="memory: seconds after the last REGISTER before measuring (proxyapp's Timer J is 32 s)")
     ap.add_argument("--keep-going", action="store_true", help="try higher rates after a rate had failures")
@@ -567,7 +570,7 @@ def main() -> int:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w!r}")
     for p in proxies:
-        if p != "kamailio" and p not in PROXYAPPS:
+        if p not in ("kamailio", "kamailio-fm", "kamailio-tlsf") and p not in PROXYAPPS:
             ap.error(f"unknown proxy {p!r}")
     for v in variants:
         if v not in CALL_VARIANTS:
@@ -662,7 +665,7 @@ def main() -> int:
                     step(proxy, variant, one)
         elif w == "memory":
             for proxy in proxies:
-                for phase in ("idle", "control", "bound"):
+                for phase in args.phases.split(","):
                     need = (args.bindings / args.memory_rate + args.settle + 30) if phase != "idle" else 30
                     if time.monotonic() + need > deadline:
                         print(f"# skipped memory {proxy}/{phase}: --max-wall reached", file=sys.stderr)
