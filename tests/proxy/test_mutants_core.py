@@ -421,3 +421,268 @@ def test_branch_failed_is_reported_only_for_a_marked_invite():
     fwd = sends(h.rx(req("MESSAGE", extra="X-Acc: 1\r\n")))[0]
     h.rx(resp_for(fwd.data, 404, "Not Found"), CALLEE)
     assert [c[0] for c in rec.calls] == ["completed"]
+
+
+# ------------------------------------------------------------------ §16.3 / §16.6 in t_relay itself
+
+
+def _relay_only(rewrite=None):
+    """A script that only calls t_relay (no mf_process_maxfwd_header of its own)."""
+
+    def route(msg, ctx):
+        if rewrite is not None:
+            ctx.ruri = rewrite
+        ctx.t_relay()
+
+    return Harness(_script(route))
+
+
+def test_t_relay_answers_483_itself_to_max_forwards_0_through_a_transaction():
+    # §16.3 step 3: Max-Forwards 0 -> 483; t_relay makes a server transaction for it (no 100),
+    # so a retransmission gets the same 483 again and nothing is forwarded.
+    h = _relay_only()
+    acts = h.rx(req(max_forwards="0"))
+    s = sends(acts)
+    assert len(s) == 1 and s[0].dest.addr == CALLER
+    assert s[0].data.startswith(b"SIP/2.0 483 Too Many Hops\r\nVia: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKc1\r\n")
+    assert fastsip.parse(s[0].data).to.tag
+    assert sends(h.rx(req(max_forwards="0"))) == [Send(s[0].dest, s[0].data, s[0].tx)]
+    assert h.proxy.stats.forwarded == 0 and len(h.proxy.server_txs) == 1
+
+
+def test_t_relay_decrements_max_forwards_1_to_0_and_adds_70_when_absent():
+    # §16.6 step 3.
+    h = _relay_only()
+    fwd = sends(h.rx(req(max_forwards="1")))[1]
+    assert b"\r\nMax-Forwards: 0\r\n" in fwd.data
+    fwd = sends(h.rx(req(max_forwards=None, branch="z9hG4bKc2")))[1]
+    assert b"\r\nMax-Forwards: 70\r\n" in fwd.data
+    fwd = sends(h.rx(req(branch="z9hG4bKc3")))[1]
+    assert b"\r\nMax-Forwards: 69\r\n" in fwd.data
+    assert h.proxy.stats.forwarded == 3
+
+
+def test_the_branch_carries_the_loop_hash_of_the_request_as_received():
+    # §16.6 step 8: the loop-detection part of our branch is computed before the script edits
+    # the request (here: a new Request-URI), so a spiral and a loop stay distinguishable.
+    from proxyapp.proxy import Proxy
+
+    received = req()
+    lh = Proxy._loop_hash(fastsip.parse(received))
+    h = _relay_only(rewrite="sip:carol@10.0.0.9:5070")
+    fwd = sends(h.rx(received))[1]
+    assert fwd.data.startswith(b"INVITE sip:carol@10.0.0.9:5070 SIP/2.0\r\n")
+    assert branch_of(fwd.data) == f"z9hG4bK{lh:08x}.abc1.0"
+
+
+def test_the_loop_hash_covers_from_tag_to_tag_call_id_cseq_and_request_uri():
+    # §16.6 step 8 / §16.3 step 4: requests that differ in any of these are not the same request.
+    from proxyapp.proxy import Proxy
+
+    def lh(data):
+        return Proxy._loop_hash(fastsip.parse(data))
+
+    base = req()
+    variants = [
+        base.replace(b";tag=a1", b";tag=a2"),
+        req(to_tag="b9"),
+        base.replace(b"call-1@test", b"call-2@test"),
+        req(cseq=2),
+        req(ruri="sip:carol@10.0.0.9"),
+    ]
+    hashes = [lh(base)] + [lh(v) for v in variants]
+    assert len(set(hashes)) == len(hashes)
+    assert lh(req()) == hashes[0]
+
+
+def test_a_request_with_non_utf8_bytes_still_gets_a_loop_hash_and_is_forwarded():
+    h = _relay_only()
+    data = req().replace(b"call-1@test", b"call-\xff@test")
+    s = sends(h.rx(data))
+    assert [x.data[:12] for x in s] == [b"SIP/2.0 100 ", b"INVITE sip:b"]
+
+
+# ------------------------------------------------------------------ §17.2.1: ACK absorption
+
+
+def test_every_retransmitted_ack_of_the_non_2xx_is_absorbed():
+    h = Harness()
+    fwd = sends(h.rx(req()))[1]
+    h.rx(resp_for(fwd.data, 486, "Busy Here"), CALLEE)
+    ack = req("ACK", to_tag="b1")
+    assert sends(h.rx(ack)) == []
+    assert h.rx(ack) == []  # Confirmed: absorbed again, nothing forwarded
+    assert h.proxy.stats.absorbed_acks == 2 and h.proxy.stats.stateless == 0
+
+
+# ------------------------------------------------------------------ §16.3 step 1: malformed requests
+
+
+def test_a_request_without_to_or_from_is_answered_400_naming_what_is_missing():
+    h = Harness()
+    for drop in (b"To: ", b"From: "):
+        data = b"\r\n".join(line for line in req().split(b"\r\n") if not line.startswith(drop))
+        s = sends(h.rx(data))
+        assert len(s) == 1
+        assert s[0].data.split(b"\r\n")[0] == b"SIP/2.0 400 Bad Request - missing From, To, Call-ID or CSeq (at byte 0)"
+
+
+# ------------------------------------------------------------------ §18.2.1 / RFC 3581 / §18.2.2
+
+
+def test_rport_from_the_sent_by_address_still_gets_received_and_rport_filled():
+    # RFC 3581 §4: with rport the proxy MUST add received, even when it equals the sent-by.
+    h = Harness()
+    fwd = sends(h.rx(req(via_host=f"{CALLER[0]}:{CALLER[1]};rport")))[1]
+    assert (f"\r\nVia: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};received={CALLER[0]};rport={CALLER[1]};"
+            "branch=z9hG4bKc1\r\n").encode() in fwd.data
+
+
+def test_received_alone_is_added_when_the_sent_by_differs_and_there_is_no_rport():
+    h = Harness()
+    fwd = sends(h.rx(req(via_host="192.168.1.20:5062")))[1]
+    assert f"\r\nVia: SIP/2.0/UDP 192.168.1.20:5062;received={CALLER[0]};branch=z9hG4bKc1\r\n".encode() in fwd.data
+
+
+def test_udp_replies_without_rport_go_to_the_sent_by_port_or_5060():
+    # §18.2.2: no rport -> the port in the sent-by (5060 when absent), at the source address.
+    h = Harness()
+    s = sends(h.rx(req(via_host=CALLER[0]), src=(CALLER[0], 5999)))
+    assert s[0].dest == Target("udp", CALLER[0], 5060, None, h.udp)
+
+
+def test_replies_to_a_tcp_request_go_back_on_its_connection():
+    # §18.2.2: reliable transport -> the response goes over the connection the request came on.
+    h = Harness()
+    conn = object()
+    src = Target("tcp", CALLER[0], 40000, conn, h.cfg.listen[1])
+    acts = h._track(h.proxy.receive(req(via_host=f"{CALLER[0]}:5062").replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"), src))
+    assert sends(acts)[0].dest == Target("tcp", CALLER[0], 40000, conn, h.cfg.listen[1])
+
+
+# ------------------------------------------------------------------ §17.1: reliability of the next hop
+
+
+def test_branches_over_tcp_arm_no_retransmission_timers():
+    # Timers A and E run on unreliable transports only (§17.1.1.2, §17.1.2.2).
+    h = Harness()
+    acts = h.rx(req(ruri=f"sip:bob@{CALLEE[0]}:{CALLEE[1]};transport=tcp"))
+    fwd = sends(acts)[1]
+    assert [a for a in acts if isinstance(a, StartTimer)] == [StartTimer(fwd.tx, "B", 32.0), StartTimer(fwd.tx, "C", 180.0)]
+    acts = h.rx(req("OPTIONS", ruri=f"sip:bob@{CALLEE[0]}:{CALLEE[1]};transport=tcp", branch="z9hG4bKo1"))
+    fwd = sends(acts)[0]
+    assert [a for a in acts if isinstance(a, StartTimer)] == [StartTimer(fwd.tx, "F", 32.0)]
+
+
+def test_a_udp_request_without_content_length_is_forwarded_over_udp_without_one():
+    # §18.3 / §16.6 step 9: only a stream needs Content-Length added.
+    h = Harness()
+    fwd = sends(h.rx(req().replace(b"Content-Length: 0\r\n", b"")))[1]
+    assert b"Content-Length" not in fwd.data
+
+
+# ------------------------------------------------------------------ §16.4 / §16.6 steps 6-7: Route sets
+
+
+def test_strict_router_restoration_keeps_the_other_route_values_in_one_line():
+    # §16.4: the Request-URI is ours (a strict router put our Record-Route there): the last Route
+    # value becomes the Request-URI, the others stay, comma-joined, and routing continues.
+    h = Harness()
+    bye = req("BYE", ruri=f"sip:{PROXY_IP};lr", cseq=2, to_tag="b1",
+              extra=f"Route: <sip:10.9.9.9:5080;lr>\r\nRoute: <sip:bob@{CALLEE[0]}:{CALLEE[1]}>\r\n")
+    s = sends(h.rx(bye))
+    assert s[0].dest.addr == ("10.9.9.9", 5080)
+    assert s[0].data.startswith(f"BYE sip:bob@{CALLEE[0]}:{CALLEE[1]} SIP/2.0\r\n".encode())
+    head = s[0].data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert [line for line in head if line.lower().startswith(b"route:")] == [b"Route: <sip:10.9.9.9:5080;lr>"]
+
+
+def test_a_strict_next_hop_gets_the_request_uri_appended_after_the_remaining_routes():
+    # §16.6 step 6: the R-URI goes to the end of the Route set, the strict router's URI replaces it.
+    h = Harness()
+    bye = req("BYE", cseq=2, to_tag="b1", extra="Route: <sip:10.9.9.9:5080>, <sip:10.8.8.8;lr>\r\n")
+    s = sends(h.rx(bye))
+    assert s[0].dest.addr == ("10.9.9.9", 5080)
+    assert s[0].data.startswith(b"BYE sip:10.9.9.9:5080 SIP/2.0\r\n")
+    head = s[0].data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert [line for line in head if line.lower().startswith(b"route:")] == [
+        f"Route: <sip:10.8.8.8;lr>, <sip:bob@{CALLEE[0]}:{CALLEE[1]}>".encode()]
+
+
+# ------------------------------------------------------------------ forking: per-branch copies
+
+
+def test_each_branch_of_a_later_group_gets_only_its_own_route():
+    # Every branch is its own copy of the request (§16.6: "make a copy of the received
+    # request" per target): a Path Route of one destination never leaks into another.
+    p1, p2 = "<sip:10.0.0.91:5090;lr>", "<sip:10.0.0.92:5090;lr>"
+    relayed = []
+
+    def route(msg, ctx):
+        ctx.forks = [[Destination(_uri(A), route=(p1,))],
+                     [Destination(_uri(B), route=(p2,)), Destination(_uri(C))]]
+        relayed.append(ctx.t_relay())
+
+    h = Harness(_script(route))
+    acts = h.rx(req())
+    assert relayed == [True]
+    first = sends(acts)[1]
+    assert first.dest.addr == ("10.0.0.91", 5090)
+    acts = h.rx(resp_for(first.data, 486, "Busy Here", to_tag="ta"), ("10.0.0.91", 5090))
+    out = {s.dest.addr: s.data for s in sends(acts)}
+    assert set(out) == {("10.0.0.91", 5090), ("10.0.0.92", 5090), C}
+
+    def routes(data):
+        head = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+        return [line for line in head if line.lower().startswith(b"route:")]
+
+    assert routes(out[("10.0.0.92", 5090)]) == [f"Route: {p2}".encode()]
+    assert routes(out[C]) == []
+    assert out[C].startswith(f"INVITE {_uri(C)} SIP/2.0\r\n".encode())
+
+
+def test_a_fork_to_a_single_destination_then_a_failure_route_relay_decrements_max_forwards_once():
+    def failure(msg, ctx):
+        ctx.t_relay(f"udp:{B[0]}:{B[1]}")
+
+    def route(msg, ctx):
+        ctx.t_on_failure(failure)
+        ctx.forks = [[Destination(_uri(A))]]
+        ctx.t_relay()
+
+    h = Harness(_script(route))
+    first = sends(h.rx(req()))[1]
+    assert b"\r\nMax-Forwards: 69\r\n" in first.data
+    acts = h.rx(resp_for(first.data, 486, "Busy Here", to_tag="ta"), A)
+    second = [s for s in sends(acts) if s.dest.addr == B][0]
+    assert b"\r\nMax-Forwards: 69\r\n" in second.data
+    # The loop-hash part of the branch is the context's: only the branch index differs.
+    assert branch_of(second.data) == branch_of(first.data)[:-1] + "1"
+
+
+def test_a_destination_with_a_bad_dst_uri_is_a_local_478():
+    def route(msg, ctx):
+        ctx.forks = [[Destination(_uri(A), dst_uri="bogus:x:y:z"), Destination(_uri(B))]]
+        ctx.t_relay()
+
+    h = Harness(_script(route))
+    out = by_dest(h.rx(req()))
+    assert set(out) == {CALLER, B}
+    acts = h.rx(resp_for(out[B].data, 486, "Busy Here", to_tag="tb"), B)
+    assert first_lines(acts)[-1] == (CALLER, "SIP/2.0 486 Busy Here")
+
+
+def test_the_branch_route_runs_once_per_forked_branch():
+    seen = []
+
+    def on_branch(msg, ctx):
+        seen.append(ctx.branch.id[-2:])
+
+    def route(msg, ctx):
+        ctx.t_on_branch(on_branch)
+        ctx.forks = [[Destination(_uri(A)), Destination(_uri(B))]]
+        ctx.t_relay()
+
+    h = Harness(_script(route))
+    assert set(by_dest(h.rx(req()))) == {CALLER, A, B}
+    assert seen == [".0", ".1"]
