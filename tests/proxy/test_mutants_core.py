@@ -686,3 +686,169 @@ def test_the_branch_route_runs_once_per_forked_branch():
     h = Harness(_script(route))
     assert set(by_dest(h.rx(req()))) == {CALLER, A, B}
     assert seen == [".0", ".1"]
+
+
+# ------------------------------------------------------------------ §16.10 / §9.1: the CANCEL we build
+
+
+def test_the_cancel_carries_the_route_set_the_invite_was_sent_with():
+    # §9.1: a CANCEL has the same Request-URI, Call-ID, To, CSeq number and Route header fields
+    # as the request it cancels; the hop-by-hop ACK of a non-2xx likewise (§17.1.1.3).
+    h = Harness()
+    invite = req(extra=f"Route: <sip:{PROXY_IP};lr>, <sip:10.9.9.9:5080;lr>\r\n")
+    fwd = sends(h.rx(invite))[1]
+    assert fwd.dest.addr == ("10.9.9.9", 5080)
+    h.rx(resp_for(fwd.data, 180, "Ringing"), ("10.9.9.9", 5080))
+    cancel = sends(h.rx(req("CANCEL", extra=f"Route: <sip:{PROXY_IP};lr>, <sip:10.9.9.9:5080;lr>\r\n")))[1]
+    assert cancel.data == (
+        f"CANCEL sip:bob@{CALLEE[0]}:{CALLEE[1]} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {PROXY_IP}:5060;branch={branch_of(fwd.data)}\r\n"
+        "Route: <sip:10.9.9.9:5080;lr>\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:alice@{CALLER[0]}>;tag=a1\r\n"
+        f"To: <sip:bob@{CALLEE[0]}>\r\n"
+        "Call-ID: call-1@test\r\n"
+        "CSeq: 1 CANCEL\r\n"
+        "User-Agent: OpenSIPS (2.2.7 (x86_64/linux))\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    acts = h.rx(resp_for(fwd.data, 487, "Request Terminated"), ("10.9.9.9", 5080))
+    ack = sends(acts)[0]
+    assert ack.data.startswith(
+        f"ACK sip:bob@{CALLEE[0]}:{CALLEE[1]} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {PROXY_IP}:5060;branch={branch_of(fwd.data)}\r\n"
+        "Route: <sip:10.9.9.9:5080;lr>\r\nMax-Forwards: 70\r\n".encode())
+    assert h.proxy.stats.dropped == 0
+
+
+# ------------------------------------------------------------------ §16.11 stateless forwarding
+
+
+def _forwarding(dest=None, rewrite=None, dst_uri=None):
+    def route(msg, ctx):
+        if rewrite is not None:
+            ctx.ruri = rewrite
+        if dst_uri is not None:
+            ctx.set_dst_uri(dst_uri)
+        ctx.forward(dest)
+
+    return Harness(_script(route))
+
+
+def test_stateless_forward_answers_483_to_max_forwards_0_and_drops_such_an_ack():
+    # §16.3 step 3 applies to stateless forwarding too; an ACK is never answered.
+    h = _forwarding()
+    s = sends(h.rx(req("OPTIONS", max_forwards="0")))
+    assert len(s) == 1 and s[0].dest.addr == CALLER
+    assert s[0].data.startswith(b"SIP/2.0 483 Too Many Hops\r\n")
+    assert h.rx(req("ACK", max_forwards="0", to_tag="b1")) == []
+    s = sends(h.rx(req("OPTIONS", max_forwards="1", branch="z9hG4bKo2")))
+    assert s[0].dest.addr == CALLEE and b"\r\nMax-Forwards: 0\r\n" in s[0].data
+    assert h.proxy.stats.stateless == 1
+
+
+def test_stateless_branch_is_the_loop_hash_as_received_and_a_per_request_id():
+    # §16.11: the branch must be the same for every retransmission and differ between requests;
+    # its loop part (§16.6 step 8) is the hash of the request as received.
+    import re
+
+    from proxyapp.proxy import Proxy
+
+    received = req("OPTIONS")
+    lh = Proxy._loop_hash(fastsip.parse(received))
+    h = _forwarding(rewrite="sip:carol@10.0.0.9:5070")
+    first = sends(h.rx(received))[0]
+    assert first.dest.addr == ("10.0.0.9", 5070)
+    assert re.fullmatch(rf"z9hG4bK{lh:08x}\.s[0-9a-f]{{8}}\.0", branch_of(first.data))
+    assert sends(h.rx(received))[0].data == first.data
+    other = sends(h.rx(received.replace(b"branch=z9hG4bKc1", b"branch=z9hG4bKc2")))[0]
+    assert branch_of(other.data) != branch_of(first.data)
+    assert branch_of(other.data).startswith(f"z9hG4bK{lh:08x}.s")
+
+
+def test_stateless_forward_to_an_explicit_or_dst_uri_destination_over_tcp():
+    h = _forwarding(dest="tcp:10.9.9.9:5080")
+    s = sends(h.rx(req("OPTIONS")))
+    assert s[0].dest == Target("tcp", "10.9.9.9", 5080, None, h.cfg.listen[1])
+    assert s[0].data.startswith(f"OPTIONS sip:bob@{CALLEE[0]}:{CALLEE[1]} SIP/2.0\r\nVia: SIP/2.0/TCP {PROXY_IP}:5060;branch=".encode())
+    h = _forwarding(dst_uri="sip:10.9.9.8:5090")
+    s = sends(h.rx(req("OPTIONS")))
+    assert s[0].dest == Target("udp", "10.9.9.8", 5090, None, h.udp)
+
+
+# ------------------------------------------------------------------ local replies
+
+
+def _replying(code, reason, stateful=False):
+    def route(msg, ctx):
+        if stateful:
+            ctx.t_reply(code, reason)
+        else:
+            ctx.sl_send_reply(code, reason)
+
+    return Harness(_script(route))
+
+
+def test_local_replies_tag_the_to_of_anything_but_a_100():
+    # §8.2.6.2: a UAS response other than 100 gets a To tag (kept when the request had one).
+    for stateful in (False, True):
+        h = _replying(100, "Trying", stateful)
+        assert fastsip.parse(sends(h.rx(req("OPTIONS")))[0].data).to.tag is None
+        h = _replying(101, "Dialog Establishment", stateful)
+        tag = fastsip.parse(sends(h.rx(req("OPTIONS")))[0].data).to.tag
+        assert tag and tag.endswith(".abc")
+        h = _replying(404, "Nope", stateful)
+        assert fastsip.parse(sends(h.rx(req("OPTIONS", to_tag="given")))[0].data).to.tag == "given"
+
+
+def test_the_local_to_tag_is_stable_per_request_and_differs_between_requests():
+    # A retransmitted request gets the same tag; another From tag or CSeq gets another one.
+    def tag(data):
+        return fastsip.parse(sends(_replying(404, "Nope").rx(data))[0].data).to.tag
+
+    base = req("OPTIONS")
+    assert tag(base) == tag(base)
+    assert len({tag(base), tag(base.replace(b";tag=a1", b";tag=a2")), tag(req("OPTIONS", cseq=7)),
+                tag(base.replace(b"call-1@test", b"call-9@test"))}) == 4
+
+
+def test_t_newtran_then_t_relay_is_one_transaction_with_one_100():
+    def route(msg, ctx):
+        ctx.t_newtran()
+        ctx.t_relay()
+
+    h = Harness(_script(route))
+    s = sends(h.rx(req()))
+    assert [x.data[:12] for x in s] == [b"SIP/2.0 100 ", b"INVITE sip:b"]
+    assert len(h.proxy.server_txs) == 1
+
+
+def test_an_invite_over_tcp_answered_non_2xx_arms_no_timer_g():
+    # §17.2.1: Timer G only on unreliable transports; Timer H always.
+    h = Harness()
+    src = Target("tcp", CALLER[0], 40000, None, h.cfg.listen[1])
+    acts = h._track(h.proxy.receive(req().replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP"), src))
+    fwd = sends(acts)[1]
+    acts = h.rx(resp_for(fwd.data, 486, "Busy Here"), CALLEE)
+    up = [s for s in sends(acts) if s.dest.transport == "tcp"][0]
+    assert [a for a in acts if isinstance(a, StartTimer) and a.tx is up.tx] == [StartTimer(up.tx, "H", 32.0)]
+
+
+# ------------------------------------------------------------------ §16.3 step 1 / §8.2.6: malformed input
+
+
+def test_malformed_requests_get_400_or_513_with_the_reason_and_our_server_header():
+    h = Harness(max_message_size=1024)
+    lf_only = req().replace(b"\r\n", b"\n").replace(b"Content-Length: 0", b"Content-Length: zz")
+    compact = req().replace(b"Content-Length: 0", b"l: zz")
+    big = req(body="x" * 1400)
+    lines = [sends(h.rx(d))[0].data.split(b"\r\n") for d in (lf_only, compact, big)]
+    assert [x[0] for x in lines] == [
+        b"SIP/2.0 400 Bad Request - Content-Length is not a number (at byte 211)",
+        b"SIP/2.0 400 Bad Request - Content-Length is not a number (at byte 205)",
+        b"SIP/2.0 513 Message Too Large - message of 1626 bytes is larger than the limit of 1024 (at byte 1024)",
+    ]
+    assert all(b"Server: OpenSIPS (2.2.7 (x86_64/linux))" in x for x in lines)
+    assert h.proxy.stats.bad_requests == 3
+    assert h.rx(b"\x00junk") == [] and h.rx(b"SIP/2.0 200 OK\r\n\r\n") == []
+    assert h.proxy.stats.dropped == 2
