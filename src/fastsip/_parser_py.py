@@ -1043,8 +1043,12 @@ class Message:
         f = self._first("max-forwards")
         if f is None:
             return None
-        # 1*DIGIT, only 0-9; leading zeros allowed (RFC 4475 §3.1.1.1).
-        v = _uint(f.value(), 255, 3)
+        value = f.value()
+        # The common case in one test; isascii() and isdigit(): only 0-9, as the RFC's DIGIT.
+        if len(value) <= 3 and value.isdigit() and value.isascii() and int(value) <= 255:
+            return int(value)
+        # 1*DIGIT with leading zeros (RFC 4475 §3.1.1.1), or an error.
+        v = _uint(value, 255, 3)
         if v is None:
             raise NumberError("Max-Forwards: not a number from 0 to 255", f.vs, "Max-Forwards")
         return v
@@ -1054,8 +1058,11 @@ class Message:
         f = self._first("content-length")
         if f is None:
             return None
+        value = f.value()
+        if len(value) <= 10 and value.isdigit() and value.isascii():
+            return int(value)
         # Framing checked the received value; an edit may have written anything.
-        v = _uint(f.value(), 9999999999, 10)
+        v = _uint(value, 9999999999, 10)
         if v is None:
             raise ContentLengthError("Content-Length is not a number", f.vs)
         return v
