@@ -3,6 +3,10 @@
     python bench/compare_parsers.py                      # everything, markdown tables on stdout
     python bench/compare_parsers.py --libs fastsip-c,sippy --workloads seed_invite --modes full
     python bench/compare_parsers.py --worker LIB WORKLOAD MODE   # one measurement, JSON on stdout
+    python bench/compare_parsers.py --before /path/to/old/tree   # also fastsip-c@before, fastsip-py@before
+
+--before DIR runs the fastsip libraries a second time from DIR/src (another checkout, built in place with
+`python setup.py build_ext --inplace`), interleaved with everything else: before/after in one invocation.
 
 Every (library, workload, mode) runs in its own fresh subprocess (no library can warm or pollute another's
 interpreter). A worker calibrates a timeit loop to at least --min-time seconds (timeit.autorange), then
@@ -53,12 +57,17 @@ def run_worker(lib: str, workload: str, mode: str, repeat: int, min_time: float)
 
     out: dict = {"lib": lib, "workload": workload, "mode": mode, "ok": False}
     data = workloads.load()[workload]
+    base = lib.split("@")[0]  # fastsip-c@before: the same adapter, another tree on PYTHONPATH
     try:
-        mod = adapters.load(lib)
+        mod = adapters.load(base)
     except Exception as exc:  # not installed, or broken on import: reported, never dropped
         out["error"] = f"import failed: {type(exc).__name__}: {exc}"
         return out
-    out["version"] = _version(lib, mod)
+    out["version"] = _version(base, mod)
+    if base.startswith("fastsip"):
+        import fastsip
+
+        out["version"] += f" from {Path(fastsip.__file__).resolve().parents[2]}"
     out["notes"] = getattr(mod, "NOTES", "")
     fn = getattr(mod, mode, None)
     if fn is None:
@@ -171,6 +180,11 @@ def run_c(lib: str, binary: Path, workload: str, mode: str, repeat: int, min_tim
     return out
 
 
+def _commit(tree: str) -> str:
+    return subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "?"
+
+
 def _deb_version(pkg: str) -> str:
     p = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
     return p.stdout.strip() or "?"
@@ -210,9 +224,13 @@ def machine_facts() -> dict[str, str]:
 def spawn_worker(lib: str, workload: str, mode: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", lib, workload, mode, "--repeat", str(args.repeat),
            "--min-time", str(args.min_time)]
+    env = dict(os.environ)
+    tree = args.before if lib.endswith("@before") else (args.after if lib.startswith("fastsip") else None)
+    if tree:
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (str(Path(tree) / "src"), env.get("PYTHONPATH")) if x)
     try:
         # cwd: a scratch directory, because PySIPio writes PySIP.log into the working directory
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=args.scratch)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=args.scratch, env=env)
     except subprocess.TimeoutExpired:
         return {"lib": lib, "workload": workload, "mode": mode, "ok": False, "error": "timed out"}
     for line in reversed(p.stdout.strip().splitlines()):
@@ -353,6 +371,8 @@ def main() -> int:
     ap.add_argument("--min-time", type=float, default=0.2, help="seconds per timed loop (default 0.2)")
     ap.add_argument("--timeout", type=float, default=180, help="seconds per worker")
     ap.add_argument("--json", help="also write all raw results to this file")
+    ap.add_argument("--before", help="another fastsip tree (built in place): adds LIB@before for each fastsip LIB")
+    ap.add_argument("--after", default=str(ROOT), help="the tree whose src/ the fastsip LIBs import (default: this one)")
     ap.add_argument("--from-json", help="print the tables of a file written by --json, measuring nothing")
     args = ap.parse_args()
 
@@ -367,6 +387,9 @@ def main() -> int:
     facts = machine_facts()
     args.scratch = tempfile.mkdtemp(prefix="fastsip-bench-")
     libs = [x for x in args.libs.split(",") if x]
+    if args.before:
+        libs += [f"{x}@before" for x in libs if x in ("fastsip-c", "fastsip-py")]
+        facts["before"] = f"{args.before} (commit {_commit(args.before)})"
     wls = [x for x in args.workloads.split(",") if x]
     modes = [x for x in args.modes.split(",") if x]
     c_bins = build_c(Path("/tmp") / f"fastsip-bench-c-{os.getuid()}") if any(x in C_LIBS for x in libs) else {}

@@ -150,5 +150,12 @@ bytes stay traceable.
 - baresip's call is short: the `ausine` audio source refuses 8 kHz, so baresip closes the call
   right after 200 OK/ACK and sends BYE. The SIP messages are unaffected.
 ''')
-open(os.path.join(HERE, '..', 'README.md'), 'w').write('\n'.join(L))
+# The RFC torture suites' section is written by hand (provenance, sha256): carry it over unchanged.
+TORTURE = '\n## RFC 4475 and RFC 5118 torture messages'
+_readme = os.path.join(HERE, '..', 'README.md')
+_old = open(_readme).read() if os.path.exists(_readme) else ''
+_text = '\n'.join(L)
+if TORTURE in _old:
+    _text = _text.rstrip('\n') + '\n' + _old[_old.index(TORTURE):]
+open(_readme, 'w').write(_text)
 print('README written')

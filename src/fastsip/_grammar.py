@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 __all__ = [
     "TOKEN_CHARS",
     "COMPACT_FORMS",
@@ -9,8 +11,12 @@ __all__ = [
     "REASON_PHRASES",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_MAX_HEADERS",
+    "REQUIRED_REQUEST_HEADERS",
+    "SINGLE_HEADERS",
     "header_key",
     "display_name",
+    "ipv6_ok",
+    "uint_value",
 ]
 
 # Default limits: OpenSIPS' BUF_SIZE (65535) for a message; a header count no real
@@ -62,6 +68,48 @@ _CANONICAL = [
 ]
 # Lower-case full name -> the spelling the RFCs use.
 CANONICAL_NAMES: dict[str, str] = {name.lower(): name for name in _CANONICAL}
+
+
+# RFC 3261 §8.1.1: a request MUST hold To, From, CSeq, Call-ID, Max-Forwards and Via (in that order
+# there). Max-Forwards is left out on purpose: a receiver treats a missing one as passing the check
+# (§16.3 step 3), and RFC 4475 §3.4.1 (an RFC 2543 INVITE without it) must be accepted.
+# (lookup key, RFC spelling)
+REQUIRED_REQUEST_HEADERS: tuple[tuple[str, str], ...] = (
+    ("to", "To"), ("from", "From"), ("cseq", "CSeq"), ("call-id", "Call-ID"), ("via", "Via"),
+)
+# Headers whose grammar allows one value (RFC 3261 §7.3.1: only comma-separated lists may repeat);
+# a message holding two is malformed (RFC 4475 §3.3.8). Content-Length is checked by the framing.
+SINGLE_HEADERS: tuple[tuple[str, str], ...] = (
+    ("to", "To"), ("from", "From"), ("cseq", "CSeq"), ("call-id", "Call-ID"), ("max-forwards", "Max-Forwards"),
+)
+
+
+def ipv6_ok(text: str) -> bool:
+    """True when ``text`` (between the brackets of an IPv6reference) is an IPv6 address.
+
+    RFC 3261 §25.1 IPv6address, with its "three colons" typo fixed as RFC 5118 §4.10 says:
+    ``2001:db8:::192.0.2.1`` is refused, ``2001:db8::192.0.2.1`` and ``::ffff:192.0.2.10`` are not.
+    """
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def uint_value(s: str, maxval: int, maxlen: int) -> int | None:
+    """The value of ``s`` when it is 1*DIGIT (ASCII) worth at most ``maxval``, else None.
+
+    Leading zeros are accepted and not counted against ``maxlen`` significant digits
+    (RFC 4475 §3.1.1.1: ``Max-Forwards: 0068`` is 68); ``maxlen`` keeps int() off huge strings.
+    """
+    if not s or not (s.isascii() and s.isdigit()):
+        return None
+    t = s.lstrip("0")
+    if len(t) > maxlen:
+        return None
+    v = int(t) if t else 0
+    return v if v <= maxval else None
 
 
 def header_key(name: str) -> str:

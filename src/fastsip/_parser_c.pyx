@@ -39,9 +39,13 @@ from ._grammar import (
     DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_SIZE,
     REASON_PHRASES,
+    REQUIRED_REQUEST_HEADERS,
+    SINGLE_HEADERS,
     TOKEN_CHARS,
     display_name,
     header_key,
+    ipv6_ok,
+    uint_value,
 )
 from .errors import (
     ContentLengthError,
@@ -50,6 +54,7 @@ from .errors import (
     HeaderValueError,
     IncompleteMessage,
     MessageTooLarge,
+    MissingHeaders,
     NameAddrError,
     NumberError,
     ParseError,
@@ -214,6 +219,9 @@ cdef tuple _KIND_KEYS = (
 )
 cdef dict _KIND_BY_KEY = {k: i for i, k in enumerate(_KIND_KEYS) if k is not None}
 cdef tuple _KIND_DISPLAY = tuple(None if k is None else CANONICAL_NAMES[k] for k in _KIND_KEYS)
+# validate()'s whole-message checks, by kind (see _grammar.REQUIRED_REQUEST_HEADERS, SINGLE_HEADERS).
+cdef tuple _REQUIRED_KINDS = tuple((_KIND_BY_KEY[key], name) for key, name in REQUIRED_REQUEST_HEADERS)
+cdef frozenset _SINGLE_KINDS = frozenset(_KIND_BY_KEY[key] for key, _ in SINGLE_HEADERS)
 
 
 cdef inline bint _ieq(const unsigned char* p, const char* lit, Py_ssize_t n) noexcept nogil:
@@ -1028,17 +1036,20 @@ cdef object _slot_str(Params* r, int k):
 
 
 cdef bint _digits_upto_t(Txt* t, Py_ssize_t s, Py_ssize_t e, Py_ssize_t maxlen, long maxval) noexcept:
-    """True when ``t[s:e]`` is 1..maxlen ASCII digits with a value <= maxval."""
-    cdef Py_ssize_t k
+    """True when ``t[s:e]`` is ASCII digits, at most maxlen of them after leading zeros, worth <= maxval."""
+    cdef Py_ssize_t k, sig = 0
     cdef long x = 0
     cdef unsigned int c
     for k in range(s, e):
         c = RD(t, k)
         if c < 48 or c > 57:
             return False
-        if k - s < 8:
+        if sig == 0 and c == 48:
+            continue  # leading zeros are not significant (RFC 4475 §3.1.1.1)
+        sig += 1
+        if sig <= 8:
             x = x * 10 + (c - 48)
-    if e - s > maxlen:
+    if sig > maxlen:
         return False
     return x <= maxval
 
@@ -1058,7 +1069,7 @@ cdef Py_ssize_t _scan_host(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_
                 raise _value_error(err, "invalid IPv6 reference", base + i, header)
             if RD(t, k) == 58:
                 colon = True
-        if not colon:
+        if not colon or not ipv6_ok(_sub(t, i + 1, j)):
             raise _value_error(err, "invalid IPv6 reference", base + i, header)
         return j + 1
     j = _scan_cls(t, i, end, C_HOST)
@@ -1069,11 +1080,14 @@ cdef Py_ssize_t _scan_host(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_
 
 cdef Py_ssize_t _scan_port(Txt* t, Py_ssize_t i, Py_ssize_t end, object err, Py_ssize_t base, str header, long* port) except -2:
     cdef Py_ssize_t j = _scan_cls(t, i, end, C_DIGIT)
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k = i
     cdef long v = 0
-    for k in range(i, min(j, i + 6)):
+    while k < j and RD(t, k) == 48:
+        k += 1  # leading zeros
+    cdef Py_ssize_t z = k
+    for k in range(z, min(j, z + 6)):
         v = v * 10 + (RD(t, k) - 48)
-    if j == i or j - i > 5 or v > _MAX_PORT:
+    if j == i or j - z > 5 or v > _MAX_PORT:
         raise _value_error(err, "invalid port", base + i, header)
     port[0] = v
     return j
@@ -1311,24 +1325,6 @@ cdef int _parse_vias(Txt* t, Py_ssize_t base, list out) except -1:
         i += 1
 
 
-cdef bint _digits_upto(str v, Py_ssize_t maxlen, long maxval):
-    """True when ``v`` is 1..maxlen ASCII digits with a value <= maxval (empty: True, like any())."""
-    cdef Txt t
-    _txt(&t, v)
-    cdef Py_ssize_t k
-    cdef long x = 0
-    cdef unsigned int c
-    for k in range(t.n):
-        c = RD(&t, k)
-        if c < 48 or c > 57:
-            return False
-        if k < 8:
-            x = x * 10 + (c - 48)
-    if t.n > maxlen:
-        return False
-    return x <= maxval
-
-
 cdef object _parse_name_addrs(Txt* t, Py_ssize_t base, str header, bint multi, list out):
     """RFC 3261 §20.10/§20.20: (name-addr / addr-spec) *(SEMI param), comma-separated when ``multi``."""
     cdef Txt ut
@@ -1371,6 +1367,10 @@ cdef object _parse_name_addrs(Txt* t, Py_ssize_t base, str header, bint multi, l
             j = i
             while j < n and not _is(RD(t, j), C_ADDREND):
                 j += 1
+            close = _find(t, 63, i, j)
+            if close >= 0:
+                # RFC 3261 §20.10; RFC 4475 §3.1.2.13 (regbadct): the <> cannot be guessed in general.
+                raise NameAddrError(f"{header}: a URI with headers must be enclosed in <>", base + close, header)
             _subtxt(&ut, t, i, j)
             uri = _parse_uri(&ut, base + i, None)
             i = j
@@ -1393,11 +1393,14 @@ cdef object _parse_cseq(Txt* t, Py_ssize_t base):
     cdef Py_ssize_t n = t.n
     cdef Py_ssize_t i = 0, j, k
     cdef long long v = 0
+    cdef Py_ssize_t sig = 0
     while i < n and _is(RD(t, i), C_DIGIT):
-        if i < 11:
-            v = v * 10 + (RD(t, i) - 48)
+        if sig > 0 or RD(t, i) != 48:  # leading zeros are not significant
+            sig += 1
+            if sig < 12:
+                v = v * 10 + (RD(t, i) - 48)
         i += 1
-    if i == 0 or i > 10 or v > _MAX_CSEQ:
+    if i == 0 or sig > 10 or v > _MAX_CSEQ:
         raise CSeqError("CSeq: invalid sequence number", base, "CSeq")
     j = _skip_ws(t, i, n)
     if j == i:
@@ -1936,11 +1939,11 @@ cdef class Message:
             else:
                 if v <= 255:
                     return v
-        # Not plain ASCII digits: decide exactly as the reference does, on the decoded value.
-        value = self._value(k)
-        if not value or len(value) > 3 or not _all_digits(value) or int(value) > 255:
+        # Anything else (leading zeros, non-ASCII): decide exactly as the reference does.
+        mf = uint_value(self._value(k), 255, 3)
+        if mf is None:
             raise NumberError("Max-Forwards: not a number from 0 to 255", f.vs, "Max-Forwards")
-        return int(value)
+        return mf
 
     @property
     def content_length(self):
@@ -1959,10 +1962,10 @@ cdef class Message:
             else:
                 return v
         # Framing checked the received value; an edit may have written anything.
-        value = self._value(k)
-        if not value.isdigit() or not value.isascii() or len(value) > 10:
+        cl = uint_value(self._value(k), 9999999999, 10)
+        if cl is None:
             raise ContentLengthError("Content-Length is not a number", f.vs)
-        return int(value)
+        return cl
 
     @property
     def content_type(self):
@@ -1970,7 +1973,9 @@ cdef class Message:
         return None if k < 0 else self._value(k)
 
     def validate(self):
-        """Parse every header this library knows now; raises the first ``ParseError`` found."""
+        """Parse every header this library knows now, and check the message as a whole (see _parser_py)."""
+        cdef Py_ssize_t k
+        cdef int kind
         if self.is_request:
             self.uri
         self.via
@@ -1982,6 +1987,27 @@ cdef class Message:
         self.contact
         self.route
         self.record_route
+        cdef unsigned int seen = 0
+        for k in range(self._nf):
+            kind = self._f[k].kind
+            if kind in _SINGLE_KINDS:
+                if seen & (1u << kind):
+                    name = _KIND_DISPLAY[kind]
+                    raise HeaderValueError(f"{name}: more than one header", self._f[k].ls, name)
+                seen |= 1u << kind
+        if self.is_request:
+            missing = tuple(name for kind, name in _REQUIRED_KINDS if self._first(kind) < 0)
+            if missing:
+                raise MissingHeaders("missing required headers: " + ", ".join(missing), self._tail_s, missing)
+            cseq = self.cseq
+            if cseq is not None and cseq.method != self.method:
+                raise CSeqError(
+                    f"CSeq: method {cseq.method!r} is not the request's {self.method!r}",
+                    self._f[self._first(K_CSEQ)].vs,
+                    "CSeq",
+                )
+            if self.uri.headers:
+                raise URIError("headers are not allowed in a Request-URI", self._uri_offset + self.raw_uri.find("?"))
 
     # --- edits -----------------------------------------------------------------
     cdef void _edited(self) noexcept:
@@ -2188,18 +2214,6 @@ def _restore_message(cls, state):
     m._modified = modified
     m._set_extra_state(tuple(extra))
     return m
-
-
-cdef bint _all_digits(str v):
-    cdef Txt t
-    _txt(&t, v)
-    cdef Py_ssize_t k
-    cdef unsigned int c
-    for k in range(t.n):
-        c = RD(&t, k)
-        if c < 48 or c > 57:
-            return False
-    return True
 
 
 @cython.freelist(8)
@@ -2576,9 +2590,14 @@ cdef object _parse(bytes buf, Py_ssize_t n, Py_ssize_t mh, object max_headers):
     for k in range(msg._nf):
         f = &msg._f[k]
         if f.kind == K_CLEN:
-            if f.ve == f.vs or f.ve - f.vs > 10:
+            if f.ve == f.vs:
                 raise ContentLengthError("Content-Length is not a number", f.vs)
             value = 0
+            ce = f.vs
+            while ce < f.ve - 1 and p[ce] == 48:
+                ce += 1  # leading zeros do not count against the 10 digits
+            if f.ve - ce > 10:
+                raise ContentLengthError("Content-Length is not a number", f.vs)
             for ce in range(f.vs, f.ve):
                 if p[ce] < 48 or p[ce] > 57:
                     raise ContentLengthError("Content-Length is not a number", f.vs)

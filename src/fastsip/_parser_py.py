@@ -32,10 +32,14 @@ from ._grammar import (
     DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_SIZE,
     REASON_PHRASES,
+    REQUIRED_REQUEST_HEADERS,
+    SINGLE_HEADERS,
     TOKEN_CHARS,
     display_name,
     header_key,
+    ipv6_ok,
 )
+from ._grammar import uint_value as _uint
 from .errors import (
     ContentLengthError,
     CSeqError,
@@ -43,6 +47,7 @@ from .errors import (
     HeaderValueError,
     IncompleteMessage,
     MessageTooLarge,
+    MissingHeaders,
     NameAddrError,
     NumberError,
     ParseError,
@@ -457,7 +462,7 @@ def _scan_host(s: str, i: int, end: int, err: type[ParseError], base: int, heade
         if j < 0:
             raise _value_error(err, "unterminated IPv6 reference", base + i, header)
         inner = s[i + 1 : j]
-        if not inner or ":" not in inner or any(c not in _IPV6_CHARS for c in inner):
+        if not inner or ":" not in inner or any(c not in _IPV6_CHARS for c in inner) or not ipv6_ok(inner):
             raise _value_error(err, "invalid IPv6 reference", base + i, header)
         return j + 1
     j = _HOST_RE.match(s, i, end).end()  # type: ignore[union-attr]
@@ -468,9 +473,10 @@ def _scan_host(s: str, i: int, end: int, err: type[ParseError], base: int, heade
 
 def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, header: str) -> tuple[int, int]:
     j = _DIGITS_RE.match(s, i, end).end()  # type: ignore[union-attr]
-    if j == i or j - i > 5 or int(s[i:j]) > _MAX_PORT:
+    port = _uint(s[i:j], _MAX_PORT, 5)
+    if port is None:
         raise _value_error(err, "invalid port", base + i, header)
-    return j, int(s[i:j])
+    return j, port
 
 
 # ---------------------------------------------------------------------------
@@ -708,12 +714,10 @@ def _parse_vias(s: str, base: int, out: list[Via]) -> None:
             i, port = _scan_port(s, _skip_ws(s, i + 1), n, ViaError, base, "Via")
         i, params = _parse_params(s, i, base, ViaError, "Via")
         rport = params.get("rport", "")
-        if rport is not None and rport != "" and (
-            any(c not in _DIGITS for c in rport) or len(rport) > 5 or int(rport) > _MAX_PORT
-        ):
+        if rport is not None and rport != "" and _uint(rport, _MAX_PORT, 5) is None:
             raise ViaError("Via: invalid rport", base + element, "Via")
         ttl = params.get("ttl")
-        if ttl is not None and (any(c not in _DIGITS for c in ttl) or len(ttl) > 3 or int(ttl) > 255):
+        if ttl is not None and _uint(ttl, 255, 3) is None:
             raise ViaError("Via: invalid ttl", base + element, "Via")
         out.append(Via(f"{parts[0]}/{parts[1]}", parts[2].upper(), host, port, params))
         if i >= n:
@@ -759,6 +763,10 @@ def _parse_name_addrs(s: str, base: int, header: str, multi: bool, out: list[Nam
             j = i
             while j < n and s[j] not in ";, \t":
                 j += 1
+            q = s.find("?", i, j)
+            if q >= 0:
+                # RFC 3261 §20.10; RFC 4475 §3.1.2.13 (regbadct): the <> cannot be guessed in general.
+                raise NameAddrError(f"{header}: a URI with headers must be enclosed in <>", base + q, header)
             uri = _parse_uri(s[i:j], base + i)
             i = j
         i, params = _parse_params(s, i, base, NameAddrError, header, stop="," if multi else "")
@@ -861,6 +869,7 @@ class Headers:
 
 
 _UNSET = object()
+_SINGLE = dict(SINGLE_HEADERS)
 _KEY = itemgetter(0)  # _Field.key, as a C function for map()
 
 
@@ -1035,10 +1044,14 @@ class Message:
         if f is None:
             return None
         value = f.value()
-        # isascii() and isdigit(): only 0-9, as the RFC's DIGIT.
-        if not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255:
+        # The common case in one test; isascii() and isdigit(): only 0-9, as the RFC's DIGIT.
+        if len(value) <= 3 and value.isdigit() and value.isascii() and int(value) <= 255:
+            return int(value)
+        # 1*DIGIT with leading zeros (RFC 4475 §3.1.1.1), or an error.
+        v = _uint(value, 255, 3)
+        if v is None:
             raise NumberError("Max-Forwards: not a number from 0 to 255", f.vs, "Max-Forwards")
-        return int(value)
+        return v
 
     @property
     def content_length(self) -> int | None:
@@ -1046,10 +1059,13 @@ class Message:
         if f is None:
             return None
         value = f.value()
+        if len(value) <= 10 and value.isdigit() and value.isascii():
+            return int(value)
         # Framing checked the received value; an edit may have written anything.
-        if not value.isdigit() or not value.isascii() or len(value) > 10:
+        v = _uint(value, 9999999999, 10)
+        if v is None:
             raise ContentLengthError("Content-Length is not a number", f.vs)
-        return int(value)
+        return v
 
     @property
     def content_type(self) -> str | None:
@@ -1057,7 +1073,14 @@ class Message:
         return None if f is None else f.value()
 
     def validate(self) -> None:
-        """Parse every header this library knows now; raises the first ``ParseError`` found."""
+        """Parse every header this library knows now, and check the message as a whole.
+
+        Raises the first ``ParseError`` found, in this order: a malformed value (as the
+        attribute would), ``HeaderValueError`` for a single-valued header given twice,
+        ``MissingHeaders`` when a request lacks one of To, From, CSeq, Call-ID, Via
+        (RFC 3261 §8.1.1), ``CSeqError`` when the CSeq method is not the request's, and
+        ``URIError`` for headers in the Request-URI (RFC 3261 §19.1.5). Returns None.
+        """
         if self.is_request:
             self.uri  # type: ignore[attr-defined]  # noqa: B018
         self.via  # noqa: B018
@@ -1069,6 +1092,27 @@ class Message:
         self.contact  # noqa: B018
         self.route  # noqa: B018
         self.record_route  # noqa: B018
+        seen = set()
+        for f in self._fields:
+            if f.key in _SINGLE:
+                if f.key in seen:
+                    name = _SINGLE[f.key]
+                    raise HeaderValueError(f"{name}: more than one header", f.ls, name)
+                seen.add(f.key)
+        if self.is_request:
+            missing = tuple(name for key, name in REQUIRED_REQUEST_HEADERS if self._first(key) is None)
+            if missing:
+                raise MissingHeaders("missing required headers: " + ", ".join(missing), self._tail[1], missing)
+            req: Request = self  # type: ignore[assignment]
+            cseq = self.cseq
+            if cseq is not None and cseq.method != req.method:
+                raise CSeqError(
+                    f"CSeq: method {cseq.method!r} is not the request's {req.method!r}",
+                    self._first("cseq").vs,  # type: ignore[union-attr]
+                    "CSeq",
+                )
+            if req.uri.headers:
+                raise URIError("headers are not allowed in a Request-URI", req._uri_offset + req._uri_text.find("?"))
 
     # --- edits -----------------------------------------------------------------
     def _edited(self) -> None:
@@ -1331,7 +1375,8 @@ def _parse_cseq(s: str, base: int) -> CSeq:
         return fast
     n = len(s)
     i = _DIGITS_RE.match(s).end()  # type: ignore[union-attr]
-    if i == 0 or i > 10 or int(s[:i]) > _MAX_CSEQ:
+    seq = _uint(s[:i], _MAX_CSEQ, 10)
+    if seq is None:
         raise CSeqError("CSeq: invalid sequence number", base, "CSeq")
     j = _skip_ws(s, i)
     if j == i:
@@ -1339,7 +1384,7 @@ def _parse_cseq(s: str, base: int) -> CSeq:
     k = _scan_token(s, j)
     if k == j or k != n:
         raise CSeqError("CSeq: invalid method", base + j, "CSeq")
-    return CSeq(int(s[:i]), s[j:k])
+    return CSeq(seq, s[j:k])
 
 
 # ---------------------------------------------------------------------------
@@ -1526,7 +1571,8 @@ def parse(
     for f in fields:
         if f.key == "content-length":
             raw = f.raw_value()
-            if not raw or not raw.isdigit() or len(raw) > 10:
+            # bytes.isdigit() is ASCII-only; leading zeros do not count against the 10 digits.
+            if not raw or not raw.isdigit() or len(raw.lstrip(b"0")) > 10:
                 raise ContentLengthError("Content-Length is not a number", f.vs)
             value = int(raw)
             if length is not None and value != length:

@@ -73,7 +73,8 @@ class StreamParser:
             length = 0
             for m in _CL_RE.finditer(buf, 0, end.start() + 1):
                 raw = m.group(1).strip(b" \t")
-                if not raw.isdigit() or len(raw) > 10:
+                # As parse(): ASCII digits, leading zeros not counted against the 10 (RFC 4475 §3.1.1.1).
+                if not raw.isdigit() or len(raw.lstrip(b"0")) > 10:
                     raise ContentLengthError("Content-Length is not a number", m.start(1))
                 length = int(raw)
             total = head_end + length

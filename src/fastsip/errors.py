@@ -8,6 +8,7 @@ __all__ = [
     "TooManyHeaders",
     "StartLineError",
     "HeaderError",
+    "MissingHeaders",
     "IncompleteMessage",
     "TruncatedBody",
     "ContentLengthError",
@@ -60,6 +61,22 @@ class StartLineError(ParseError):
 
 class HeaderError(ParseError):
     """A header line is malformed: no colon, bad name, stray folding, bare CR."""
+
+
+class MissingHeaders(ParseError):
+    """A request lacks headers RFC 3261 §8.1.1 requires; ``missing`` names them (RFC spelling, RFC order).
+
+    Raised by ``validate()``. ``offset`` is where the header block ends (where they would have been).
+    """
+
+    missing: tuple[str, ...] = ()
+
+    def __init__(self, message: str, offset: int = 0, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message, offset)
+        self.missing = tuple(missing)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.message, self.offset, self.missing))
 
 
 class IncompleteMessage(ParseError):

@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpus"
 
 # With FASTSIP_NO_EXTENSIONS=1 only the pure-Python backend is under test (the
-# fallback run of scripts/run-tests.sh); otherwise both, and a missing compiled
+# fallback run of tests/run.sh); otherwise both, and a missing compiled
 # backend is an import error, so the suite fails instead of silently testing less.
 settings.register_profile("default", max_examples=150)
 settings.register_profile("deep", max_examples=20000)

@@ -58,3 +58,11 @@ def test_bad_content_length_and_bad_message(stream) -> None:
         stream.feed(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n")
     with pytest.raises(errors.StartLineError):
         fastsip.StreamParser().feed(b"HELLO\r\n\r\n")
+
+
+def test_content_length_with_leading_zeros_frames_like_parse(stream) -> None:
+    """Stream framing and parse() read Content-Length alike: 000000000003 is 3 (RFC 4475 §3.1.1.1)."""
+    msg = ONE.replace(b"Content-Length: 3", b"Content-Length: 000000000003")
+    got = stream.feed(msg + TWO)
+    assert [bytes(m) for m in got] == [msg, TWO]
+    assert got[0].body == b"abc"
