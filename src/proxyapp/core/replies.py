@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 
 import fastsip
-from fastsip import ParseError, Request, Response
+from fastsip import ParseError, Request, Response, StartLineError
 from loguru import logger
 
 from ..transaction import Send, ServerInviteTransaction, ServerNonInviteTransaction
@@ -117,7 +117,15 @@ class LocalReplies(CoreBase):
         if end < 0:
             end = data.find(b"\n\n")
         block = data if end < 0 else data[:end]
-        lines = [ln for ln in block.split(b"\n") if not ln.lower().startswith((b"content-length", b"l:"))]
+        lines = [ln for ln in block.lstrip(b"\r\n").split(b"\n") if not ln.lower().startswith((b"content-length", b"l:"))]
+        status = None
+        if isinstance(exc, StartLineError) and lines and not lines[0].startswith(b"ACK "):
+            # RFC 4475 §3.1.2 (lwsruri, lwsstart, trws, badvers): the request line is what is
+            # wrong, the Via is fine: answer on a stand-in request line. An unknown SIP version
+            # is 505 (RFC 3261 §21.5.7), anything else 400.
+            lines[0] = b"OPTIONS sip:invalid.invalid SIP/2.0\r"
+            if "version" in exc.message:
+                status = 505
         try:
             msg = fastsip.parse(b"\n".join(lines).rstrip(b"\r\n") + b"\r\nContent-Length: 0\r\n\r\n")
             if not msg.is_request:
@@ -125,19 +133,22 @@ class LocalReplies(CoreBase):
         except ParseError:
             self._drop(source, f"unparsable request: {exc}")
             return
-        self._bad_parsed(msg, source, exc)
+        self._bad_parsed(msg, source, exc, status)
 
-    def _bad_parsed(self, msg: Request | Response, source: Target, exc: ParseError) -> None:
-        """A header of a parsed message is malformed: 400 with the reason when we can answer."""
+    def _bad_parsed(self, msg: Request | Response, source: Target, exc: ParseError, status: int | None = None) -> None:
+        """A header of a parsed message is malformed: 400 (or ``status``) with the reason when we can answer."""
         if not isinstance(msg, Request) or msg.method == "ACK":
             self._drop(source, f"malformed {'ACK' if msg.is_request else 'response'}: {exc}")
             return
         try:
+            # Whenever its top Via can be read, the sender gets its 400: make_response copies
+            # what there is of To, From, Call-ID and CSeq (RFC 4475 §3.3.1 has none of the first three).
             vias = msg.via
-            if not vias or msg.headers.get("Call-ID") is None or msg.headers.get("CSeq") is None:
-                raise ParseError("no Via, Call-ID or CSeq")
+            if not vias:
+                raise ParseError("no Via")
             dest = self._reply_dest(msg, vias[0], source)
-            status = getattr(exc, "status_hint", 400)
+            if status is None:
+                status = getattr(exc, "status_hint", 400)
             prefix = "Bad Request" if status == 400 else fastsip.REASON_PHRASES.get(status, "Error")
             reason = f"{prefix} - " + str(exc).split("\n")[0][:80]
             resp = fastsip.make_response(msg, status, reason.replace("\r", " "), headers=self._server_hdr)

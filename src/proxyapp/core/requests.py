@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import zlib
 
-from fastsip import ParseError, Request, Via, split_values
+from fastsip import MissingHeaders, ParseError, Request, Via, split_values
 from loguru import logger
 
 from ..transaction import COMPLETED, ClientInviteTransaction, ClientNonInviteTransaction
@@ -54,9 +54,17 @@ class RequestRouting(CoreBase):
         method = msg.method
         cseq = msg.cseq
         if cseq is None or msg.call_id is None or msg.from_ is None or msg.to is None:
-            raise ParseError("missing From, To, Call-ID or CSeq")
+            # RFC 3261 §8.1.1 / RFC 4475 §3.3.1: answered 400 naming them (replies.py).
+            missing = tuple(name for name, value in (
+                ("To", msg.to), ("From", msg.from_), ("CSeq", cseq), ("Call-ID", msg.call_id),
+            ) if value is None)
+            raise MissingHeaders("missing " + ", ".join(missing), 0, missing)
         if cseq.method != method and method not in ("ACK", "CANCEL"):
             raise ParseError(f"CSeq method {cseq.method} does not match {method}")
+        # Read before any routing, so a malformed Request-URI or Max-Forwards is a 400 here
+        # (§16.3 steps 1 and 3) and not an exception in the script (the values are cached).
+        msg.uri
+        msg.max_forwards
         key = self.server_key(msg, via, "INVITE" if method == "ACK" else method)
         tx = self.server_txs.get(key)
         if self.debug:
@@ -236,6 +244,12 @@ class RequestRouting(CoreBase):
         # returns False and the script answers (OpenSIPS: sl_reply_error()).
         target = self._next_hop(msg, dest or sctx.dst_uri)
         if target is None:
+            if msg.uri.scheme not in ("sip", "sips", "tel") and not msg.route:
+                # §16.3 step 2: a Request-URI scheme this proxy does not understand (RFC 4475
+                # §3.3.2). tel: is understood; only the script knows where it goes.
+                self.sl_reply(msg, sctx.reply_dest, 416, "Unsupported URI Scheme", source=sctx.source,
+                              mark=sctx.acc_mark)
+                return True
             logger.info("t_relay: no route for {} {}", method, msg.raw_uri)
             return False
         tctx = self._start(sctx, lh)
