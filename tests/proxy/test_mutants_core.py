@@ -852,3 +852,22 @@ def test_malformed_requests_get_400_or_513_with_the_reason_and_our_server_header
     assert h.proxy.stats.bad_requests == 3
     assert h.rx(b"\x00junk") == [] and h.rx(b"SIP/2.0 200 OK\r\n\r\n") == []
     assert h.proxy.stats.dropped == 2
+
+
+def test_a_stateless_response_without_received_or_rport_value_goes_to_the_sent_by():
+    # §18.2.2 for the next Via: no received -> its host; a bare rport (never filled) or none ->
+    # its port, 5060 when it has none.
+    h = Harness()
+
+    def late(second_via):
+        return (
+            f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {PROXY_IP}:5060;branch=z9hG4bKgone.1\r\n"
+            f"Via: {second_via}\r\nFrom: <sip:alice@{CALLER[0]}>;tag=a1\r\nTo: <sip:bob@{CALLEE[0]}>;tag=b1\r\n"
+            "Call-ID: late@test\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+
+    acts = h.rx(late("SIP/2.0/UDP 10.0.0.1:5062;rport;branch=z9hG4bKc1"), CALLEE)
+    assert [(a.dest.host, a.dest.port) for a in acts] == [("10.0.0.1", 5062)]
+    acts = h.rx(late("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKc1"), CALLEE)
+    assert [(a.dest.host, a.dest.port) for a in acts] == [("10.0.0.1", 5060)]
+    assert h.proxy.stats.stateless == 2
