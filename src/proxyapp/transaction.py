@@ -347,9 +347,10 @@ class ClientInviteTransaction(Transaction):
         if status < 300:
             if state in (CALLING, PROCEEDING):
                 # RFC 6026 §8.4: 2xx -> Accepted, Timer M; the TU forwards this and later 2xx.
+                # Timers first: Timer A (Calling only) is cancelled while the state still says so.
+                acts = self._stop_timers()
                 self.state = ACCEPTED
                 self.final_status = status
-                acts = self._stop_timers()
                 # Nothing is retransmitted, CANCELled or ACKed hop by hop after a 2xx: free the
                 # forwarded request for the 32 s the transaction stays Accepted.
                 self.request = b""

@@ -373,3 +373,13 @@ def test_non_invite_client_transport_error_after_the_final_just_ends():
     assert tx.on_transport_error() == [Terminated(tx)]
     assert tx.state == TERMINATED
     assert tx.on_transport_error() == []
+
+
+def test_a_2xx_straight_in_calling_over_udp_cancels_timer_a_too():
+    # RFC 3261 §17.1.1.2 / RFC 6026 §8.4: no provisional came, so Timer A still runs; Accepted
+    # retransmits nothing, so the 2xx must disarm it (it stayed armed until it fired, ignored).
+    tx = ClientInviteTransaction(("b", "INVITE"), ("udp", "192.0.2.1", 5060), False, CFG, b"INVITE sip:x SIP/2.0\r\n\r\n")
+    tx.start()
+    assert tx.on_response(200) == (
+        True, [CancelTimer(tx, "A"), CancelTimer(tx, "B"), CancelTimer(tx, "C"), StartTimer(tx, "M", CFG.m)],
+    )
