@@ -40,6 +40,7 @@ class StreamParser:
         self._max_size = max_size
         self._max_headers = max_headers
         self.pings = 0
+        self._breaks = bytearray()  # line breaks of a keep-alive run not yet counted as a ping
 
     @property
     def buffered(self) -> int:
@@ -58,10 +59,19 @@ class StreamParser:
             while i < n and buf[i] in (13, 10):
                 i += 1
             if i:
-                skipped = bytes(buf[:i])
-                self.pings += skipped.count(b"\r\n\r\n")
+                # A ping may arrive in pieces (TCP keeps no message boundaries): the line breaks
+                # of a run split over several feed() calls are counted together.
+                run = self._breaks + buf[:i]
+                pings = run.count(b"\r\n\r\n")
+                self.pings += pings
+                # The unfinished tail of the run waits for the next call, unless a start line
+                # follows it here (then the run is over).
+                self._breaks = run[run.rfind(b"\r\n\r\n") + 4:] if pings else run
+                if i < n:
+                    self._breaks = bytearray()
                 del buf[:i]
                 continue
+            self._breaks = bytearray()
             end = _END_RE.search(buf)
             if end is None:
                 if len(buf) > self._max_size:

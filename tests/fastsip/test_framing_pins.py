@@ -292,3 +292,24 @@ def test_stream_passes_its_limits_to_parse(impl: ModuleType) -> None:
     assert msg.body == body  # type: ignore[attr-defined]
     with pytest.raises(TooManyHeaders):
         _stream(impl, max_headers=2).feed(START + b"A: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"\r\n", b"\r\n"],
+    [b"\r", b"\n\r", b"\n"],
+    [b"\r\n\r", b"\nOPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n"],
+])
+def test_stream_counts_a_ping_split_across_feeds(impl, pieces):
+    # RFC 5626 §3.5.1: TCP may deliver the CRLFCRLF ping in several segments; each ping is one pong.
+    sp = StreamParser(parse=impl.parse)
+    for piece in pieces:
+        sp.feed(piece)
+    assert sp.pings == 1
+
+
+def test_stream_line_breaks_around_a_message_do_not_join_into_a_ping(impl):
+    sp = StreamParser(parse=impl.parse)
+    sp.feed(b"\r\n")
+    assert len(sp.feed(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n")) == 1
+    sp.feed(b"\r\n")
+    assert sp.pings == 0
