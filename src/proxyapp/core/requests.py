@@ -93,7 +93,9 @@ class RequestRouting(CoreBase):
                 return
         elif method == "ACK":
             to = msg.to
-            if to is not None and to.tag is not None and to.tag == self._sl_tag(msg):
+            tag = to.tag if to is not None else None
+            # Our local tags end with the salt: most ACKs (a 2xx's, end to end) skip the hash.
+            if tag is not None and tag.endswith(self._salt) and tag == self._sl_tag(msg):
                 # The ACK of a final we sent statelessly (OpenSIPS sl_filter_ACK): hop by hop,
                 # it ends here (RFC 3261 §17.2.1); relaying it would send it to ourselves.
                 self.stats.absorbed_acks += 1
