@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fastsip import Request, Response
 
@@ -16,9 +15,6 @@ from ..transaction import (
     ServerNonInviteTransaction,
 )
 from .addresses import HopTarget, Target
-
-if TYPE_CHECKING:
-    from .sockets import LocalSocket
 
 # RFC 3261 §8.1.1.7: a branch starting with the magic cookie was made by an RFC 3261 element.
 MAGIC = "z9hG4bK"
@@ -86,7 +82,7 @@ class Branch:
     """One forwarding target of a proxied request: its client transaction and its outcome."""
 
     __slots__ = (
-        "ctx", "index", "id", "dest", "sock", "tx", "cancel_tx", "ruri", "via_line", "routes",
+        "ctx", "index", "id", "dest", "tx", "cancel_tx", "ruri", "via_line",
         "provisional", "cancel_pending", "cancelled", "final_status", "final", "local_reason",
         "done", "target", "msg",
     )
@@ -96,12 +92,10 @@ class Branch:
         self.index = index
         self.id = branch_id
         self.dest: Target | None = None
-        self.sock: LocalSocket | None = None
         self.tx: ClientTx | None = None
         self.cancel_tx: ClientNonInviteTransaction | None = None
         self.ruri = ""
         self.via_line = b""
-        self.routes: list[str] = []
         self.provisional = False
         self.cancel_pending = False
         self.cancelled = False
@@ -120,7 +114,7 @@ class TxContext:
         "request", "source", "reply_dest", "server_tx", "branches", "acc_mark", "failure_route",
         "reply_route", "branch_route", "cancelled", "final_sent", "final_status", "to_tag",
         "record_route", "maxfwd_done", "n", "loop_hash", "in_failure", "method", "key",
-        "completed_reported", "dst_uri", "reply_code", "next_groups",
+        "completed_reported", "next_groups",
     )
 
     def __init__(self, request: Request, source: Target, reply_dest: Target, n: int) -> None:
@@ -145,6 +139,4 @@ class TxContext:
         self.method = request.method
         self.key: TxKey | None = None
         self.completed_reported = False
-        self.dst_uri: str | None = None
-        self.reply_code = 0
         self.next_groups: list[list[Destination]] = []  # fork groups not tried yet (serial, §16.7)

@@ -387,7 +387,6 @@ class RequestRouting(CoreBase):
         tctx = branch.ctx
         msg = branch.msg or tctx.request
         sock = self._out_socket(tctx, transport, ip)
-        branch.sock = sock
         dest = Target(transport, ip, port, None, sock.listen)
         branch.dest = dest
         if transport != "udp" and msg.content_length is None:

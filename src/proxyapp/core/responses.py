@@ -139,7 +139,6 @@ class ResponseContext(CoreBase):
         if tctx.failure_route is not None and best is not None and best.final_status >= 300:
             route = tctx.failure_route
             tctx.failure_route = None  # OpenSIPS: one shot; the failure route may arm it again
-            tctx.reply_code = best.final_status
             n_before = len(tctx.branches)
             self.script.run_failure(tctx, route, best)
             if tctx.final_sent:
