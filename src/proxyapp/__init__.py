@@ -12,8 +12,11 @@ Layers, bottom to top; a module imports only from its own layer or those below i
    and ``registrar`` (RFC 3261 §10.3 rules). They know nothing of the core.
 5. ``script``: the routing-script API (OpenSIPS-like verbs) and ``default_script``.
 6. ``proxy``: the facade that binds a script to the core.
-7. ``workers`` and ``transport``: the asyncio edge (sockets, the clock, DNS, several processes).
-8. ``__main__``: the command line.
+7. ``workers`` and ``transport``: the asyncio edge (sockets, the clock, DNS, several processes);
+   ``control`` (the UNIX control socket's server side: statistics, reload, usrloc) and ``metrics``
+   (the Prometheus endpoint).
+8. ``__main__`` (the command line), ``ctl`` (``proxyapp ctl``, the control client) and ``_cli``
+   (the console-script entry, which checks the proxy's dependencies are installed).
 """
 
 __version__ = "0.1.0"

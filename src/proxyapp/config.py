@@ -23,6 +23,9 @@ DEFAULT_LOCATION = {"backend": "sqlite", "db_url": "proxyapp-location.db"}
 DEFAULT_ALIASES = ("localhost",)
 DEFAULT_SERVER_HEADER = f"proxyapp ({__version__})"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+# The control socket `proxyapp ctl` talks to, relative to the working directory unless absolute.
+DEFAULT_CONTROL_SOCKET = "proxyapp-ctl.sock"
 
 
 class ConfigError(ValueError):
@@ -122,6 +125,8 @@ class Config:
     server_header: str = DEFAULT_SERVER_HEADER
     trying_reason: str = "Giving a try"
     log_level: str = "INFO"
+    # "text" (human lines on stderr) or "json" (one loguru-serialized object per line, for shippers).
+    log_format: str = "text"
     timers: TimerConfig = field(default_factory=TimerConfig)
     max_message_size: int = 65535
     acc: dict[str, Any] = field(default_factory=dict)  # passed through to proxyapp.acc.AccConfig
@@ -132,6 +137,14 @@ class Config:
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
     # Worker processes sharing the listen addresses (proxyapp.workers); 1 = one process.
     workers: int = 1
+    # [control] socket: the UNIX socket `proxyapp ctl` uses ("" = no control socket). Its file
+    # mode is 0600: whoever can open it can steer the proxy.
+    control_socket: str = DEFAULT_CONTROL_SOCKET
+    # [metrics] listen: "IP:PORT" of the Prometheus endpoint; None = off (the default).
+    metrics_listen: tuple[str, int] | None = None
+    # Graceful stop (SIGTERM / SIGINT): new INVITEs get 503 + Retry-After while the transactions
+    # in flight finish, for at most this many seconds; then accounting is flushed.
+    stop_timeout: float = 10.0
 
     def check_workers(self) -> None:
         """Raises ConfigError unless ``workers`` is 1..64, and UDP-only when above 1."""
@@ -174,7 +187,7 @@ class Config:
         known = {
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
             "log_level", "timers", "max_message_size", "acc", "script_params", "workers", "location",
-            "registrar",
+            "registrar", "log_format", "control", "metrics", "stop_timeout",
         }
         for key in data:
             if key not in known:
@@ -211,6 +224,20 @@ class Config:
             if level not in LOG_LEVELS:
                 raise ConfigError("log_level", f"{data['log_level']!r}: expected one of {', '.join(LOG_LEVELS)}")
             cfg.log_level = level
+        if "log_format" in data:
+            fmt = _str(data, "log_format").lower()
+            if fmt not in LOG_FORMATS:
+                raise ConfigError("log_format", f"{data['log_format']!r}: expected one of {', '.join(LOG_FORMATS)}")
+            cfg.log_format = fmt
+        if "stop_timeout" in data:
+            v = data["stop_timeout"]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3600:
+                raise ConfigError("stop_timeout", f"expected seconds between 0 and 3600, got {v!r}")
+            cfg.stop_timeout = float(v)
+        if "control" in data:
+            cfg.control_socket = _control(data["control"])
+        if "metrics" in data:
+            cfg.metrics_listen = _metrics(data["metrics"])
         if "max_message_size" in data:
             v = data["max_message_size"]
             if not isinstance(v, int) or isinstance(v, bool) or not 1024 <= v <= 1 << 20:
@@ -234,6 +261,43 @@ def _str(data: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f"expected a string, got {type(value).__name__}")
     return value
+
+
+def _control(table: Any) -> str:
+    if not isinstance(table, dict):
+        raise ConfigError("control", "expected a table")
+    for key in table:
+        if key != "socket":
+            raise ConfigError(f"control.{key}", "unknown key (known: socket)")
+    value = table.get("socket", DEFAULT_CONTROL_SOCKET)
+    if not isinstance(value, str):
+        raise ConfigError("control.socket", f"expected a path string, got {type(value).__name__}")
+    if len(value.encode()) > 100:  # sun_path holds 108 bytes; leave room for ".N" per worker
+        raise ConfigError("control.socket", "path too long for a UNIX socket (at most 100 bytes)")
+    return value
+
+
+def _metrics(table: Any) -> tuple[str, int] | None:
+    if not isinstance(table, dict):
+        raise ConfigError("metrics", "expected a table")
+    for key in table:
+        if key != "listen":
+            raise ConfigError(f"metrics.{key}", "unknown key (known: listen)")
+    value = table.get("listen")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("metrics.listen", f"expected 'IP:PORT', got {value!r}")
+    host, sep, port_s = value.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError("metrics.listen", f"{value!r}: expected 'IP:PORT'") from None
+    if not sep or not 0 < port <= 65535:
+        raise ConfigError("metrics.listen", f"{value!r}: expected 'IP:PORT'")
+    return host, port
 
 
 def _timers(table: Any) -> TimerConfig:

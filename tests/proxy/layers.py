@@ -25,8 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar")),
     ("script API", ("proxyapp.script", "proxyapp.default_script")),
     ("proxy facade", ("proxyapp.proxy",)),
-    ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport")),
-    ("command line", ("proxyapp.__main__",)),
+    ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.control", "proxyapp.metrics")),
+    ("command line", ("proxyapp.__main__", "proxyapp.ctl", "proxyapp._cli")),
 ]
 
 # Inside the core: each module imports only modules listed before it.
