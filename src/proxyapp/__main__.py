@@ -9,6 +9,7 @@ import platform
 import signal
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -100,8 +101,17 @@ def check_registrar(cfg: Config) -> None:
         raise ConfigError("registrar", str(exc)) from None
 
 
-async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None = None, dispatch: Any = None) -> None:
-    """Run the proxy until ``stop`` is set (or SIGTERM / SIGINT); ``dispatch`` for a worker of several."""
+async def serve(
+    cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None = None, dispatch: Any = None,
+    load_config: Callable[[], Config] | None = None,
+) -> None:
+    """Run the proxy until ``stop`` is set (or SIGTERM / SIGINT); ``dispatch`` for a worker of
+    several; ``load_config`` reads the configuration again for a reload (SIGHUP, ctl reload).
+
+    A stop is graceful: new INVITEs get 503 with Retry-After while the transactions in flight
+    get their final response, for at most cfg.stop_timeout seconds (a second signal cuts it
+    short); then the sockets close and accounting is flushed."""
+    from .control import Commands, ControlServer, worker_socket
     from .proxy import Proxy
     from .transport import Edge
 
@@ -110,32 +120,93 @@ async def serve(cfg: Config, script: Any, acc: Any, stop: asyncio.Event | None =
     edge = Edge(proxy, cfg, dispatch)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    hurry = asyncio.Event()
+
+    def on_stop_signal() -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    commands = Commands(
+        proxy, cfg, acc=acc, dispatch=dispatch, load_config=load_config,
+        set_log_level=lambda level: setup_logging(level, cfg.log_format),
+    )
+
+    def on_hangup() -> None:
         try:
-            loop.add_signal_handler(sig, stop.set)
+            commands.reload()
+        except Exception as exc:  # ControlError: logged by reload; the old script keeps running
+            logger.debug("SIGHUP reload: {}", exc)
+
+    for sig, handler in ((signal.SIGTERM, on_stop_signal), (signal.SIGINT, on_stop_signal), (signal.SIGHUP, on_hangup)):
+        try:
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):
             pass
+    control = None
+    if cfg.control_socket:
+        path = cfg.control_socket if dispatch is None else worker_socket(cfg.control_socket, dispatch.index)
+        control = ControlServer(commands, path)
+    metrics = None
     if acc is not None:
         await acc.start()
     await location.start()
     try:
         await edge.start()
+        commands.start()
+        if control is not None and not await control.start():
+            control = None
+        if cfg.metrics_listen is not None and dispatch is None:
+            from . import metrics as metrics_mod
+
+            metrics = metrics_mod.serve(cfg.metrics_listen, metrics_mod.loop_snapshot(loop, commands.stats))
+            logger.info("metrics on http://{}:{}/metrics", *cfg.metrics_listen)
         who = f" worker {dispatch.index}/{dispatch.workers}" if dispatch is not None else ""
         logger.info("proxyapp {}{} ready (script {})", __version__, who, cfg.script or "built-in default")
         await stop.wait()
+        await drain(proxy, cfg.stop_timeout, hurry)
         if dispatch is not None:
             logger.info("worker {}: handed {} messages to their owner, took over {}", dispatch.index,
                         dispatch.handed_off, dispatch.taken_over)
         logger.info("stopping")
     finally:
+        if metrics is not None:
+            metrics.shutdown()
+        if control is not None:
+            await control.close()
+        await commands.close()
         await edge.close()
         await location.close()  # flushes queued binding writes
         if acc is not None:
             await acc.close()  # flushes pending records (the SIGTERM path)
 
 
+async def drain(proxy: Any, timeout: float, hurry: asyncio.Event) -> None:
+    """The graceful part of a stop: refuse new calls (503) and let the transactions in flight
+    get their final response, up to ``timeout`` seconds or until ``hurry`` is set."""
+    proxy.draining = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = proxy.pending_transactions()
+    if pending:
+        logger.info("stopping: new calls get 503; waiting up to {} s for {} transactions", timeout, pending)
+    while pending and loop.time() < deadline and not hurry.is_set():
+        try:
+            await asyncio.wait_for(hurry.wait(), 0.1)
+        except asyncio.TimeoutError:
+            pass
+        pending = proxy.pending_transactions()
+    if pending:
+        logger.warning("stopping with {} transactions still waiting for a final response", pending)
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["ctl"]:
+        # `proxyapp ctl ...`: the control client (proxyapp.ctl)
+        from .ctl import main as ctl_main
+
+        return ctl_main(args_in[1:])
     if args_in[:1] == ["acc"]:
         # `proxyapp acc migrate|schema|spool ...`: accounting maintenance (proxyapp.acc.cli)
         from .acc.cli import main as acc_main
@@ -143,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         return acc_main(args_in[1:])
     ap = argparse.ArgumentParser(
         prog="proxyapp", description="A stateful SIP proxy on fastsip.",
-        epilog="Accounting maintenance: proxyapp acc {migrate,schema,spool} --help",
+        epilog="Control a running proxy: proxyapp ctl --help. "
+               "Accounting maintenance: proxyapp acc {migrate,schema,spool} --help",
     )
     ap.add_argument(
         "-c", "--config",
@@ -162,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(version_text())
         return 0
-    try:
+
+    def load_config() -> Config:
+        """The configuration file (or the embedded defaults) with the command line's overrides;
+        again for each reload."""
         cfg = Config.load(args.config) if args.config else Config.embedded()
         if args.listen:
             cfg.listen = [Listen.parse(v, "--listen") for v in args.listen]
@@ -174,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             if level not in LOG_LEVELS:
                 raise ConfigError("--log-level", f"{args.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
             cfg.log_level = level
+        return cfg
+
+    try:
+        cfg = load_config()
         from .script import Script, ScriptLoadError
 
         try:
@@ -194,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print("configuration OK")
         return 0
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
 
     # The cycle collector is off. It scans every live container: with 100,000 transactions alive
     # (32 s of calls at 3,000/s) one generation-1 pass stalls the event loop for half a second,
@@ -207,22 +286,66 @@ def main(argv: list[str] | None = None) -> int:
     gc.disable()
 
     if cfg.workers > 1:
-        from .workers import supervise
+        return run_workers(cfg, script, load_config)
+    return run(cfg, script, acc, load_config=load_config)
 
-        def worker(dispatch: Any) -> int:
-            return run(cfg, script, make_accounting(cfg, dispatch.index), dispatch)
 
+def run_workers(cfg: Config, script: Any, load_config: Callable[[], Config]) -> int:
+    """``workers = N``: the supervisor forks the workers; it serves the control socket (and
+    the metrics endpoint) itself, combining what the workers answer on theirs."""
+    from .control import FanOut, FanOutServer
+    from .workers import supervise
+
+    fan_server = None
+    metrics = None
+    if cfg.control_socket:
+        fan = FanOut(cfg.control_socket, cfg.workers)
+        fan_server = FanOutServer(fan)
+        if not fan_server.start():
+            fan_server = None
+        if cfg.metrics_listen is not None:
+            from . import metrics as metrics_mod
+
+            def snapshot() -> dict[str, Any]:
+                result: dict[str, Any] = fan.run("stats", [])
+                return result
+
+            try:
+                metrics = metrics_mod.serve(cfg.metrics_listen, snapshot)
+            except OSError as exc:
+                logger.error("cannot start the metrics endpoint on {}:{}: {}", *cfg.metrics_listen, exc)
+                return 1
+            logger.info("metrics on http://{}:{}/metrics", *cfg.metrics_listen)
+    elif cfg.metrics_listen is not None:
+        logger.warning("[metrics] with several workers needs the control socket ([control] socket): off")
+
+    def in_child() -> None:
+        # The supervisor's listening sockets are not the worker's to hold open.
+        if fan_server is not None and fan_server._server is not None:
+            fan_server._server.socket.close()
+        if metrics is not None:
+            metrics.socket.close()
+
+    def worker(dispatch: Any) -> int:
+        in_child()
+        return run(cfg, script, make_accounting(cfg, dispatch.index), dispatch, load_config=load_config)
+
+    try:
         return supervise(cfg.workers, worker)
-    return run(cfg, script, acc)
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
+        if fan_server is not None:
+            fan_server.close()
 
 
-def run(cfg: Config, script: Any, acc: Any, dispatch: Any = None) -> int:
+def run(cfg: Config, script: Any, acc: Any, dispatch: Any = None, load_config: Callable[[], Config] | None = None) -> int:
     """One proxy process (the only one, or a worker of several) until SIGTERM / SIGINT."""
     from .transport import new_event_loop
 
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(serve(cfg, script, acc, dispatch=dispatch))
+            runner.run(serve(cfg, script, acc, dispatch=dispatch, load_config=load_config))
     except OSError as exc:
         logger.error("cannot start: {}", exc)
         return 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from .config import Config
 from .core import AccObserver, Branch, ProxyCore, Resolve, ScriptError, Stats, Target, TxContext
+from .core.sockets import identity
 from .location import Location
 from .registrar import RegistrarConfig
 from .script import Script, Services
@@ -38,9 +39,33 @@ class Proxy(ProxyCore):
             script = Script.load(cfg.script)
         super().__init__(cfg, script, acc, wallclock=wallclock, branch_salt=branch_salt)
         script.proxy = self
+        self.location = location if location is not None else Location()
         script.services = Services(
-            location if location is not None else Location(),
+            self.location,
             RegistrarConfig.from_dict(cfg.registrar),
             # This node as other nodes sharing the store reach it: its first socket's address.
             f"sip:{self.sockets[0].sent_by}",
         )
+
+    def reconfigure(self, cfg: Config, script: Script) -> None:
+        """A reload: ``script`` and ``cfg`` serve the requests that arrive from now on.
+
+        What cannot change in a running process (the sockets, accounting, the location store)
+        must be equal in ``cfg`` (control.RESTART_KEYS; the caller keeps the old values).
+        Transactions in flight keep the timers they started with and the failure, reply and
+        branch routes they armed (resolved to the old script's functions); a module-level
+        onreply_route is the new script's. Raises ValueError for a bad [registrar] table, before
+        anything changed."""
+        registrar = RegistrarConfig.from_dict(cfg.registrar)
+        me = identity(self.sockets, cfg.aliases)
+        old = self.script
+        assert isinstance(old, Script)  # the facade binds only Scripts
+        script.proxy = self
+        script.services = Services(old.services.location, registrar, old.services.node)
+        self.script = script
+        self.cfg = cfg
+        self.timers = cfg.timers
+        self.server_header = cfg.server_header
+        self._server_hdr = (("Server", cfg.server_header),) if cfg.server_header else ()
+        self.debug = cfg.log_level in ("TRACE", "DEBUG")
+        self._me, self._me_any_port = me

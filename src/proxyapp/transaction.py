@@ -551,3 +551,6 @@ class TxTable:
 
     def values(self) -> list[Any]:
         return [tx for shard in self._shards for tx in shard.values()]
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return [item for shard in self._shards for item in shard.items()]

@@ -23,7 +23,8 @@ address, so peers only ever see the shared address. Hence:
 
 The supervisor (the parent) creates the private sockets before forking, so every worker knows
 every peer's address and a restarted worker gets its predecessor's socket back. It restarts a
-worker that died, forwards SIGTERM / SIGINT and exits when all workers are gone. TCP is not
+worker that died, forwards SIGTERM / SIGINT (each worker stops gracefully) and SIGHUP (each
+worker reloads), and exits when all workers are gone. TCP is not
 shared between workers (a connection lives in one process), so N > 1 needs UDP-only listeners;
 ``workers = 1`` is the single-process mode with no hand-off at all.
 """
@@ -120,6 +121,7 @@ def supervise(workers: int, run_worker: Callable[[Dispatch], int]) -> int:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
                 for i, s in enumerate(private):
                     if i != index:
                         s.close()
@@ -141,8 +143,17 @@ def supervise(workers: int, run_worker: Callable[[Dispatch], int]) -> int:
             except ProcessLookupError:
                 pass
 
+    def hangup(signum: int, frame: Any) -> None:
+        # A reload (SIGHUP, systemd's ExecReload): every worker reloads its script and config.
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
     for i in range(workers):
         spawn(i)
     logger.info("supervisor {}: {} workers started", os.getpid(), workers)

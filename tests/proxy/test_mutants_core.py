@@ -280,7 +280,7 @@ def test_a_response_that_matches_no_transaction_is_forwarded_statelessly_by_its_
     acts = h.rx(resp, CALLEE)
     assert acts == [Send(Target("udp", "203.0.113.7", 4539, None, h.udp), resp.replace(
         f"Via: SIP/2.0/UDP {PROXY_IP}:5060;branch=z9hG4bKgone.1\r\n".encode(), b""))]
-    assert h.proxy.stats.stateless == 1
+    assert h.proxy.stats.stateless_replies == 1
     # Not ours on top, or nothing below ours: dropped.
     assert h.rx(resp.replace(f"Via: SIP/2.0/UDP {PROXY_IP}:5060".encode(), b"Via: SIP/2.0/UDP 10.9.9.9:5060"), CALLEE) == []
     only_ours = b"\r\n".join(line for line in resp.split(b"\r\n") if not line.startswith(b"Via: SIP/2.0/UDP 192.168"))
@@ -870,4 +870,4 @@ def test_a_stateless_response_without_received_or_rport_value_goes_to_the_sent_b
     assert [(a.dest.host, a.dest.port) for a in acts] == [("10.0.0.1", 5062)]
     acts = h.rx(late("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKc1"), CALLEE)
     assert [(a.dest.host, a.dest.port) for a in acts] == [("10.0.0.1", 5060)]
-    assert h.proxy.stats.stateless == 2
+    assert h.proxy.stats.stateless_replies == 2

@@ -61,6 +61,12 @@ class CoreBase:
         self.server_txs = TxTable()
         self.client_txs = TxTable()
         self.stats = Stats()
+        # Dialogs confirmed by a 2xx we relayed, until their BYE: Call-ID -> start (wall clock).
+        # For the statistics and `proxyapp ctl dialogs`; expire_dialogs() bounds it.
+        self.dialogs: dict[str, float] = {}
+        # Set by the edge on SIGTERM: new INVITEs get 503 with this Retry-After (seconds).
+        self.draining = False
+        self.drain_retry_after = 5
         self.sockets = [LocalSocket(listen, cfg.advertised_address) for listen in cfg.listen]
         self._sock_by_listen: dict[Listen | None, LocalSocket] = {s.listen: s for s in self.sockets}
         self._salt = branch_salt if branch_salt is not None else os.urandom(3).hex()
@@ -89,6 +95,33 @@ class CoreBase:
         if host is None:
             return False
         return self.is_myself(host, uri.port)
+
+    def statistics(self) -> dict[str, dict[str, int]]:
+        """The core, tm, sl and dialog statistics (OpenSIPS names; core.stats.Stats.groups)."""
+        return self.stats.groups(len(self.server_txs) + len(self.client_txs), len(self.dialogs))
+
+    def pending_transactions(self) -> int:
+        """Server transactions still waiting for their final response (a graceful stop waits
+        for them); the completed ones only absorb retransmissions and need no wait."""
+        n = 0
+        for tx in self.server_txs.values():
+            owner = tx.owner
+            if owner is not None and not owner.final_sent and tx.state != "Terminated":
+                n += 1
+        return n
+
+    def expire_dialogs(self, now: float, lifetime: float) -> int:
+        """Forget dialogs confirmed more than ``lifetime`` seconds ago whose BYE never came
+        (the edge calls it every minute). Returns how many were forgotten."""
+        dialogs = self.dialogs
+        old = []
+        for call_id, entry in dialogs.items():  # insertion order: the oldest first
+            if now - entry < lifetime:
+                break
+            old.append(call_id)
+        for call_id in old:
+            del dialogs[call_id]
+        return len(old)
 
     # ------------------------------------------------------------------ action plumbing
 
@@ -170,7 +203,7 @@ class CoreBase:
         def _fork_group(self, tctx: TxContext, group: list[Destination], only: bool = False) -> None: ...
 
         # responses.py (§16.7)
-        def _send_upstream(self, tctx: TxContext, resp: Response, status: int) -> None: ...
+        def _send_upstream(self, tctx: TxContext, resp: Response, status: int, local: bool = False) -> None: ...
         def _branch_local_final(self, branch: Branch, status: int, reason: str) -> None: ...
         def _maybe_complete(self, tctx: TxContext) -> None: ...
         def _on_client_timeout(self, tx: ClientTx, timer: str) -> None: ...

@@ -51,6 +51,7 @@ class CancelProcessing(CoreBase):
         ctx_tx.owner = None  # its 200 is absorbed
         branch.cancel_tx = ctx_tx
         self.client_txs[key] = ctx_tx
+        self.stats.uac += 1
         if self.debug:
             logger.debug("CANCEL branch {} to {}:{}", branch.id, dest.host, dest.port)
         self._tx_actions(ctx_tx.start())

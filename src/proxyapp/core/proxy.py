@@ -72,10 +72,13 @@ class ProxyCore(RequestRouting, ResponseContext, CancelProcessing, StatelessForw
                 self.stats.responses += 1
                 self._on_response(msg, source)
         except ParseError as exc:
+            self.stats.bad_msg_hdr += 1
             self._bad_parsed(msg, source, exc)
         except Exception:  # a bug must cost one message, never the proxy
             logger.exception("internal error while handling a message from {}:{}", source.host, source.port)
             self.stats.dropped += 1
+            if not isinstance(msg, Request):
+                self.stats.drop_replies += 1
         return self._flush()
 
     def timer_fired(self, tx: ServerTx | ClientTx, name: str) -> list[Out]:

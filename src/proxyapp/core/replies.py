@@ -41,6 +41,7 @@ class LocalReplies(CoreBase):
         resp = fastsip.make_response(msg, status, reason, to_tag=to_tag, headers=(*headers, *self._server_hdr))
         data = bytes(resp)
         self._out.append(Send(reply_dest, data))
+        self.stats.sl_replies[status // 100] += 1
         if self.debug:
             logger.debug("stateless reply {} {} to {}:{}", status, resp.reason, reply_dest.host, reply_dest.port)
         if self.acc is not None:
@@ -81,6 +82,7 @@ class LocalReplies(CoreBase):
         tx.owner = tctx
         tctx.server_tx = tx
         self.server_txs[sctx.key] = tx
+        self.stats.uas += 1
         sctx.tctx = tctx
         if msg.method == "INVITE" and send_trying:
             # Answered at once (OpenSIPS tm): the caller stops retransmitting (§17.2.1, §16.2).
@@ -102,15 +104,16 @@ class LocalReplies(CoreBase):
                 tctx.to_tag = self._sl_tag(msg)
             to_tag = tctx.to_tag
         resp = fastsip.make_response(msg, status, reason, to_tag=to_tag, headers=(*headers, *self._server_hdr))
-        self._send_upstream(tctx, resp, status)
+        self._send_upstream(tctx, resp, status, local=True)
 
     # ------------------------------------------------------------------ malformed input
 
     def _bad_message(self, data: bytes, source: Target, exc: ParseError) -> None:
         """parse() refused the bytes. Answer 400 when it is a request whose Via we can still read."""
+        self.stats.bad_msg_hdr += 1
         head = bytes(data[:16]).lstrip(b"\r\n")
         if head.startswith(b"SIP/") or not head:
-            self._drop(source, f"unparsable response: {exc}")
+            self._drop(source, f"unparsable response: {exc}", reply=True)
             return
         # Retry on the header block alone: a bad body or Content-Length must not hide the Via.
         end = data.find(b"\r\n\r\n")
@@ -138,7 +141,7 @@ class LocalReplies(CoreBase):
     def _bad_parsed(self, msg: Request | Response, source: Target, exc: ParseError, status: int | None = None) -> None:
         """A header of a parsed message is malformed: 400 (or ``status``) with the reason when we can answer."""
         if not isinstance(msg, Request) or msg.method == "ACK":
-            self._drop(source, f"malformed {'ACK' if msg.is_request else 'response'}: {exc}")
+            self._drop(source, f"malformed {'ACK' if msg.is_request else 'response'}: {exc}", reply=not msg.is_request)
             return
         try:
             # Whenever its top Via can be read, the sender gets its 400: make_response copies
@@ -159,6 +162,8 @@ class LocalReplies(CoreBase):
         logger.info("400 to {}:{}: {}", source.host, source.port, exc)
         self._out.append(Send(dest, bytes(resp)))
 
-    def _drop(self, source: Target, why: str) -> None:
+    def _drop(self, source: Target, why: str, reply: bool = False) -> None:
         self.stats.dropped += 1
+        if reply:
+            self.stats.drop_replies += 1
         logger.info("dropped a message from {}:{}: {}", source.host, source.port, why)

@@ -100,10 +100,22 @@ class RequestRouting(CoreBase):
                 # it ends here (RFC 3261 §17.2.1); relaying it would send it to ourselves.
                 self.stats.absorbed_acks += 1
                 return
+        elif method == "BYE":
+            self.dialogs.pop(msg.call_id, None)  # (the statistics' active dialogs)
+        elif method == "INVITE" and self.draining and msg.to.tag is None:
+            # Stopping (SIGTERM): no new call; the caller tries elsewhere or later (§21.5.4).
+            self.stats.draining_rejects += 1
+            self.sl_reply(msg, self._reply_dest(msg, via, source), 503, "Service Unavailable",
+                          (("Retry-After", str(self.drain_retry_after)),), source)
+            return
         lh = self._loop_hash(msg)  # on the request as received, before the script edits it
         self._stamp_via(msg, via, source)
         routed, dst = self._remove_own_routes(msg)
+        out = self._out
+        queued = len(out)
         self.script.handle_request(msg, source, self._reply_dest(msg, via, source), key, lh, routed, dst)
+        if len(out) == queued and out is self._out:
+            self.stats.script_drops += 1  # neither relayed nor answered: the script dropped it
 
     def _remove_own_routes(self, msg: Request) -> tuple[bool, str | None]:
         """RFC 3261 §16.4: strip the Route values that name us, before the script routes.
@@ -421,6 +433,7 @@ class RequestRouting(CoreBase):
         branch.tx = tx
         self.client_txs[key] = tx
         self.stats.forwarded += 1
+        self.stats.uac += 1
         if self.debug:
             logger.debug(
                 "forward {} {} call-id={} branch {} to {}:{}:{}", msg.method, msg.raw_uri, msg.call_id,

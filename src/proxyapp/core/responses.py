@@ -210,8 +210,9 @@ class ResponseContext(CoreBase):
                 best = b  # a real response beats our own 408 of the same class
         return best
 
-    def _send_upstream(self, tctx: TxContext, resp: Response, status: int) -> None:
-        """Pass a response (already without our Via) to the server transaction (§16.7 step 9)."""
+    def _send_upstream(self, tctx: TxContext, resp: Response, status: int, local: bool = False) -> None:
+        """Pass a response (already without our Via) to the server transaction (§16.7 step 9);
+        ``local``: one the proxy made (t_reply), not one it relays."""
         data = bytes(resp)
         tx = tctx.server_tx
         assert tx is not None  # a context gets its server transaction when it is created
@@ -229,11 +230,18 @@ class ResponseContext(CoreBase):
                 # statelessly so the dialog still gets established end to end (RFC 3261 §16.7).
                 self._out.append(Send(tctx.reply_dest, data))
             if first_final:
+                self.stats.tx_final[status // 100] += 1
+                if status < 300 and tctx.method == "INVITE":
+                    self._dialog_confirmed(tctx)
                 self._acc_completed(tctx, resp, status)
         else:
             if tctx.final_sent:
                 return
             self._tx_actions(tx.send_response(status, data))
+        if local:
+            self.stats.local_replies += 1
+        else:
+            self.stats.relayed_replies += 1
         if self.acc is not None:
             self._acc_response(resp)
         if self.debug:
@@ -241,3 +249,13 @@ class ResponseContext(CoreBase):
                 "reply {} {} to {}:{}:{} call-id={}", status, resp.reason, tctx.reply_dest.transport,
                 tctx.reply_dest.host, tctx.reply_dest.port, tctx.request.call_id,
             )
+
+    def _dialog_confirmed(self, tctx: TxContext) -> None:
+        """A 2xx to an INVITE went upstream: a new dialog unless its Call-ID has one (a
+        re-INVITE). Only the start is kept: reading the request's To or From here would parse
+        them again (the core's edits reset the message's caches) and keep them with the live
+        call, about 0.5 kB each (tests/proxy/test_memory.py)."""
+        call_id = tctx.request.call_id
+        if call_id is not None and call_id not in self.dialogs:
+            self.stats.processed_dialogs += 1
+            self.dialogs[call_id] = self.wallclock()

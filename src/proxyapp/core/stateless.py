@@ -69,6 +69,7 @@ class StatelessForwarding(CoreBase):
         top = vias[0]
         if len(vias) < 2 or not self.is_myself(top.host, top.port):
             self.stats.dropped += 1
+            self.stats.drop_replies += 1
             if self.debug:
                 logger.debug("dropped a response that matches no transaction and is not for us")
             return
@@ -83,7 +84,7 @@ class StatelessForwarding(CoreBase):
             if s.transport == transport:
                 sock = s
                 break
-        self.stats.stateless += 1
+        self.stats.stateless_replies += 1
         self._out.append(Send(Target(transport, host, port, None, sock.listen if sock else None), bytes(resp)))
         if self.acc is not None:
             self._acc_response(resp)
