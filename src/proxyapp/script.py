@@ -22,7 +22,6 @@ SIP URI.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 import dataclasses
@@ -83,13 +82,14 @@ class Script:
         if not p.is_file():
             raise ScriptLoadError(f"script {path}: no such file")
         name = f"proxyapp_script_{abs(hash(str(p.resolve()))):x}"
-        spec = importlib.util.spec_from_file_location(name, p)
-        if spec is None or spec.loader is None:
-            raise ScriptLoadError(f"script {path}: cannot be loaded")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        # Compiled from the source each time, never from __pycache__: a reload right after an
+        # edit must not run stale bytecode (the cache compares mtimes in whole seconds).
+        module = ModuleType(name)
+        module.__file__ = str(p)
         try:
-            spec.loader.exec_module(module)
+            code = compile(p.read_bytes(), str(p), "exec")
+            sys.modules[name] = module
+            exec(code, module.__dict__)
         except Exception as exc:
             raise ScriptLoadError(f"script {path}: {type(exc).__name__}: {exc}") from exc
         return cls(module, str(p))
