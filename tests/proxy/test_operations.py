@@ -1,0 +1,367 @@
+"""The operator's view end to end (issue 16), on loopback with real peers: a real Prometheus
+server scraping the proxy while SIPp calls, every ``proxyapp ctl`` command against a running
+proxy, reloads (ctl and SIGHUP) under load without a failed call or a lost CDR, the graceful
+stop (503 + Retry-After for new calls, calls in progress complete), and the shipped Grafana
+dashboard only naming metrics the proxy exposes.
+
+Every peer is started here and stopped by pid; every load is bounded in calls and in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from .ops_support import (
+    Prometheus, ctl, ctl_json, metrics_text, sipp_final_stats, sipp_int, uac_background, wait_until,
+)
+from .support import ROOT, ProxyProcess, free_port
+
+pytestmark = [pytest.mark.e2e]
+
+FAST_TIMERS = """
+[timers]
+T1 = 100
+fr_timeout = 2
+fr_inv_timeout = 5
+wt_timer = 1
+"""
+
+
+def _proxy_toml(tmp: Path, *, workers: int = 1, metrics_port: int | None = None, extra: str = "",
+                tables: str = "") -> str:
+    """Top-level keys then tables (TOML: a key after a table header belongs to the table)."""
+    text = f"workers = {workers}\n" + extra
+    text += f'[control]\nsocket = "{tmp / "ctl.sock"}"\n'
+    if metrics_port is not None:
+        text += f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+    return text + FAST_TIMERS + tables
+
+
+def _proxy_detail(proxy: ProxyProcess, sipp) -> str:
+    return f"{sipp.logs()}\n==== proxy\n{proxy.log()[-6000:]}"
+
+
+# ---------------------------------------------------------------------------- 1. Prometheus
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prometheus_counters_match_sipp(tmp_path, sipp, workers):
+    """200 calls at 50/s (SIPp uac_call.xml -> proxy -> SIPp uas_call.xml) while a real
+    Prometheus scrapes the proxy every second; after SIPp finished and one more scrape, the
+    counters Prometheus stored equal what SIPp counted, exactly."""
+    calls = 200
+    metrics_port = free_port()
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, workers=workers, metrics_port=metrics_port),
+                         "INFO", transports=("udp",))
+    prom = None
+    try:
+        prom = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}")
+        # One scrape before the calls: the series exist with their zero values.
+        prom.wait_for_scrape_after(time.time())
+        assert prom.value("proxyapp_up") == 1
+        assert prom.value("proxyapp_core_rcv_requests_total") == 0
+        uas_port = free_port()
+        uas = sipp.uas("uas_call.xml", uas_port, calls=calls, extra=["-trace_stat", "-stf", str(tmp_path / "uas-stat.csv"), "-fd", "1"])
+        uac, uac_stat = uac_background(sipp, "uac_call.xml", proxy.port, f"127.0.0.1:{uas_port}", calls=calls, rate=50)
+        uac_rc = sipp.wait(uac, 60)
+        uas_rc = sipp.wait(uas, 30)
+        detail = _proxy_detail(proxy, sipp)
+        assert uac_rc == 0 and uas_rc == 0, f"uac rc={uac_rc} uas rc={uas_rc}\n{detail}"
+        st = sipp_final_stats(uac_stat)
+        ust = sipp_final_stats(tmp_path / "uas-stat.csv")
+        ok = sipp_int(st, "SuccessfulCall(C)")
+        assert ok == calls and sipp_int(st, "FailedCall(C)") == 0, st
+        uac_retrans = sipp_int(st, "Retransmissions(C)")
+        uas_retrans = sipp_int(ust, "Retransmissions(C)")
+        # The transactions end (wt_timer 1 s; Timer H/L are 64*T1 = 6.4 s for an INVITE answered
+        # 2xx on UDP... wait for the proxy to be idle), then one more scrape.
+        sock = tmp_path / "ctl.sock"
+        wait_until(lambda: ctl_json(sock, "stats", "tm")["tm"]["inuse_transactions"] == 0, 20, "no transaction in use")
+        prom.wait_for_scrape_after(time.time())
+
+        def v(name: str) -> float:
+            return prom.value(name)
+
+        got = {
+            name: v(name) for name in (
+                "proxyapp_up",
+                "proxyapp_core_rcv_requests_total", "proxyapp_core_rcv_replies_total",
+                "proxyapp_core_fwd_requests_total", "proxyapp_core_fwd_replies_total",
+                "proxyapp_core_retransmissions_total",
+                "proxyapp_core_drop_requests_total", "proxyapp_core_drop_replies_total",
+                "proxyapp_core_err_requests_total", "proxyapp_core_bad_msg_hdr_total",
+                "proxyapp_tm_uas_transactions_total", "proxyapp_tm_uac_transactions_total",
+                "proxyapp_tm_2xx_transactions_total", "proxyapp_tm_3xx_transactions_total",
+                "proxyapp_tm_4xx_transactions_total", "proxyapp_tm_5xx_transactions_total",
+                "proxyapp_tm_6xx_transactions_total", "proxyapp_tm_inuse_transactions",
+                "proxyapp_tm_local_replies_total", "proxyapp_tm_relayed_replies_total",
+                "proxyapp_sl_sent_replies_total",
+                "proxyapp_dialog_processed_dialogs_total", "proxyapp_dialog_active_dialogs",
+            )
+        }
+        # What SIPp sent: per call INVITE, ACK, BYE (+ the caller's retransmissions of INVITE or
+        # BYE, which the proxy counts as received and absorbs); per call the callee answered 180,
+        # 200 (INVITE), 200 (BYE) (+ its retransmissions of the 200).
+        expected = {
+            "proxyapp_up": 1,
+            "proxyapp_core_rcv_requests_total": 3 * ok + uac_retrans,
+            "proxyapp_core_rcv_replies_total": 3 * ok + uas_retrans,
+            # INVITE and BYE statefully, the 2xx ACK statelessly (by its Route).
+            "proxyapp_core_fwd_requests_total": 3 * ok,
+            "proxyapp_core_retransmissions_total": uac_retrans,
+            "proxyapp_core_drop_requests_total": 0, "proxyapp_core_drop_replies_total": 0,
+            "proxyapp_core_err_requests_total": 0, "proxyapp_core_bad_msg_hdr_total": 0,
+            "proxyapp_tm_uas_transactions_total": 2 * ok, "proxyapp_tm_uac_transactions_total": 2 * ok,
+            "proxyapp_tm_2xx_transactions_total": 2 * ok,  # the INVITE's 200 and the BYE's 200
+            "proxyapp_tm_3xx_transactions_total": 0, "proxyapp_tm_4xx_transactions_total": 0,
+            "proxyapp_tm_5xx_transactions_total": 0, "proxyapp_tm_6xx_transactions_total": 0,
+            "proxyapp_tm_inuse_transactions": 0,
+            "proxyapp_tm_local_replies_total": 0,
+            "proxyapp_sl_sent_replies_total": 0,
+            "proxyapp_dialog_processed_dialogs_total": ok, "proxyapp_dialog_active_dialogs": 0,
+        }
+        # Relayed: 180 + 200 per INVITE, 200 per BYE; a retransmitted 2xx of the INVITE is relayed
+        # again (RFC 3261 §16.7 step 5), a retransmitted BYE 200 is absorbed.
+        got_relayed = got.pop("proxyapp_tm_relayed_replies_total")
+        got_fwd_replies = got.pop("proxyapp_core_fwd_replies_total")
+        assert {k: got[k] for k in expected} == expected, f"{got}\nuac {st}\nuas {ust}\n{proxy.log()[-3000:]}"
+        assert 3 * ok <= got_relayed <= 3 * ok + uas_retrans, (got_relayed, uas_retrans)
+        assert got_fwd_replies == got_relayed
+        if uas_retrans == 0:
+            assert got_relayed == 3 * ok
+        # Prometheus' view equals the proxy's own (ctl stats) at the same quiet moment.
+        snap = ctl_json(sock, "stats")
+        assert snap["dialog"]["processed_dialogs"] == ok
+        assert snap["tm"]["2xx_transactions"] == 2 * ok
+        assert snap["core"]["rcv_requests"] == 3 * ok + uac_retrans
+        # The rate over the run is what a dashboard shows: positive while calls were made.
+        assert prom.value("max_over_time(proxyapp_dialog_active_dialogs[2m])") >= 1
+        assert "Traceback" not in proxy.log(), proxy.log()[-4000:]
+    finally:
+        if prom is not None:
+            prom.stop()
+        proxy.stop()
+
+
+# ---------------------------------------------------------------------------- 2. ctl
+
+
+def _no_proxy_message(path: Path) -> str:
+    return (f"proxyapp ctl: no proxyapp listens on {path} (No such file or directory): "
+            "is proxyapp running, with this control socket?\n")
+
+
+ZERO_TM = """tm:UAS_transactions = 0
+tm:UAC_transactions = 0
+tm:inuse_transactions = 0
+tm:2xx_transactions = 0
+tm:3xx_transactions = 0
+tm:4xx_transactions = 0
+tm:5xx_transactions = 0
+tm:6xx_transactions = 0
+tm:local_replies = 0
+tm:relayed_replies = 0
+"""
+ZERO_SL = """sl:1xx_replies = 0
+sl:2xx_replies = 0
+sl:3xx_replies = 0
+sl:4xx_replies = 0
+sl:5xx_replies = 0
+sl:6xx_replies = 0
+sl:sent_replies = 0
+"""
+ZERO_CORE = """core:rcv_requests = 0
+core:rcv_replies = 0
+core:fwd_requests = 0
+core:fwd_replies = 0
+core:drop_requests = 0
+core:drop_replies = 0
+core:err_requests = 0
+core:bad_msg_hdr = 0
+core:retransmissions = 0
+core:absorbed_acks = 0
+core:keepalives = 0
+core:draining_rejects = 0
+"""
+ACC_STATS = ("written", "spooled", "replayed", "failed", "lost", "queued", "spool_pending", "spool_oldest_age_s")
+
+
+@pytest.mark.timeout(120)
+def test_ctl_every_command(tmp_path, sipp):
+    sock = tmp_path / "ctl.sock"
+    cfg_path = tmp_path / "proxy.toml"
+    # Nobody listens yet: exit 1 with the reason (the socket path, and what to check).
+    res = ctl(sock, "ping")
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", _no_proxy_message(sock))
+
+    db = tmp_path / "acc.db"
+    acc = f'[acc]\ndb_url = "{db}"\nspool_dir = "{tmp_path / "spool"}"\n'
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, extra="max_message_size = 65535\n", tables=acc),
+                         "INFO", transports=("udp",))
+    try:
+        # The socket: a UNIX socket only its owner may open.
+        mode = os.lstat(sock).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
+
+        # ping: text is the JSON answer on one line; -c CONFIG finds the socket in the config.
+        res = ctl(sock, "ping")
+        assert (res.returncode, res.stdout, res.stderr) == (0, json.dumps({"pid": proxy.proc.pid, "worker": None}) + "\n", "")
+        res = ctl(None, "-c", str(cfg_path), "--json", "ping")
+        assert res.returncode == 0 and json.loads(res.stdout) == {"pid": proxy.proc.pid, "worker": None}, res
+
+        # stats before any traffic: every counter 0, text pinned line by line.
+        for group, text in (("tm", ZERO_TM), ("sl", ZERO_SL), ("core", ZERO_CORE),
+                            ("dialog", "dialog:active_dialogs = 0\ndialog:processed_dialogs = 0\ndialog:draining = 0\n"),
+                            ("usrloc", "usrloc:registered_aors = 0\nusrloc:registered_contacts = 0\n"),
+                            ("workers", "workers:handed_off = 0\nworkers:taken_over = 0\n")):
+            res = ctl(sock, "stats", group)
+            assert (res.returncode, res.stdout, res.stderr) == (0, text, ""), (group, res)
+        res = ctl(sock, "stats")
+        assert res.returncode == 0, res
+        lines = res.stdout.splitlines()
+        # All groups, in order, as group:name = value (acc: group:backend:name).
+        assert [ln.split(":")[0] for ln in lines] == sorted(
+            [ln.split(":")[0] for ln in lines],
+            key=["core", "tm", "sl", "dialog", "acc", "usrloc", "workers", "process"].index)
+        assert set(ln.split(":")[0] for ln in lines) == {"core", "tm", "sl", "dialog", "acc", "usrloc", "workers", "process"}
+        assert res.stdout.startswith(ZERO_CORE + ZERO_TM + ZERO_SL), res.stdout
+        assert all(re.fullmatch(r"[a-z]+(:[A-Za-z0-9_]+)+ = -?[0-9.]+", ln) for ln in lines), res.stdout
+        for backend in ("log", "db"):
+            for s in ACC_STATS:
+                assert f"acc:{backend}:{s} = 0" in lines or f"acc:{backend}:{s} = 0.0" in lines, (backend, s, res.stdout)
+        snap = ctl_json(sock, "stats")
+        assert list(snap) == ["core", "tm", "sl", "dialog", "acc", "usrloc", "workers", "process"]
+        assert set(snap["process"]) == {"rss_bytes", "open_fds", "uptime_s", "loop_lag_s", "loop_lag_max_s", "reloads"}
+        assert snap["process"]["rss_bytes"] > 10_000_000 and snap["process"]["open_fds"] > 3
+        assert snap["process"]["reloads"] == 0
+        assert ctl_json(sock, "stats", "dialog") == {"dialog": {"active_dialogs": 0, "processed_dialogs": 0, "draining": 0}}
+        res = ctl(sock, "stats", "nosuch")
+        assert (res.returncode, res.stdout, res.stderr) == (1, "", "proxyapp ctl: stats: unknown statistics group 'nosuch' "
+                                                            "(groups: core, tm, sl, dialog, acc, usrloc, workers, process)\n")
+
+        # ul after a real REGISTER (SIPp): show, show AOR, rm of an unknown contact, rm.
+        reg = sipp.uac("uac_register.xml", proxy.port, "unused", extra=["-s", "alice"])
+        assert reg.returncode == 0, reg.stdout.decode(errors="replace") + sipp.logs() + proxy.log()
+        aor = f"sip:alice@127.0.0.1:{proxy.port}"
+        shown = ctl_json(sock, "ul", "show")
+        assert list(shown) == [aor], shown
+        (b,) = shown[aor]
+        contact = b["contact"]
+        src_port = re.fullmatch(r"sip:alice@127\.0\.0\.1:(\d+)", contact).group(1)
+        assert 290 <= b.pop("expires_in_s") <= 300
+        assert b == {"contact": contact, "q": None, "source": f"udp:127.0.0.1:{src_port}", "user_agent": "proxyapp-ops-test",
+                     "instance": None, "reg_id": None, "node": f"sip:127.0.0.1:{proxy.port}", "path": []}
+        one = ctl_json(sock, "ul", "show", aor)
+        assert list(one) == [aor] and len(one[aor]) == 1 and 290 <= one[aor][0].pop("expires_in_s") <= 300
+        assert one == shown, one
+        res = ctl(sock, "ul", "show")
+        assert res.returncode == 0 and re.fullmatch(
+            rf"{re.escape(aor)}: 1 contact\(s\)\n  {re.escape(contact)} expires in (29\d|300) s from udp:127\.0\.0\.1:{src_port} "
+            r"\(proxyapp-ops-test\)\n", res.stdout), res.stdout
+        assert ctl_json(sock, "stats", "usrloc") == {"usrloc": {"registered_aors": 1, "registered_contacts": 1}}
+        res = ctl(sock, "ul", "rm", aor, "sip:nobody@192.0.2.1")
+        assert (res.returncode, res.stderr) == (1, f"proxyapp ctl: ul: nothing removed: no binding {aor} sip:nobody@192.0.2.1\n")
+        res = ctl(sock, "ul", "rm", aor, contact)
+        assert (res.returncode, res.stdout, res.stderr) == (0, "removed 1 binding(s)\n", "")
+        res = ctl(sock, "ul", "show")
+        assert (res.returncode, res.stdout) == (0, "no registrations\n")
+        assert ctl_json(sock, "ul", "show") == {}
+        res = ctl(sock, "ul", "show", aor)
+        assert (res.returncode, res.stderr) == (1, f"proxyapp ctl: ul: AOR {aor} has no live binding\n")
+        res = ctl(sock, "ul", "rm", aor)
+        assert (res.returncode, res.stderr) == (1, f"proxyapp ctl: ul: nothing removed: no binding {aor}\n")
+        res = ctl(sock, "ul", "frob")
+        assert (res.returncode, res.stderr) == (1, "proxyapp ctl: ul: usage: ul show [AOR] | ul rm AOR [CONTACT]\n")
+
+        # log-level: the running proxy's level changes (DEBUG lines appear for the next message).
+        res = ctl(sock, "log-level", "debug")
+        assert (res.returncode, res.stdout) == (0, "log level DEBUG (was INFO)\n"), res
+        assert ctl_json(sock, "log-level", "DEBUG") == {"log_level": "DEBUG", "was": "DEBUG"}
+        res = ctl(sock, "log-level", "bogus")
+        assert (res.returncode, res.stderr) == (1, "proxyapp ctl: log-level: unknown level 'BOGUS' "
+                                                "(levels: TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL)\n")
+
+        # dialogs and transactions during calls held 4 s (3 calls).
+        uas_port = free_port()
+        uas = sipp.uas("uas_call.xml", uas_port, calls=3)
+        uac, uac_stat = uac_background(sipp, "uac_call_hold.xml", proxy.port, f"127.0.0.1:{uas_port}", calls=3, rate=10,
+                                       extra=["-d", "4000"])
+        dlg = wait_until(lambda: (d := ctl_json(sock, "dialogs"))["count"] == 3 and d, 10, "3 confirmed dialogs")
+        assert len(dlg["dialogs"]) == 3
+        for d in dlg["dialogs"]:
+            assert re.fullmatch(r"\d+-\d+@127\.0\.0\.1", d["call_id"]), d
+            assert 0 <= d["duration_s"] < 4 and abs(d["start"] + d["duration_s"] - time.time()) < 2, d
+        res = ctl(sock, "dialogs")
+        assert res.returncode == 0 and re.fullmatch(r"3 dialogs\n(  \d+-\d+@127\.0\.0\.1  \d\.\d s\n){3}", res.stdout), res.stdout
+        tx = ctl_json(sock, "transactions")
+        # Each answered INVITE keeps its server and its client transaction (Accepted, RFC 6026).
+        assert tx["count"] == len(tx["transactions"]) == 6, tx
+        assert sorted((t["kind"], t["method"], t["state"]) for t in tx["transactions"]) == \
+            [("client", "INVITE", "Accepted")] * 3 + [("server", "INVITE", "Accepted")] * 3, tx
+        for t in tx["transactions"]:
+            assert t["branch"].startswith("z9hG4bK"), t
+            assert t["peer"] == (f"udp:127.0.0.1:{uas_port}" if t["kind"] == "client" else t["peer"]), t
+        res = ctl(sock, "transactions")
+        assert res.returncode == 0 and re.fullmatch(
+            r"6 transactions\n(  (server|client) INVITE    Accepted    udp:127\.0\.0\.1:\d+  z9hG4bK\S+\n){6}", res.stdout), res.stdout
+        assert ctl_json(sock, "stats", "dialog")["dialog"] == {"active_dialogs": 3, "processed_dialogs": 3, "draining": 0}
+        assert sipp.wait(uac, 30) == 0 and sipp.wait(uas, 30) == 0, _proxy_detail(proxy, sipp)
+        assert "call-id=" in proxy.log()  # the DEBUG lines of the running proxy
+        res = ctl(sock, "log-level", "INFO")
+        assert (res.returncode, res.stdout) == (0, "log level INFO (was DEBUG)\n"), res
+        assert ctl(sock, "dialogs").stdout == "0 dialogs\n"
+        assert ctl_json(sock, "dialogs") == {"count": 0, "dialogs": []}
+
+        # acc status: SQLite accounting wrote the 3 CDRs (log and db backends).
+        def written() -> dict:
+            st = ctl_json(sock, "acc", "status")
+            return st if st["backends"]["db"]["written"] == 3 and st["backends"]["log"]["written"] == 3 else {}
+        st = wait_until(written, 15, "3 CDRs written")
+        assert st["enabled"] is True and st["engine"], st
+        for backend in ("log", "db"):
+            assert st["backends"][backend] == {"written": 3, "spooled": 0, "replayed": 0, "failed": 0, "lost": 0,
+                                               "queued": 0, "spool_pending": 0, "spool_oldest_age_s": 0.0}, st
+        res = ctl(sock, "acc", "status")
+        assert res.returncode == 0
+        for backend in ("log", "db"):
+            assert (f"{backend}:written = 3\n{backend}:spooled = 0\n{backend}:replayed = 0\n{backend}:failed = 0\n"
+                    f"{backend}:lost = 0\n{backend}:queued = 0\n{backend}:spool_pending = 0\n"
+                    f"{backend}:spool_oldest_age_s = 0.0\n") in res.stdout, res.stdout
+        res = ctl(sock, "acc")
+        assert (res.returncode, res.stderr) == (1, "proxyapp ctl: acc: usage: acc status\n")
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT count(*), count(DISTINCT callid) FROM acc").fetchone() == (3, 3)
+
+        # reload: text, JSON, and a changed restart-only key reported as not applied.
+        res = ctl(sock, "reload")
+        assert (res.returncode, res.stdout) == (0, "reloaded: script built-in default (reload #1)\n"), res
+        assert ctl_json(sock, "reload") == {"script": "built-in default", "restart_needed": [], "reloads": 2}
+        cfg_path.write_text(cfg_path.read_text().replace("max_message_size = 65535", "max_message_size = 60000"))
+        res = ctl(sock, "reload")
+        assert (res.returncode, res.stdout) == (0, "reloaded: script built-in default (reload #3)\n"
+                                                   "  not applied, they need a restart: max_message_size\n"), res
+        assert ctl_json(sock, "stats", "process")["process"]["reloads"] == 3
+
+        # Usage errors exit 2 (argparse).
+        res = ctl(sock, "frobnicate")
+        assert res.returncode == 2 and "invalid choice: 'frobnicate'" in res.stderr
+        assert "Traceback" not in proxy.log(), proxy.log()[-4000:]
+    finally:
+        proxy.stop()
+    # Stopped: the socket file is gone and ctl says nobody is there.
+    assert not sock.exists()
+    res = ctl(sock, "stats")
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", _no_proxy_message(sock))
+    res = ctl(None, "-c", str(cfg_path), "stats")
+    assert (res.returncode, res.stderr) == (1, _no_proxy_message(sock))
