@@ -365,3 +365,300 @@ def test_ctl_every_command(tmp_path, sipp):
     assert (res.returncode, res.stdout, res.stderr) == (1, "", _no_proxy_message(sock))
     res = ctl(None, "-c", str(cfg_path), "stats")
     assert (res.returncode, res.stderr) == (1, _no_proxy_message(sock))
+
+
+# ---------------------------------------------------------------------------- 3. reload under load
+
+
+def _script(version: str) -> str:
+    """The built-in script, marking the initial INVITEs it relays with X-Script: VERSION."""
+    src = (ROOT / "src" / "proxyapp" / "default_script.py").read_text()
+    marker = "    ctx.t_on_failure(failure_route)\n"
+    assert src.count(marker) == 1
+    return src.replace(marker, f'    if ctx.is_method("INVITE"):\n        ctx.append_hf("X-Script: {version}\\r\\n")\n' + marker)
+
+
+def _invites_by_version(messages_log: Path) -> list[str]:
+    """The X-Script value of each INVITE SIPp (the callee) received, in arrival order."""
+    out = []
+    for block in messages_log.read_text(errors="replace").split("----------------------------------------------- ")[1:]:
+        head, _, msg = block.partition("\n\n")
+        if "message received" not in head or not msg.startswith("INVITE "):
+            continue
+        m = re.search(r"^X-Script: (\S+)\r?$", msg, re.M)
+        out.append(m.group(1) if m else "none")
+    return out
+
+
+def _reloads(sock: Path) -> int:
+    return ctl_json(sock, "stats", "process")["process"]["reloads"]
+
+
+@pytest.mark.timeout(150)
+def test_reloads_under_load_drop_no_call_and_lose_no_cdr(tmp_path, sipp):
+    """600 calls at 30/s held 1 s, SQLite CDRs; meanwhile 10 reloads, 5 by ctl reload and 5 by
+    SIGHUP: one after a syntax error was written into the script (refused, with the reason; the
+    running script keeps routing), one after the script changed (X-Script: v1 -> v2, seen by the
+    callee on the calls that started after it). No call fails; after a graceful stop the database
+    holds exactly one CDR per call, for every Call-ID SIPp made."""
+    calls, rate = 600, 30
+    sock = tmp_path / "ctl.sock"
+    script = tmp_path / "script.py"
+    script.write_text(_script("v1"))
+    db = tmp_path / "acc.db"
+    tables = f'[acc]\ndb_url = "{db}"\nspool_dir = "{tmp_path / "spool"}"\n'
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, extra=f'script = "{script}"\n', tables=tables),
+                         "INFO", transports=("udp",))
+    try:
+        uas_port = free_port()
+        uas = sipp.uas("uas_call.xml", uas_port, calls=calls)
+        uac, uac_stat = uac_background(sipp, "uac_call_hold.xml", proxy.port, f"127.0.0.1:{uas_port}",
+                                       calls=calls, rate=rate, extra=["-d", "1000"], timeout=60)
+        t0 = time.monotonic()
+        done = 0  # successful reloads
+        broken_reason = ""
+        for i in range(10):
+            # Spread over the ~20 s of calls.
+            while time.monotonic() < t0 + 1.5 + i * 1.7:
+                assert uac.poll() is None, f"SIPp ended early\n{_proxy_detail(proxy, sipp)}"
+                time.sleep(0.05)
+            if i == 4:
+                script.write_text(_script("v1") + "\ndef broken(:\n    pass\n")
+            elif i == 5:
+                script.write_text(_script("v1"))
+            elif i == 6:
+                script.write_text(_script("v2"))
+            if i % 2 == 0:
+                res = ctl(sock, "reload")
+                if i == 4:
+                    assert res.returncode == 1 and res.stdout == "", res
+                    broken_reason = res.stderr
+                    continue
+                assert res.returncode == 0, res
+                done += 1
+                assert res.stdout == f"reloaded: script {script} (reload #{done})\n", res
+            else:
+                os.kill(proxy.proc.pid, signal.SIGHUP)
+                done += 1
+                wait_until(lambda: _reloads(sock) == done, 10, f"SIGHUP reload #{done}")
+        assert re.fullmatch(
+            rf"proxyapp ctl: reload: reload failed, nothing changed: script {re.escape(str(script))}: "
+            r"SyntaxError: .*\n", broken_reason), broken_reason
+        assert re.search(r"ERROR +reload failed, keeping the running script and configuration: script .*SyntaxError",
+                         proxy.log()), proxy.log()[-3000:]
+        assert uac.poll() is None, "the reloads must happen while SIPp calls"
+        uac_rc = sipp.wait(uac, 60)
+        uas_rc = sipp.wait(uas, 30)
+        st = sipp_final_stats(uac_stat)
+        assert (uac_rc, uas_rc, sipp_int(st, "SuccessfulCall(C)"), sipp_int(st, "FailedCall(C)")) == (0, 0, calls, 0), \
+            f"{st}\n{_proxy_detail(proxy, sipp)}"
+        assert _reloads(sock) == 9
+        # The callee saw v1 until the v2 reload, v2 after it: every INVITE marked, one switch.
+        (messages,) = tmp_path.glob(f"uas_call_{uas.pid}_messages.log")
+        versions = _invites_by_version(messages)
+        assert len(versions) == calls, len(versions)
+        switch = versions.index("v2")
+        assert switch > 0 and versions == ["v1"] * switch + ["v2"] * (calls - switch), versions
+        # A graceful stop flushes accounting.
+        stopped_at = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert proxy.proc.wait(20) == 0, proxy.log()[-3000:]
+        assert time.monotonic() - stopped_at < 15
+    finally:
+        proxy.stop()
+    assert "Traceback" not in proxy.log(), proxy.log()[-4000:]
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT callid, count(*) FROM acc GROUP BY callid").fetchall()
+        missed = conn.execute("SELECT count(*) FROM missed_calls").fetchone()[0]
+    assert missed == 0
+    assert all(n == 1 for _, n in rows), [r for r in rows if r[1] != 1]
+    assert {cid for cid, _ in rows} == {f"{i}-{uac.pid}@127.0.0.1" for i in range(1, calls + 1)}
+
+
+# ---------------------------------------------------------------------------- 4. graceful stop
+
+
+def _raw_invite(proxy_port: int, callee_port: int) -> bytes:
+    """One INVITE from a plain UDP socket; returns the first final response (bounded wait)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(3)
+        port = s.getsockname()[1]
+        msg = (
+            f"INVITE sip:late@127.0.0.1:{callee_port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKlate{port};rport\r\n"
+            f"From: <sip:late@127.0.0.1:{port}>;tag=late{port}\r\n"
+            f"To: <sip:late@127.0.0.1:{callee_port}>\r\n"
+            f"Call-ID: late-{port}@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:late@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        s.sendto(msg, ("127.0.0.1", proxy_port))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            data = s.recv(65535)
+            status = int(data.split(b" ", 2)[1])
+            if status >= 200:
+                return data
+    raise AssertionError("no final response to the INVITE sent while stopping")
+
+
+@pytest.mark.timeout(90)
+def test_graceful_stop_refuses_new_calls_and_finishes_calls_in_progress(tmp_path, sipp):
+    """4 calls ringing (the callee answers after 2 s) when SIGTERM arrives: an INVITE sent after
+    it gets 503 with Retry-After; the 4 calls still get their 200; the proxy exits 0 once they
+    are answered, within stop_timeout (6 s) plus a margin."""
+    stop_timeout = 6
+    sock = tmp_path / "ctl.sock"
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, extra=f"stop_timeout = {stop_timeout}\n"),
+                         "INFO", transports=("udp",))
+    try:
+        uas_port = free_port()
+        uas = sipp.uas("uas_call_delayed.xml", uas_port, calls=4)
+        uac, uac_stat = uac_background(sipp, "uac_call_answered.xml", proxy.port, f"127.0.0.1:{uas_port}",
+                                       calls=4, rate=10, timeout=20)
+
+        def ringing() -> bool:
+            tx = ctl_json(sock, "transactions")["transactions"]
+            return sum(1 for t in tx if t["kind"] == "server" and t["method"] == "INVITE" and t["state"] == "Proceeding") == 4
+        wait_until(ringing, 5, "4 INVITEs ringing")
+        signalled = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping: new calls get 503; waiting up to 6.0 s for 4 transactions" in proxy.log(), 3,
+                   "the drain to start")
+        assert ctl_json(sock, "stats", "dialog")["dialog"]["draining"] == 1
+        reply = _raw_invite(proxy.port, uas_port).decode()
+        assert reply.startswith("SIP/2.0 503 Service Unavailable\r\n"), reply
+        assert re.search(r"^Retry-After: 5\r$", reply, re.M), reply
+        assert ctl_json(sock, "stats", "core")["core"]["draining_rejects"] == 1
+        assert time.monotonic() - signalled < 2, "the calls must still be in progress when the late INVITE comes"
+        assert proxy.proc.poll() is None
+        rc = proxy.proc.wait(stop_timeout + 5)
+        took = time.monotonic() - signalled
+        assert rc == 0, proxy.log()[-3000:]
+        assert 1.0 < took < stop_timeout + 3, took  # waited for the 200s, not for stop_timeout
+        uac_rc = sipp.wait(uac, 20)
+        st = sipp_final_stats(uac_stat)
+        assert (uac_rc, sipp_int(st, "SuccessfulCall(C)"), sipp_int(st, "FailedCall(C)")) == (0, 4, 0), \
+            f"{st}\n{_proxy_detail(proxy, sipp)}"
+        sipp.wait(uas, 10)
+        log = proxy.log()
+        assert "still waiting for a final response" not in log, log[-3000:]
+        assert "Traceback" not in log, log[-4000:]
+    finally:
+        proxy.stop()
+
+
+# ---------------------------------------------------------------------------- 5. Grafana dashboard
+
+DASHBOARD = ROOT / "examples" / "grafana-dashboard.json"
+METRIC = re.compile(r"\bproxyapp_[a-z0-9_]+")
+VARIABLES = {"$__rate_interval": "1m", "$job": ".*", "$instance": ".*", "$backend": ".*"}
+
+
+def _dashboard_exprs(dash: dict) -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every target, rows' nested panels included."""
+    out = []
+
+    def walk(panels: list) -> None:
+        for p in panels:
+            walk(p.get("panels", []))
+            for t in p.get("targets", []):
+                out.append((p["title"], t["expr"]))
+    walk(dash["panels"])
+    return out
+
+
+def _exposed_names(text: str) -> set[str]:
+    """Sample names of a Prometheus text exposition."""
+    return {m.group(0) for ln in text.splitlines() if ln and not ln.startswith("#")
+            for m in [re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", ln)] if m}
+
+
+@pytest.mark.timeout(90)
+def test_grafana_dashboard_names_only_exposed_metrics(tmp_path, sipp):
+    """examples/grafana-dashboard.json: a Prometheus datasource variable, the panels an operator
+    needs, and every expression names only metrics a running proxy (with SQLite accounting)
+    exposes on /metrics; each one, evaluated by a real Prometheus scraping that proxy, returns
+    data."""
+    dash = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    titles = set()
+    for p in dash["panels"]:
+        titles.add(p["title"])
+        if p["type"] != "row":
+            assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+            assert p["targets"] and all(t["datasource"]["uid"] == "${datasource}" for t in p["targets"]), p["title"]
+    assert {"Call rate", "Active dialogs", "Transactions in use", "Transactions by final class", "Stateless replies by class",
+            "Drops and errors", "Records written", "Queued", "Spooled", "Oldest spooled record", "Registrations (usrloc)",
+            "Resident memory", "Open file descriptors", "Event loop lag"} <= titles, titles
+    exprs = _dashboard_exprs(dash)
+    queries = [(f"variable {v['name']}", v["definition"]) for v in variables.values() if v["type"] == "query"]
+    used = {m for _, e in exprs + queries for m in METRIC.findall(e)}
+    # The panels cover what the issue asks for.
+    for name in ("proxyapp_tm_2xx_transactions_total", "proxyapp_dialog_processed_dialogs_total", "proxyapp_dialog_active_dialogs",
+                 "proxyapp_tm_inuse_transactions", "proxyapp_core_drop_requests_total", "proxyapp_core_err_requests_total",
+                 "proxyapp_acc_written_total", "proxyapp_acc_queued", "proxyapp_acc_spooled_total",
+                 "proxyapp_acc_spool_oldest_age_s", "proxyapp_usrloc_registered_contacts", "proxyapp_process_rss_bytes",
+                 "proxyapp_process_open_fds", "proxyapp_process_loop_lag_s"):
+        assert name in used, name
+
+    metrics_port = free_port()
+    acc = f'[acc]\ndb_url = "{tmp_path / "acc.db"}"\nspool_dir = "{tmp_path / "spool"}"\n'
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, metrics_port=metrics_port, tables=acc), "INFO",
+                         transports=("udp",))
+    prom = None
+    try:
+        # The accounting engine's process reports its backends' counters shortly after start;
+        # the per-backend families appear then (with the backend label the panels group by).
+        def with_backends() -> str:
+            t = metrics_text(metrics_port)
+            return t if re.search(r'^proxyapp_acc_written_total\{backend="db"\} ', t, re.M) else ""
+        text = wait_until(with_backends, 15, "the accounting backends' metrics", 0.2)
+        exposed = _exposed_names(text)
+        missing = sorted(used - exposed)
+        assert not missing, f"the dashboard names metrics the proxy does not expose: {missing}\nexposed: {sorted(exposed)}"
+        prom = Prometheus(tmp_path, f"127.0.0.1:{metrics_port}")
+        prom.wait_for_scrape_after(time.time())
+        prom.wait_for_scrape_after(time.time() + 0.5)  # two samples: rate() has something to work on
+        for title, expr in exprs:
+            for var, value in VARIABLES.items():
+                expr = expr.replace(var, value)
+            assert "$" not in expr, (title, expr)
+            assert prom.query(expr), f"{title}: {expr} returned nothing"
+        for title, q in queries:
+            inner = re.fullmatch(r"label_values\((.*), (\w+)\)", q)
+            assert inner, q
+            selector = inner.group(1)
+            for var, value in VARIABLES.items():
+                selector = selector.replace(var, value)
+            assert prom.api("series", **{"match[]": selector}), (title, selector)
+    finally:
+        if prom is not None:
+            prom.stop()
+        proxy.stop()
+
+
+@pytest.mark.timeout(60)
+def test_metric_types_levels_are_gauges(tmp_path):
+    """Levels are gauges, counts are counters (Prometheus: rate() of a level is meaningless, and
+    a level exposed as *_total looks like a count). The accounting engine's process reports
+    events_buffered (events waiting in memory for the child) and bytes_in_pipe_buffer (bytes
+    waiting in the pipe): both are levels that go down again."""
+    metrics_port = free_port()
+    acc = f'[acc]\ndb_url = "{tmp_path / "acc.db"}"\nspool_dir = "{tmp_path / "spool"}"\n'
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, metrics_port=metrics_port, tables=acc), "INFO",
+                         transports=("udp",))
+    try:
+        text = metrics_text(metrics_port)
+    finally:
+        proxy.stop()
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    levels = {"proxyapp_acc_events_buffered", "proxyapp_acc_bytes_in_pipe_buffer", "proxyapp_tm_inuse_transactions",
+              "proxyapp_dialog_active_dialogs", "proxyapp_dialog_draining", "proxyapp_process_rss_bytes",
+              "proxyapp_process_open_fds", "proxyapp_process_loop_lag_s", "proxyapp_usrloc_registered_contacts"}
+    wrong = {name: types.get(name, "absent") for name in levels if types.get(name) != "gauge"}
+    assert not wrong, f"levels not exposed as gauges: {wrong}\n{text}"
+    # Every counter is named *_total (prometheus-client writes the suffix in # TYPE too); no gauge is.
+    assert {name for name, kind in types.items() if kind == "counter"} == {name for name in types if name.endswith("_total")}
+    assert set(types.values()) == {"counter", "gauge"}
