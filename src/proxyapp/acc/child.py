@@ -12,6 +12,7 @@ import asyncio
 import gc
 import marshal
 import os
+import signal
 import struct
 import sys
 from pathlib import Path
@@ -73,6 +74,39 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD0, *gc.get_threshold()[1:])
 
 
+# The signals that stop a service: systemd's KillMode=control-group sends SIGTERM to every process
+# of the unit at once, and Ctrl-C sends SIGINT to the whole foreground process group. A child must
+# not die of them while its parent is alive: its parent is stopping too, and closes the child's
+# stdin once it has handed over its last work (which the child then finishes). A helper that got
+# one exits anyway HELPER_STOP_WAIT_S later, in case its parent hangs: that is longer than the
+# accounting process waits for the proxy (process.STOP_WAIT_S) plus its engine's close.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+HELPER_STOP_WAIT_S = 120
+
+
+def unblock_stop_signals() -> None:
+    """Deliver the stop signals again: ChildProcess.start spawns a child with them blocked, so one
+    that arrives while the child's interpreter starts waits until its handlers are in place."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def outlive_stop_signals(bound_s: int = HELPER_STOP_WAIT_S) -> None:
+    """For the synchronous helpers (the SQLite writer, the journal helper): SIGTERM and SIGINT no
+    longer kill this process; the first one arms SIGALRM (whose default action ends the process)
+    bound_s seconds later. Until then the helper serves its parent, which closes its stdin when it
+    is done. Their work is transactional (a COMMIT, a rename), so ending at any point is safe: the
+    parent spools an unanswered batch, or does the journal work itself."""
+
+    def on_stop(signum: int, frame: Any) -> None:
+        if signal.getitimer(signal.ITIMER_REAL)[0] == 0.0:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, float(bound_s))
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_stop)
+    unblock_stop_signals()
+
+
 class ChildProcess:
     """One child at a time: started on demand, replaced after kill()."""
 
@@ -89,10 +123,18 @@ class ChildProcess:
             return self.proc
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, *self.args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-        )
+        # The child inherits a signal mask with SIGTERM and SIGINT blocked (unblocked here right
+        # after the spawn): one sent to the whole service while the child's interpreter starts
+        # stays pending until the child has its handlers (unblock_stop_signals), instead of
+        # killing it before it could serve its last batches.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", self.module, *self.args,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if self.nice:
             # Set from here, before the child has started any of its own (they inherit it).
             try:

@@ -657,14 +657,17 @@ class Accounting:
         self._subscribers.setdefault(event_name, []).append(callback)
 
     def stats(self) -> dict[str, Any]:
-        """{backend: {written, spooled, replayed, failed, lost, queued, spool_pending}, 'dialogs': n}.
-        queued counts the records in memory: waiting in the queue or in the batch being written."""
+        """{backend: {written, spooled, replayed, failed, lost, queued, spool_pending,
+        spool_oldest_age_s}, 'dialogs': n} (the keys are listed in acc/__init__.py). queued counts
+        the records in memory: waiting in the queue or in the batch being written."""
         self.process_events()
         out: dict[str, Any] = {}
+        now = time.time()
         for name, w in self.workers.items():
-            c = dataclasses.asdict(w.counters)
+            c: dict[str, Any] = dataclasses.asdict(w.counters)
             c["queued"] = len(w.queue) + len(w._inflight)
             c["spool_pending"] = w.spool.pending
+            c["spool_oldest_age_s"] = round(w.spool.oldest_age(now), 3)
             out[name] = c
         out["dialogs"] = len(self.tracker)
         return out

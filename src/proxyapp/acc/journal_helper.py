@@ -17,7 +17,8 @@ and asks the helper (journal.JournalHelper), one line per request on its stdin, 
 Any failure answers "error TEXT". The proxy appends nothing while a request is in flight, so
 the helper sees the whole file, and replaying it is the same state a restart would restore.
 Both requests are idempotent: a helper that dies is replaced and the request asked again. It
-exits when its stdin closes, the proxy's death included.
+exits when its stdin closes, the proxy's death included; SIGTERM and SIGINT, which a stop sends
+to the whole service at once, do not stop it (child.outlive_stop_signals).
 
     python -m proxyapp.acc.journal_helper JOURNAL_PATH
 """
@@ -66,6 +67,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
+    from .child import outlive_stop_signals
+
+    outlive_stop_signals()  # SIGTERM/SIGINT to the whole service: the engine closes our stdin
     return serve(argv[0], sys.stdin.buffer, sys.stdout.buffer)
 
 

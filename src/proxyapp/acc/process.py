@@ -29,9 +29,20 @@ events die with the process). A new child waits on an exclusive lock of the spoo
 If the child itself dies, the events of the batches it had not processed yet are lost (logged);
 the proxy starts another, which replays the spools and the journal like any restart.
 
+Stopping: SIGTERM and SIGINT often reach the proxy and this child at once (systemd's
+KillMode=control-group signals every process of the unit; Ctrl-C signals the terminal's whole
+foreground process group). The child does not die of them while the proxy is alive: it keeps
+reading the pipe until the proxy closes it (AccountingProcess.close: the last batch, then EOF),
+then runs the engine's close() and answers "closed". If the proxy has not closed the pipe
+STOP_WAIT_S (30 s) after the first signal, the child stops reading and closes its engine
+itself, so whatever it was handed is written or spooled before a SIGKILL can come. Its own
+helpers (the SQLite writer, the journal helper) outlive the signals the same way
+(child.outlive_stop_signals) and exit when this child closes their stdin.
+
 In-process evi subscribers (Accounting.subscribe) need the inline engine; evi UDP works in both.
 
-    python -m proxyapp.acc.process CONFIG_JSON [LOG_LEVEL]    (started by AccountingProcess.start)
+    python -m proxyapp.acc.process CONFIG_JSON [LOG_LEVEL [LOG_FORMAT [STOP_WAIT_S]]]
+        (started by AccountingProcess.start)
 """
 
 from __future__ import annotations
@@ -41,13 +52,15 @@ import dataclasses
 import fcntl
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from loguru import logger
 
-from .child import ChildProcess, encode_frame, read_frame_async, tune_gc
+from .child import STOP_SIGNALS, ChildProcess, encode_frame, read_frame_async, tune_gc, unblock_stop_signals
 from .config import AccConfig
 from .engine import EVENT_BATCH_S, missed_on_branch
 from .marks import AccMark
@@ -55,6 +68,9 @@ from .records import check_identifier
 
 STATS_INTERVAL_S = 1.0
 START_TIMEOUT_S = 120.0  # the child replays spools and the journal before it answers "ready"
+# After SIGTERM/SIGINT, how long the child waits for the proxy to close the pipe before it closes
+# its engine on its own (the proxy drains for its stop_timeout, 10 s by default, then closes).
+STOP_WAIT_S = 30.0
 
 _Mark = tuple[tuple[str, ...], bool, bool, bool, "str | None"] | None
 
@@ -73,18 +89,27 @@ def _mark(t: _Mark) -> AccMark | None:
 class AccountingProcess:
     """What the proxy calls (the contract of acc/__init__.py), with the engine in a child."""
 
-    def __init__(self, config: AccConfig, log_level: str = "INFO") -> None:
-        """log_level: the proxy's, for what the child logs (on the stderr they share)."""
+    def __init__(self, config: AccConfig, log_level: str = "INFO", log_format: str = "text",
+                 stop_wait_s: float = STOP_WAIT_S) -> None:
+        """log_level, log_format: the proxy's, for what the child logs (on the stderr they share).
+        stop_wait_s: how long the child waits for close() after a SIGTERM/SIGINT (STOP_WAIT_S)."""
         self.cfg = config
-        self._child = ChildProcess("proxyapp.acc.process", [json.dumps(dataclasses.asdict(config)), log_level.upper()],
-                                   nice=config.nice)
+        self._child = ChildProcess(
+            "proxyapp.acc.process",
+            [json.dumps(dataclasses.asdict(config)), log_level.upper(), log_format, repr(float(stop_wait_s))],
+            nice=config.nice,
+        )
+        self.stop_wait_s = stop_wait_s
         self._events: list[tuple[Any, ...]] = []
         self._drain_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: asyncio.Task[None] | None = None
         self._ready = False
         self._closing = False
+        self._pipe_closed = False  # close() closed the child's stdin: no event can go any more
         self._stats: dict[str, Any] = {}
+        self._stats_at = 0.0  # time.monotonic() of the child's last report
+        self.closed_report: dict[str, Any] | None = None  # the child's ("closed", stats)
         self.restarts = 0  # children that died and were replaced
         self.dropped_before_start = 0
 
@@ -124,46 +149,82 @@ class AccountingProcess:
                 break
             if msg[0] in ("stats", "closed"):
                 self._stats = msg[1]
-        if self._closing:
+                self._stats_at = time.monotonic()
+                if msg[0] == "closed":
+                    self.closed_report = msg[1]
+        if self._closing and self._pipe_closed:
             return
-        # The child died under us: the batches it had not processed are gone; a new one
-        # replays spools and journal like a restart.
+        # The child exited under us (it died, or it closed its engine on its own STOP_WAIT_S
+        # after a SIGTERM while this process went on): the batches it had not processed are
+        # gone; a new one replays spools and journal like a restart. Also when close() has begun
+        # meanwhile: close() waits for it, since the events buffered since need a child.
         self._ready = False
         self.restarts += 1
-        logger.error("acc: the accounting process exited ({}); starting another", proc.returncode)
+        if self.closed_report is not None:
+            logger.warning("acc: the accounting process closed its engine while the proxy runs; starting another")
+            self.closed_report = None
+        else:
+            logger.error("acc: the accounting process exited ({}); starting another", proc.returncode)
         await self._child.kill()
-        while not self._closing:
+        while True:
             try:
                 await self._spawn()
                 return
             except Exception:
+                if self._closing:
+                    logger.exception("acc: the accounting process did not start while stopping")
+                    return
                 logger.exception("acc: the accounting process did not start; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
     async def close(self) -> None:
-        """Hand over the last events, let the child flush (its engine's close) and exit."""
+        """Hand over the last events, let the child flush (its engine's close), and wait for its
+        "closed" report and its exit. Events keep being accepted until the pipe is closed."""
         if self._loop is None or self._closing:
             return
-        self.process_events()
         self._closing = True
+        reader = self._reader
+        if not self._ready and reader is not None and not reader.done():
+            # A replacement child is starting: the buffered events (a BYE among them, maybe)
+            # need it, so it is waited for (bounded by its own start timeout).
+            await asyncio.wait({reader}, timeout=START_TIMEOUT_S + 10)
         proc = self._child.proc
         if proc is not None and proc.stdin is not None and self._ready:
+            self.process_events()
             try:
                 await proc.stdin.drain()
             except (ConnectionError, OSError):
                 pass
-        # The child's engine close is bounded by its backend timeouts.
-        await self._child.close(2 * self.cfg.backend_timeout_ms / 1000 + 10)
-        if self._reader is not None:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):
-                pass
+            # What arrived during the drain, in the same step as closing the pipe below: nothing
+            # can slip in between.
+            self.process_events()
+        if self._events:  # no child (it could not start, or died during the drain)
+            logger.error("acc: {} event(s) lost: no accounting process to hand them to", len(self._events))
+            self._events.clear()
+        self._pipe_closed = True
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        # Closes the pipe now, then waits for the exit. The child's engine close is bounded by its
+        # backend timeouts (writers, then the final flush to the backend or the spool).
+        await self._child.close(3 * self.cfg.backend_timeout_ms / 1000 + 30)
+        reader = self._reader
+        if reader is not None:
+            # The child's last frames ("closed") are read before its stdout's EOF.
+            done, _ = await asyncio.wait({reader}, timeout=5)
+            if not done:
+                reader.cancel()
+                try:
+                    await reader
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if proc is not None and self.closed_report is None:
+            logger.error("acc: the accounting process exited without its \"closed\" report: the records it had in "
+                         "memory may be lost (the spools and the dialog journal hold the rest)")
 
     # -- events: buffered, shipped as one frame per batch -------------------------------------
     def _add(self, event: tuple[Any, ...]) -> None:
-        if self._loop is None or self._closing:
+        if self._loop is None or self._pipe_closed:
             self.dropped_before_start += 1
             logger.error("acc: {} event while the accounting process is not running", event[0])
             return
@@ -176,10 +237,9 @@ class AccountingProcess:
         if self._drain_handle is not None:
             self._drain_handle.cancel()
             self._drain_handle = None
-        if not self._events or not self._ready:
-            return  # kept until the child is ready
         proc = self._child.proc
-        assert proc is not None and proc.stdin is not None
+        if not self._events or not self._ready or proc is None or proc.stdin is None:
+            return  # kept until the child is ready
         events, self._events = self._events, []
         proc.stdin.write(encode_frame(events))
 
@@ -220,8 +280,13 @@ class AccountingProcess:
         raise RuntimeError('in-process evi subscribers need [acc] engine = "inline" (evi_udp works with both)')
 
     def stats(self) -> dict[str, Any]:
-        """The child's last report (at most a second old), plus this side's counters."""
+        """The child's last report (at most a second old), plus this side's counters. A backend's
+        spool_oldest_age_s is aged by the time since that report."""
         out = dict(self._stats)
+        since = time.monotonic() - self._stats_at
+        for name, value in out.items():
+            if isinstance(value, dict) and value.get("spool_oldest_age_s"):
+                out[name] = dict(value, spool_oldest_age_s=round(value["spool_oldest_age_s"] + since, 3))
         proc = self._child.proc
         pending = 0
         if proc is not None and proc.stdin is not None and proc.stdin.transport is not None:
@@ -259,9 +324,34 @@ def _dispatch(acc: Any, ev: tuple[Any, ...], parse: Any) -> None:
         raise ValueError(f"unknown accounting event {kind!r}")
 
 
-async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
+# The first SIGTERM/SIGINT the child got before its event loop ran (while it waited for the spool
+# lock or started its engine): (signal, time.monotonic()).
+_early_signal: tuple[int, float] | None = None
+
+
+def _note_early_signal(signum: int, frame: Any) -> None:
+    global _early_signal
+    if _early_signal is None:
+        _early_signal = (signum, time.monotonic())
+
+
+async def _consume(acc: Any, reader: asyncio.StreamReader) -> None:
+    """Every frame of the pipe to the engine, until EOF."""
     import fastsip
 
+    while True:
+        try:
+            events = await read_frame_async(reader)
+        except asyncio.IncompleteReadError:
+            return  # the proxy closed the pipe or died: flush and go
+        for ev in events:
+            try:
+                _dispatch(acc, ev, fastsip.parse)
+            except Exception:  # one bad event must not cost the others their records
+                logger.exception("acc process: event {!r:.60} failed", ev[:1])
+
+
+async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO, stop_wait_s: float = STOP_WAIT_S) -> int:
     from .engine import Accounting
 
     loop = asyncio.get_running_loop()
@@ -272,10 +362,40 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
         out.write(encode_frame(msg))
         out.flush()
 
+    # SIGTERM/SIGINT: keep serving the proxy, which closes the pipe when it has handed over its
+    # last events; only if it does not within stop_wait_s, stop reading and close the engine.
+    bound: asyncio.TimerHandle | None = None
+    consumer: asyncio.Task[None] | None = None
+    gave_up = False
+
+    def on_stop_signal(signum: int, at: float | None = None) -> None:
+        nonlocal bound
+        if bound is not None:
+            return
+        wait = max(0.0, stop_wait_s - (time.monotonic() - at if at is not None else 0.0))
+        logger.info("acc process: {} received: serving the proxy until it closes the pipe (at most {:.0f} s more)",
+                    signal.Signals(signum).name, wait)
+
+        def give_up() -> None:
+            nonlocal gave_up
+            if consumer is None or not consumer.done():
+                logger.warning("acc process: the proxy did not close the pipe {:.0f} s after {}: closing the engine",
+                               stop_wait_s, signal.Signals(signum).name)
+                gave_up = True
+                if consumer is not None:
+                    consumer.cancel()
+
+        bound = loop.call_later(wait, give_up)
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_stop_signal, sig)
+
     # This loop carries no call's latency (compaction from memory), and a frame is a batch.
     acc = Accounting(cfg, compact_from_memory=True, batch_events=False)
     await acc.start()
     send(("ready",))
+    if _early_signal is not None:
+        on_stop_signal(*_early_signal)
 
     async def report() -> None:  # every second, busy or idle
         while True:
@@ -287,17 +407,13 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
 
     reporter = asyncio.create_task(report())
     try:
-        while True:
-            try:
-                events = await read_frame_async(reader)
-            except asyncio.IncompleteReadError:
-                break  # the proxy closed the pipe or died: flush and go
-            for ev in events:
-                try:
-                    _dispatch(acc, ev, fastsip.parse)
-                except Exception:  # one bad event must not cost the others their records
-                    logger.exception("acc process: event {!r:.60} failed", ev[:1])
+        if not gave_up:  # (the bound ran out while the engine started)
+            consumer = asyncio.create_task(_consume(acc, reader))
+            # Waited for, not awaited: its cancellation by give_up() must not cancel this coroutine.
+            await asyncio.wait({consumer})
     finally:
+        if bound is not None:
+            bound.cancel()
         reporter.cancel()
         await acc.close()
         try:
@@ -308,20 +424,27 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (1, 2):
+    if not 1 <= len(argv) <= 4:
         print(__doc__, file=sys.stderr)
         return 2
+    # First: a SIGTERM/SIGINT from now on is noted, not fatal (ChildProcess.start spawned this
+    # process with both blocked, so one sent meanwhile is delivered here).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _note_early_signal)
+    unblock_stop_signals()
     cfg = AccConfig(**json.loads(argv[0]))
     level = argv[1] if len(argv) > 1 else "INFO"
+    fmt = argv[2] if len(argv) > 2 else "text"
+    stop_wait_s = float(argv[3]) if len(argv) > 3 else STOP_WAIT_S
     # The proxy's log level and format, on the stderr we share with it (ACC lines included when
     # the log backend has no file of its own).
     from ..logs import setup_logging
 
-    setup_logging(level)
+    setup_logging(level, fmt)
     tune_gc()
     lock = _lock_spool(cfg.spool_dir)
     try:
-        return asyncio.run(serve(cfg, sys.stdin.buffer, sys.stdout.buffer))
+        return asyncio.run(serve(cfg, sys.stdin.buffer, sys.stdout.buffer, stop_wait_s))
     finally:
         os.close(lock)
 

@@ -12,8 +12,10 @@ thread-safe (the engine calls them from a worker thread so fsync never blocks th
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +24,8 @@ from loguru import logger
 from .records import AccRecord
 
 Position = tuple[int, int]  # (segment number, byte offset)
+# Spool.oldest_age's resolution: appends this close together share one spooling time.
+SPOOL_AGE_RESOLUTION_S = 1.0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,6 +52,13 @@ class Spool:
         self.cursor = self._load_cursor()
         self._repair()
         self.pending = self._count_pending()
+        # When the pending records were spooled, oldest first: [records, time.time()] per append,
+        # appends within SPOOL_AGE_RESOLUTION_S of each other merged. Records found on disk at
+        # start count as spooled at their first segment's last write (a lower bound of their age:
+        # the file does not keep each record's spooling time).
+        self._spooled_at: collections.deque[list[float]] = collections.deque()
+        if self.pending:
+            self._spooled_at.append([float(self.pending), self._first_pending_mtime()])
 
     # -- files --------------------------------------------------------------------------
     def _segments(self) -> list[int]:
@@ -109,6 +120,36 @@ class Spool:
                 n += sum(1 for _ in f)
         return n
 
+    def _first_pending_mtime(self) -> float:
+        for seg in self._segments():
+            if seg >= self.cursor[0]:
+                try:
+                    return self._seg_path(seg).stat().st_mtime
+                except FileNotFoundError:
+                    continue
+        return time.time()
+
+    def _consumed(self, n: int) -> None:
+        """n of the oldest pending records left the spool (replayed, or skipped as corrupt)."""
+        q = self._spooled_at
+        while n > 0 and q:
+            if q[0][0] > n:
+                q[0][0] -= n
+                return
+            n -= int(q.popleft()[0])
+        if not self.pending:
+            q.clear()
+
+    def oldest_age(self, now: float | None = None) -> float:
+        """Seconds since the oldest pending record was spooled (0.0 when the spool is empty)."""
+        if not self.pending:
+            return 0.0
+        try:
+            first = self._spooled_at[0][1]
+        except IndexError:
+            return 0.0
+        return max(0.0, (time.time() if now is None else now) - first)
+
     # -- API ----------------------------------------------------------------------------
     def append(self, records: list[AccRecord], sync: bool = True) -> None:
         """Append records in order; with sync, fsync before returning (the batch is durable)."""
@@ -128,6 +169,12 @@ class Spool:
             self._fh.flush()
             self._dirty = True
             self.pending += len(records)
+            now = time.time()
+            q = self._spooled_at
+            if q and now - q[-1][1] < SPOOL_AGE_RESOLUTION_S:
+                q[-1][0] += len(records)
+            else:
+                q.append([float(len(records)), now])
             if sync:
                 self.sync()
 
@@ -182,6 +229,7 @@ class Spool:
                     if s < pos[0]:
                         self._seg_path(s).unlink(missing_ok=True)
             self.pending = max(0, self.pending - count - self.corrupt)
+            self._consumed(count + self.corrupt)
             self.corrupt = 0
 
     def close(self) -> None:

@@ -15,7 +15,9 @@ big-endian length, then the message in marshal format, which child.py explains).
 
 The child opens the database (WAL, synchronous=FULL, busy timeout 5 s), creates or migrates the
 tables it is asked to write (the same migrate_sqlite as `proxyapp acc migrate`), and exits when
-its stdin closes -- including when the proxy dies, even by SIGKILL.
+its stdin closes -- including when the proxy dies, even by SIGKILL. SIGTERM and SIGINT do not
+stop it (child.outlive_stop_signals): the whole service gets them at once, and the batches its
+parent still flushes need it.
 
     python -m proxyapp.acc.backends.sqlite_writer DB_PATH EXTRA_COLUMN...
 """
@@ -26,7 +28,7 @@ import sqlite3
 import sys
 from typing import Any, BinaryIO
 
-from ..child import encode_frame, read_frame, tune_gc
+from ..child import encode_frame, outlive_stop_signals, read_frame, tune_gc
 
 ROWS_PER_INSERT = 100  # 100 rows x (13 fixed + extra) columns: far below SQLite's 32766 parameters
 
@@ -105,6 +107,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 1:
         print(__doc__, file=sys.stderr)
         return 2
+    outlive_stop_signals()  # SIGTERM/SIGINT to the whole service: the parent closes our stdin
     tune_gc()
     return serve(argv[0], tuple(argv[1:]), sys.stdin.buffer, sys.stdout.buffer)
 
