@@ -88,6 +88,24 @@ def sipp_int(stats: dict[str, str], column: str) -> int:
     return int(stats[column])
 
 
+def sipp_counts(tmp: Path, scenario: str, pid: int) -> dict[str, int]:
+    """The last row of a SIPp -trace_counts CSV (``<scenario>_<pid>_counts.csv``): per scenario
+    message ``INDEX_NAME_Sent|Recv|Retrans|Timeout|Unexp``, cumulative."""
+    path = tmp / f"{Path(scenario).stem}_{pid}_counts.csv"
+    rows = [r for r in csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";")]
+    assert len(rows) >= 2, f"no counts in {path}"
+    return {k: int(v) for k, v in zip(rows[0][2:], rows[-1][2:]) if k}
+
+
+def retrans(counts: dict[str, int], name: str) -> list[int]:
+    """The Retrans column of each scenario message called ``name`` (INVITE, 200 ...), in
+    scenario order: for a message SIPp sends, how often it sent it again; for one it
+    receives, how many copies of it came again."""
+    cols = sorted((int(k.split("_")[0]), v) for k, v in counts.items() if k.split("_")[1:] == [name, "Retrans"])
+    assert cols, (name, counts)
+    return [v for _, v in cols]
+
+
 # ---------------------------------------------------------------------------- Prometheus
 
 
