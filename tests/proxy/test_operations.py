@@ -483,40 +483,68 @@ def test_reloads_under_load_drop_no_call_and_lose_no_cdr(tmp_path, sipp):
 # ---------------------------------------------------------------------------- 4. graceful stop
 
 
-def _raw_invite(proxy_port: int, callee_port: int) -> bytes:
-    """One INVITE from a plain UDP socket; returns the first final response (bounded wait)."""
+def _invite(port: int, callee_port: int, call_id: str, i: int) -> bytes:
+    return (
+        f"INVITE sip:late@127.0.0.1:{callee_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKlate{port}x{i};rport\r\n"
+        f"From: <sip:late@127.0.0.1:{port}>;tag=late{i}\r\n"
+        f"To: <sip:late@127.0.0.1:{callee_port}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:late@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _raw_invites(proxy_port: int, callee_port: int, n: int, workers: int = 1) -> list[str]:
+    """``n`` INVITEs from one plain UDP socket, with Call-IDs chosen so that each worker owns
+    as many of them (proxyapp.workers.owner_of); returns the first final response to each
+    (bounded wait), "" for none."""
+    from proxyapp.workers import owner_of
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
-        s.settimeout(3)
         port = s.getsockname()[1]
-        msg = (
-            f"INVITE sip:late@127.0.0.1:{callee_port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKlate{port};rport\r\n"
-            f"From: <sip:late@127.0.0.1:{port}>;tag=late{port}\r\n"
-            f"To: <sip:late@127.0.0.1:{callee_port}>\r\n"
-            f"Call-ID: late-{port}@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
-            f"Contact: <sip:late@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        ).encode()
-        s.sendto(msg, ("127.0.0.1", proxy_port))
+        call_ids: list[str] = []
+        per_owner = {w: 0 for w in range(workers)}
+        for k in range(10_000):
+            if len(call_ids) == n:
+                break
+            cid = f"late-{k}-{port}@127.0.0.1"
+            w = owner_of(_invite(port, callee_port, cid, 0), workers) if workers > 1 else 0
+            if per_owner[w] < -(-n // workers):
+                per_owner[w] += 1
+                call_ids.append(cid)
+        for i, cid in enumerate(call_ids):
+            s.sendto(_invite(port, callee_port, cid, i), ("127.0.0.1", proxy_port))
+        finals: dict[str, str] = {}
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            data = s.recv(65535)
-            status = int(data.split(b" ", 2)[1])
-            if status >= 200:
-                return data
-    raise AssertionError("no final response to the INVITE sent while stopping")
+        while len(finals) < n and time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = s.recv(65535).decode(errors="replace")
+            except socket.timeout:
+                break
+            m = re.search(r"^Call-ID: (\S+)\r$", data, re.M)
+            if m and int(data.split(" ", 2)[1]) >= 200:
+                finals.setdefault(m.group(1), data)
+    return [finals.get(cid, "") for cid in call_ids]
 
 
 @pytest.mark.timeout(90)
-def test_graceful_stop_refuses_new_calls_and_finishes_calls_in_progress(tmp_path, sipp):
-    """4 calls ringing (the callee answers after 2 s) when SIGTERM arrives: an INVITE sent after
-    it gets 503 with Retry-After; the 4 calls still get their 200; the proxy exits 0 once they
-    are answered, within stop_timeout (6 s) plus a margin."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_graceful_stop_refuses_new_calls_and_finishes_calls_in_progress(tmp_path, sipp, workers):
+    """4 calls ringing (the callee answers after 2 s) when SIGTERM arrives: INVITEs sent after
+    it get 503 with Retry-After; the 4 calls still get their 200; the proxy exits 0 once they
+    are answered, within stop_timeout (6 s) plus a margin. With 2 workers the supervisor passes
+    the signal on and every worker drains."""
     stop_timeout = 6
     sock = tmp_path / "ctl.sock"
-    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, extra=f"stop_timeout = {stop_timeout}\n"),
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, workers=workers, extra=f"stop_timeout = {stop_timeout}\n"),
                          "INFO", transports=("udp",))
     try:
+        # No [acc] table: accounting is off, and ctl says so.
+        res = ctl(sock, "acc", "status")
+        assert (res.returncode, res.stdout) == (0, "accounting: off (no [acc] table)\n"), res
+        assert ctl_json(sock, "acc", "status") == {"enabled": False}
         uas_port = free_port()
         uas = sipp.uas("uas_call_delayed.xml", uas_port, calls=4)
         uac, uac_stat = uac_background(sipp, "uac_call_answered.xml", proxy.port, f"127.0.0.1:{uas_port}",
@@ -528,14 +556,18 @@ def test_graceful_stop_refuses_new_calls_and_finishes_calls_in_progress(tmp_path
         wait_until(ringing, 5, "4 INVITEs ringing")
         signalled = time.monotonic()
         proxy.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: "stopping: new calls get 503; waiting up to 6.0 s for 4 transactions" in proxy.log(), 3,
-                   "the drain to start")
-        assert ctl_json(sock, "stats", "dialog")["dialog"]["draining"] == 1
-        reply = _raw_invite(proxy.port, uas_port).decode()
-        assert reply.startswith("SIP/2.0 503 Service Unavailable\r\n"), reply
-        assert re.search(r"^Retry-After: 5\r$", reply, re.M), reply
-        assert ctl_json(sock, "stats", "core")["core"]["draining_rejects"] == 1
-        assert time.monotonic() - signalled < 2, "the calls must still be in progress when the late INVITE comes"
+        wait_until(lambda: "stopping: new calls get 503; waiting up to 6.0 s for " in proxy.log(), 3, "the drain to start")
+        if workers == 1:
+            assert "stopping: new calls get 503; waiting up to 6.0 s for 4 transactions" in proxy.log()
+            assert ctl_json(sock, "stats", "dialog")["dialog"]["draining"] == 1
+        late = 6
+        replies = _raw_invites(proxy.port, uas_port, late, workers)
+        for reply in replies:
+            assert reply.startswith("SIP/2.0 503 Service Unavailable\r\n"), f"{replies}\n{proxy.log()[-3000:]}"
+            assert re.search(r"^Retry-After: 5\r$", reply, re.M), reply
+        if workers == 1:
+            assert ctl_json(sock, "stats", "core")["core"]["draining_rejects"] == late
+        assert time.monotonic() - signalled < 2, "the calls must still be in progress when the late INVITEs come"
         assert proxy.proc.poll() is None
         rc = proxy.proc.wait(stop_timeout + 5)
         took = time.monotonic() - signalled
@@ -549,6 +581,41 @@ def test_graceful_stop_refuses_new_calls_and_finishes_calls_in_progress(tmp_path
         log = proxy.log()
         assert "still waiting for a final response" not in log, log[-3000:]
         assert "Traceback" not in log, log[-4000:]
+    finally:
+        proxy.stop()
+    assert not sock.exists()
+
+
+@pytest.mark.timeout(60)
+def test_graceful_stop_with_workers_refuses_the_calls_of_an_idle_worker(tmp_path, sipp):
+    """workers = 2, one call ringing when SIGTERM arrives: the worker owning it drains, the other
+    has nothing in flight. A new INVITE must get 503 + Retry-After whichever worker owns its
+    Call-ID, while the proxy is still stopping (the caller is told to retry, not left to time
+    out)."""
+    stop_timeout = 6
+    sock = tmp_path / "ctl.sock"
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, workers=2, extra=f"stop_timeout = {stop_timeout}\n"),
+                         "INFO", transports=("udp",))
+    try:
+        uas_port = free_port()
+        uas = sipp.uas("uas_call_delayed.xml", uas_port, calls=1)
+        uac, uac_stat = uac_background(sipp, "uac_call_answered.xml", proxy.port, f"127.0.0.1:{uas_port}",
+                                       calls=1, rate=10, timeout=20)
+        wait_until(lambda: any(t["kind"] == "server" and t["state"] == "Proceeding"
+                               for t in ctl_json(sock, "transactions")["transactions"]), 5, "the INVITE ringing")
+        signalled = time.monotonic()
+        proxy.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping: new calls get 503; waiting up to 6.0 s for 1 transactions" in proxy.log(), 3,
+                   "the drain to start")
+        # Sent while the proxy is still stopping (the call rings until 2 s after it started).
+        assert time.monotonic() - signalled < 1.5 and proxy.proc.poll() is None
+        replies = _raw_invites(proxy.port, uas_port, 4, workers=2)  # 2 INVITEs owned by each worker
+        answered = [r.split("\r\n", 1)[0] for r in replies]
+        assert answered == ["SIP/2.0 503 Service Unavailable"] * 4, f"{answered}\n{proxy.log()[-3000:]}"
+        assert all(re.search(r"^Retry-After: 5\r$", r, re.M) for r in replies), replies
+        assert proxy.proc.wait(stop_timeout + 5) == 0
+        assert sipp.wait(uac, 20) == 0, _proxy_detail(proxy, sipp)
+        sipp.wait(uas, 10)
     finally:
         proxy.stop()
 
