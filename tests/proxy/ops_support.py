@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .support import SCENARIOS, SRC, Sipp, _stop, free_port
+from .support import SRC, Sipp, _stop, free_port
 
 
 def env_with_src() -> dict[str, str]:
@@ -208,11 +207,3 @@ class Prometheus:
 def metrics_text(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return r.read().decode()
-
-
-def sigterm(proc: subprocess.Popen) -> None:
-    os.kill(proc.pid, signal.SIGTERM)
-
-
-def scenario(name: str) -> Path:
-    return SCENARIOS / name
