@@ -39,13 +39,13 @@ wt_timer = 1
 
 
 def _proxy_toml(tmp: Path, *, workers: int = 1, metrics_port: int | None = None, extra: str = "",
-                tables: str = "") -> str:
+                tables: str = "", timers: str = FAST_TIMERS) -> str:
     """Top-level keys then tables (TOML: a key after a table header belongs to the table)."""
     text = f"workers = {workers}\n" + extra
     text += f'[control]\nsocket = "{tmp / "ctl.sock"}"\n'
     if metrics_port is not None:
         text += f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
-    return text + FAST_TIMERS + tables
+    return text + timers + tables
 
 
 def _proxy_detail(proxy: ProxyProcess, sipp) -> str:
@@ -212,7 +212,10 @@ def test_ctl_every_command(tmp_path, sipp):
 
     db = tmp_path / "acc.db"
     acc = f'[acc]\ndb_url = "{db}"\nspool_dir = "{tmp_path / "spool"}"\n'
-    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, extra="max_message_size = 65535\n", tables=acc),
+    # T1 = 500 ms: an answered INVITE's transactions stay Accepted for 64*T1 = 32 s (RFC 6026),
+    # longer than the calls are held, however slowly ctl answers on a loaded machine.
+    proxy = ProxyProcess(tmp_path, free_port(), _proxy_toml(tmp_path, extra="max_message_size = 65535\n", tables=acc,
+                                                            timers=FAST_TIMERS.replace("T1 = 100", "T1 = 500")),
                          "INFO", transports=("udp",))
     try:
         # The socket: a UNIX socket only its owner may open.
@@ -297,16 +300,16 @@ def test_ctl_every_command(tmp_path, sipp):
         assert (res.returncode, res.stderr) == (1, "proxyapp ctl: log-level: unknown level 'BOGUS' "
                                                 "(levels: TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL)\n")
 
-        # dialogs and transactions during calls held 4 s (3 calls).
+        # dialogs and transactions during calls held 8 s (3 calls).
         uas_port = free_port()
         uas = sipp.uas("uas_call.xml", uas_port, calls=3)
         uac, uac_stat = uac_background(sipp, "uac_call_hold.xml", proxy.port, f"127.0.0.1:{uas_port}", calls=3, rate=10,
-                                       extra=["-d", "4000"])
+                                       extra=["-d", "8000"])
         dlg = wait_until(lambda: (d := ctl_json(sock, "dialogs"))["count"] == 3 and d, 10, "3 confirmed dialogs")
         assert len(dlg["dialogs"]) == 3
         for d in dlg["dialogs"]:
             assert re.fullmatch(r"\d+-\d+@127\.0\.0\.1", d["call_id"]), d
-            assert 0 <= d["duration_s"] < 4 and abs(d["start"] + d["duration_s"] - time.time()) < 2, d
+            assert 0 <= d["duration_s"] < 8 and abs(d["start"] + d["duration_s"] - time.time()) < 2, d
         res = ctl(sock, "dialogs")
         assert res.returncode == 0 and re.fullmatch(r"3 dialogs\n(  \d+-\d+@127\.0\.0\.1  \d\.\d s\n){3}", res.stdout), res.stdout
         tx = ctl_json(sock, "transactions")
