@@ -10,6 +10,7 @@ Layers, bottom to top; a module imports only from its own layer or those below i
    only through the contracts in ``core.hooks``.
 4. services: ``acc`` (accounting; its contract is acc/__init__.py), ``location`` (bindings, usrloc)
    and ``registrar`` (RFC 3261 §10.3 rules). They know nothing of the core.
+   ``auth`` (digest authentication, RFC 3261 §22 / RFC 8760, subscribers in SQLite or PostgreSQL).
 5. ``script``: the routing-script API (OpenSIPS-like verbs) and ``default_script``.
 6. ``proxy``: the facade that binds a script to the core.
 7. ``workers`` and ``transport``: the asyncio edge (sockets, the clock, DNS, several processes);

@@ -151,6 +151,8 @@ async def serve(
     if acc is not None:
         await acc.start()
     await location.start()
+    if proxy.auth is not None:
+        await proxy.auth.start()  # loads the subscribers ([auth]) into memory, reloads them periodically
     try:
         await edge.start()
         commands.start()
@@ -177,6 +179,8 @@ async def serve(
         await commands.close()
         await edge.close()
         await location.close()  # flushes queued binding writes
+        if proxy.auth is not None:
+            await proxy.auth.close()
         if acc is not None:
             await acc.close()  # flushes pending records (the SIGTERM path)
 
@@ -212,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         from .acc.cli import main as acc_main
 
         return acc_main(args_in[1:])
+    if args_in[:1] == ["user"]:
+        # `proxyapp user add|rm|list`: digest authentication subscribers (proxyapp.auth.cli)
+        from .auth.cli import main as user_main
+
+        return user_main(args_in[1:])
     ap = argparse.ArgumentParser(
         prog="proxyapp", description="A stateful SIP proxy on fastsip.",
         epilog="Control a running proxy: proxyapp ctl --help. "
@@ -264,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         acc = make_accounting(cfg, validate_only=cfg.workers > 1)
         make_location(cfg)  # validates [location]; each process builds its own store
         check_registrar(cfg)
+        if cfg.auth:  # validate [auth]; a random secret is drawn once, so the workers share it
+            from .auth import AuthConfig
+
+            cfg.auth["secret"] = AuthConfig.from_dict(cfg.auth).secret
     except ConfigError as exc:
         print(f"proxyapp: {exc}", file=sys.stderr)
         return EXIT_CONFIG

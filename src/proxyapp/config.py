@@ -134,6 +134,7 @@ class Config:
     # proxyapp.registrar.RegistrarConfig (expiry limits; the domains default to ours).
     location: dict[str, Any] = field(default_factory=lambda: {"backend": "memory"})
     registrar: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)  # proxyapp.auth.AuthConfig ({} = no auth service)
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
     # Worker processes sharing the listen addresses (proxyapp.workers); 1 = one process.
     workers: int = 1
@@ -187,7 +188,7 @@ class Config:
         known = {
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
             "log_level", "timers", "max_message_size", "acc", "script_params", "workers", "location",
-            "registrar", "log_format", "control", "metrics", "stop_timeout",
+            "registrar", "log_format", "control", "metrics", "stop_timeout", "auth",
         }
         for key in data:
             if key not in known:
@@ -248,7 +249,7 @@ class Config:
         if "workers" in data:
             cfg.workers = data["workers"]
         cfg.check_workers()
-        for table in ("acc", "script_params", "location", "registrar"):
+        for table in ("acc", "script_params", "location", "registrar", "auth"):
             if table in data:
                 if not isinstance(data[table], dict):
                     raise ConfigError(table, "expected a table")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from .auth import Auth, AuthConfig
 from .config import Config
 from .core import AccObserver, Branch, ProxyCore, Resolve, ScriptError, Stats, Target, TxContext
 from .core.sockets import identity
@@ -45,7 +46,10 @@ class Proxy(ProxyCore):
             RegistrarConfig.from_dict(cfg.registrar),
             # This node as other nodes sharing the store reach it: its first socket's address.
             f"sip:{self.sockets[0].sent_by}",
+            # [auth]: digest authentication (the caller starts and closes it); none without the table.
+            Auth(AuthConfig.from_dict(cfg.auth), clock=wallclock) if cfg.auth else None,
         )
+        self.auth = script.services.auth
 
     def reconfigure(self, cfg: Config, script: Script) -> None:
         """A reload: ``script`` and ``cfg`` serve the requests that arrive from now on.
@@ -61,7 +65,7 @@ class Proxy(ProxyCore):
         old = self.script
         assert isinstance(old, Script)  # the facade binds only Scripts
         script.proxy = self
-        script.services = Services(old.services.location, registrar, old.services.node)
+        script.services = Services(old.services.location, registrar, old.services.node, old.services.auth)
         self.script = script
         self.cfg = cfg
         self.timers = cfg.timers

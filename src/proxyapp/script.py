@@ -13,7 +13,9 @@ t_check_trans(), t_reply(code, reason), t_relay(dest=None), forward(dest=None), 
 t_on_failure/t_on_reply/t_on_branch(route), t_was_cancelled(), record_route(), loose_route(),
 has_totag(), is_method("INVITE|BYE"), is_myself(uri_or_host=R-URI), append_hf("Name: value"),
 remove_hf(name), mf_process_maxfwd_header(70), do_accounting(types, flags, table),
-acc_log_request(comment), acc_db_request(comment, table), log(text, level).
+acc_log_request(comment), acc_db_request(comment, table), log(text, level),
+www_authorize(realm) / proxy_authorize(realm) (codes: proxyapp.auth.AUTHORIZED, INVALID_USER, ...),
+www_challenge(realm, qop) / proxy_challenge(realm, qop), consume_credentials(); ctx.auth_user.
 Facts: ctx.ruri (assignable, $ru), ctx.source_ip ($si), ctx.source_port ($sp), ctx.proto,
 ctx.params (the [script_params] table), ctx.t_reply_code and ctx.reply (failure/reply routes),
 ctx.branch (branch route). Destinations: "udp:IP:PORT", "tcp:host[:port]", "host[:port]" or a
@@ -31,6 +33,7 @@ import fastsip
 from loguru import logger
 
 from .acc import AccMark
+from .auth import Auth, Result as AuthResult
 from .location import Binding, Location
 from .registrar import RegistrarConfig, aor_of, process_register, request_aor
 from .core import Branch, ProxyCore, RequestState, ScriptError, Target, TxContext
@@ -55,6 +58,7 @@ class Services:
     location: Location | None = None
     registrar: RegistrarConfig = dataclasses.field(default_factory=RegistrarConfig)
     node: str = ""
+    auth: Auth | None = None  # digest authentication ([auth]); None: the auth verbs raise ScriptError
 
 
 class Script:
@@ -496,6 +500,95 @@ class ScriptContext(RequestState):
     def log(self, text: str, level: str = "INFO") -> None:
         """xlog()."""
         logger.log(level.upper(), text)
+
+    # ---------------------------------------------------------- digest authentication (auth, auth_db)
+
+    auth_user: str | None = None  # the user www_/proxy_authorize authenticated ($au)
+    _auth_result: AuthResult | None = None
+    _auth_header = ""
+
+    def _auth(self) -> Auth:
+        auth = self._script.services.auth
+        if auth is None:
+            raise ScriptError("authentication: no auth service (the proxy runs without [auth])")
+        return auth
+
+    def _realm(self, realm: str, www: bool) -> str:
+        """The realm given, else [auth] realm, else the To host of a REGISTER (401) or the From
+        host (OpenSIPS' rule for an empty realm)."""
+        if realm:
+            return realm
+        configured = self._auth().cfg.realm
+        if configured:
+            return configured
+        hdr = self.msg.to if www and self.msg.method == "REGISTER" else self.msg.from_
+        host = getattr(hdr.uri, "host", None) if hdr is not None else None
+        return str(host or "").strip("[]").lower()
+
+    def _authorize(self, realm: str, header: str, www: bool) -> int:
+        auth = self._auth()
+        realm = self._realm(realm, www)
+        values = self.msg.headers.getall(header)
+        msg = self.msg
+        via = msg.via[0] if msg.via else None
+        key = (msg.call_id, str(msg.cseq), via.branch if via is not None else None)
+        result = auth.authorize(values, realm, msg.method, self.source.host, key)
+        self._auth_result = result
+        self._auth_header = header
+        self.auth_user = result.user
+        return result.code
+
+    def www_authorize(self, realm: str = "") -> int:
+        """Check the Authorization credentials (a registrar, 401). 1 = authorized, else one of
+        proxyapp.auth's negative codes (NO_CREDENTIALS, INVALID_PASSWORD, STALE_NONCE, ...)."""
+        return self._authorize(realm, "Authorization", True)
+
+    def proxy_authorize(self, realm: str = "") -> int:
+        """Check the Proxy-Authorization credentials (a proxy, 407); codes as www_authorize."""
+        return self._authorize(realm, "Proxy-Authorization", False)
+
+    def _challenge(self, realm: str, qop: str | None, algorithms: str | None, www: bool) -> bool:
+        auth = self._auth()
+        realm = self._realm(realm, www)
+        last = self._auth_result
+        stale = last is not None and last.stale and last.realm == realm
+        try:
+            values = auth.challenge(realm, qop, stale=stale, algorithms=algorithms)
+        except ValueError as exc:
+            raise ScriptError(str(exc)) from None
+        name = "WWW-Authenticate" if www else "Proxy-Authenticate"
+        code, reason = (401, "Unauthorized") if www else (407, "Proxy Authentication Required")
+        self.proxy.sl_reply(self.msg, self.reply_dest, code, reason, headers=tuple((name, v) for v in values),
+                            source=self.source, mark=self.acc_mark)
+        self.replied = True
+        return True
+
+    def www_challenge(self, realm: str = "", qop: str | None = None, algorithms: str | None = None) -> bool:
+        """Reply 401 with one WWW-Authenticate per [auth] algorithm (stale=true after a stale
+        nonce or a replayed nonce count). qop: "auth" or "" (no qop, RFC 2069 clients); default
+        [auth] qop. algorithms: e.g. "MD5" for a client that gives up on a challenge it does not
+        understand instead of skipping it (baresip 1.0, SIPp 3.6); default [auth] algorithms."""
+        return self._challenge(realm, qop, algorithms, True)
+
+    def proxy_challenge(self, realm: str = "", qop: str | None = None, algorithms: str | None = None) -> bool:
+        """Reply 407 with one Proxy-Authenticate per [auth] algorithm; as www_challenge."""
+        return self._challenge(realm, qop, algorithms, False)
+
+    def consume_credentials(self) -> bool:
+        """Remove the credentials the last successful authorize used (not forwarded upstream)."""
+        result = self._auth_result
+        if result is None or result.index is None or result.code <= 0:
+            return False
+        msg = self.msg
+        values = msg.headers.getall(self._auth_header)
+        if result.index >= len(values):
+            return False
+        msg.remove_header(self._auth_header)
+        for i, v in enumerate(values):
+            if i != result.index:
+                msg.append_header(self._auth_header, v)
+        self._auth_result = dataclasses.replace(result, index=None)
+        return True
 
 
 def _destination(b: Binding, node: str) -> Destination | None:

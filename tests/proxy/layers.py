@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("proxyapp", "proxyapp.config", "proxyapp.logs")),
     ("transactions (RFC 3261 §17)", ("proxyapp.transaction",)),
     ("proxy core (RFC 3261 §16)", ("proxyapp.core",)),
-    ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar")),
+    ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth")),
     ("script API", ("proxyapp.script", "proxyapp.default_script")),
     ("proxy facade", ("proxyapp.proxy",)),
     ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.control", "proxyapp.metrics")),
@@ -134,7 +134,7 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-COLLAPSE = ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar")
+COLLAPSE = ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth")
 
 
 def collapsed(g: dict[str, set[str]]) -> dict[str, set[str]]:
