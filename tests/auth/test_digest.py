@@ -259,3 +259,12 @@ def test_config_defaults_and_errors(tmp_path):
     assert Config.from_dict({"auth": {"realm": "example.com"}}).auth == {"realm": "example.com"}
     with pytest.raises(ConfigError):
         Config.from_dict({"auth": "x"})
+
+
+def test_authorize_compares_response_and_nonce_mac_in_constant_time(auth):
+    ch = auth.challenge("example.com")[0]
+    with mock.patch("hmac.compare_digest", wraps=hmac.compare_digest) as spy:
+        assert auth.authorize([answer(auth, ch)], "example.com", "REGISTER", "ip", "k").code == AUTHORIZED
+    assert spy.call_count == 2  # the response, then the nonce's MAC
+    kinds = sorted(type(c.args[0]).__name__ for c in spy.call_args_list)
+    assert kinds == ["bytes", "bytes"]

@@ -214,3 +214,15 @@ def test_example_configuration_checks(capsys):
         assert getattr(auth, key) == getattr(defaults, key), key  # the example shows the defaults
     assert main(["--config", str(ROOT / "examples" / "auth.toml"), "--check"]) == 0
     assert "configuration OK" in capsys.readouterr().out
+
+
+def test_a_reload_keeps_the_auth_service_and_its_nonces(h):
+    from proxyapp.config import Config
+
+    ch = only(h.rx(register(), PHONE)).headers.getall("WWW-Authenticate")[0]
+    auth = h.proxy.auth
+    new = Config.from_dict({"listen": [str(x) for x in h.cfg.listen], "auth": {"realm": "ignored.example"}})
+    h.proxy.reconfigure(new, Script.load(str(ROOT / "examples" / "auth_script.py")))
+    assert h.proxy.script.services.auth is auth
+    hdr = f"Authorization: {credentials(ch, 'REGISTER', f'sip:{PROXY_IP}')}\r\n"
+    assert only(h.rx(register(cseq=2, auth_hdr=hdr), PHONE)).status == 200
