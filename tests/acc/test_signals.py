@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable
 import fastsip
 import pytest
 
+import proxyapp
 from proxyapp.acc import AccConfig, AccMark, Accounting
 from proxyapp.acc.journal import read_entries
 from proxyapp.acc.process import AccountingProcess
@@ -45,7 +46,8 @@ from .memory import memory_backends, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
-ROOT = Path(__file__).resolve().parents[2]
+# Where this test process imported proxyapp from: the proxyapp subprocess runs the same tree.
+SRC = Path(proxyapp.__file__).resolve().parents[1]
 
 
 def in_loop(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
@@ -117,6 +119,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _catches_stop_signals(pid: int) -> bool:
+    """Whether the process has handlers for SIGTERM and SIGINT (SigCgt in /proc/PID/status): a
+    helper has them from its main() on; before, while its interpreter starts, a signal ends it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return all(caught >> (sig - 1) & 1 for sig in (signal.SIGTERM, signal.SIGINT))
+
+
 def _sqlite_counts(db: Path) -> tuple[int, int, int]:
     """(CDRs, distinct CDR Call-IDs, BYE transaction records)."""
     with sqlite3.connect(db) as conn:
@@ -142,9 +155,13 @@ async def test_child_and_helpers_outlive_the_signal_while_the_proxy_feeds(tmp_pa
     routes = {k: flow.setup(k) for k in range(100, 120)}  # 20 calls up across the signal
     # The child's helpers run by now: the SQLite writer (rows written) and the journal helper
     # (fsyncs); the signal goes to all three, as systemd's control-group kill would send it.
-    await wait_until(lambda: {"sqlite_writer", "journal_helper"} <= {m for p in _children(child.pid) for m in
-                                                                    ("sqlite_writer", "journal_helper") if m in _cmdline(p)},
-                     what="the child's helpers", show=lambda: [_cmdline(p) for p in _children(child.pid)])
+    def helpers_ready() -> bool:
+        names = {m for p in _children(child.pid) for m in ("sqlite_writer", "journal_helper")
+                 if m in _cmdline(p) and _catches_stop_signals(p)}
+        return names == {"sqlite_writer", "journal_helper"} and _catches_stop_signals(child.pid)
+
+    await wait_until(helpers_ready, what="the child's helpers, with their signal handlers",
+                     show=lambda: [(_cmdline(p), _catches_stop_signals(p)) for p in _children(child.pid)])
     family = [child.pid, *_children(child.pid)]
     for pid in family:
         os.kill(pid, sig)
@@ -166,6 +183,9 @@ async def test_child_and_helpers_outlive_the_signal_while_the_proxy_feeds(tmp_pa
     assert acc.closed_report["db"]["queued"] == 0 and acc.closed_report["db"]["spool_pending"] == 0
     assert _sqlite_counts(tmp_path / "acc.db") == (n, n, n)  # a CDR and a BYE record per call
     assert _open_in_journal(tmp_path / "spool") == set()
+    # Starting children leaves this process's signal mask alone (a leaked blocked SIGTERM is
+    # inherited by every process started afterwards, which then cannot be stopped).
+    assert not set(signal.pthread_sigmask(signal.SIG_BLOCK, [])) & {signal.SIGTERM, signal.SIGINT}
 
 
 @in_loop
@@ -352,7 +372,7 @@ class _Proxyapp:
         ]) + "\n")
         self.log_path = tmp / "proxy.log"
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "proxyapp", "--config", str(self.cfg)], stdout=self._log,
                                      stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)

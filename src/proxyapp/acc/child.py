@@ -85,8 +85,8 @@ HELPER_STOP_WAIT_S = 120
 
 
 def unblock_stop_signals() -> None:
-    """Deliver the stop signals again: ChildProcess.start spawns a child with them blocked, so one
-    that arrives while the child's interpreter starts waits until its handlers are in place."""
+    """Deliver the stop signals, should this process have inherited them blocked (a signal mask
+    survives fork and exec): a child that could not be stopped would outlive its service."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
@@ -123,18 +123,17 @@ class ChildProcess:
             return self.proc
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PKG_ROOT, env.get("PYTHONPATH")) if p)
-        # The child inherits a signal mask with SIGTERM and SIGINT blocked (unblocked here right
-        # after the spawn): one sent to the whole service while the child's interpreter starts
-        # stays pending until the child has its handlers (unblock_stop_signals), instead of
-        # killing it before it could serve its last batches.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", self.module, *self.args,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
-            )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        # Not done: blocking SIGTERM/SIGINT here around the spawn, so that the child inherits
+        # them blocked until it has its handlers. The mask is per thread and the spawn is awaited:
+        # two spawns interleaving on the loop (or one whose coroutine is never resumed) left the
+        # thread's mask blocked for good, and every process started afterwards inherited it
+        # (proxyapp under pytest no longer stopped on SIGTERM). A stop signal that arrives while
+        # a child's interpreter starts, before its handlers, still ends that child: the SQLite
+        # writer's batch is then spooled, the journal helper's work done in a thread.
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", self.module, *self.args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )
         if self.nice:
             # Set from here, before the child has started any of its own (they inherit it).
             try:

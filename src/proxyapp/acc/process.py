@@ -427,8 +427,7 @@ def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 4:
         print(__doc__, file=sys.stderr)
         return 2
-    # First: a SIGTERM/SIGINT from now on is noted, not fatal (ChildProcess.start spawned this
-    # process with both blocked, so one sent meanwhile is delivered here).
+    # First: a SIGTERM/SIGINT from now on is noted, not fatal (serve() then acts on it).
     for sig in STOP_SIGNALS:
         signal.signal(sig, _note_early_signal)
     unblock_stop_signals()
