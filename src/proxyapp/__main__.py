@@ -166,7 +166,7 @@ async def serve(
         who = f" worker {dispatch.index}/{dispatch.workers}" if dispatch is not None else ""
         logger.info("proxyapp {}{} ready (script {})", __version__, who, cfg.script or "built-in default")
         await stop.wait()
-        await drain(proxy, cfg.stop_timeout, hurry)
+        await drain(proxy, cfg.stop_timeout, hurry, dispatch)
         if dispatch is not None:
             logger.info("worker {}: handed {} messages to their owner, took over {}", dispatch.index,
                         dispatch.handed_off, dispatch.taken_over)
@@ -185,21 +185,29 @@ async def serve(
             await acc.close()  # flushes pending records (the SIGTERM path)
 
 
-async def drain(proxy: Any, timeout: float, hurry: asyncio.Event) -> None:
+async def drain(proxy: Any, timeout: float, hurry: asyncio.Event, dispatch: Any = None) -> None:
     """The graceful part of a stop: refuse new calls (503) and let the transactions in flight
-    get their final response, up to ``timeout`` seconds or until ``hurry`` is set."""
+    get their final response, up to ``timeout`` seconds or until ``hurry`` is set. A worker of
+    several also waits for the other stopping workers (Dispatch.others_pending): until they are
+    done, they hand it the messages of the calls it owns."""
     proxy.draining = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     pending = proxy.pending_transactions()
+    if dispatch is not None:
+        dispatch.post_pending(pending)
+    others = dispatch.others_pending() if dispatch is not None else 0
     if pending:
         logger.info("stopping: new calls get 503; waiting up to {} s for {} transactions", timeout, pending)
-    while pending and loop.time() < deadline and not hurry.is_set():
+    while (pending or others) and loop.time() < deadline and not hurry.is_set():
         try:
             await asyncio.wait_for(hurry.wait(), 0.1)
         except asyncio.TimeoutError:
             pass
         pending = proxy.pending_transactions()
+        if dispatch is not None:
+            dispatch.post_pending(pending)
+            others = dispatch.others_pending()
     if pending:
         logger.warning("stopping with {} transactions still waiting for a final response", pending)
 

@@ -16,8 +16,9 @@ With ``workers = N`` every worker serves its own socket (``SOCKET.N``) and the s
 
 The statistics snapshot is ``{group: {name: number}}``; the ``acc`` group is
 ``{backend: {stat: number}}``. Groups: core, tm, sl, dialog (proxyapp.core.stats), acc (the
-accounting backends), usrloc (registrations), workers (hand-offs), process (RSS, open file
-descriptors, event-loop lag, uptime).
+accounting backends), usrloc (registrations), auth (digest challenges and outcomes; empty
+without [auth]), workers (hand-offs), process (RSS, open file descriptors, event-loop lag,
+uptime).
 """
 
 from __future__ import annotations
@@ -42,19 +43,20 @@ from .config import LOG_LEVELS, Config, ConfigError
 if TYPE_CHECKING:
     from .proxy import Proxy
 
-GROUPS = ("core", "tm", "sl", "dialog", "acc", "usrloc", "workers", "process")
+GROUPS = ("core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "workers", "process")
 # Statistics that are levels, not counts: Prometheus gauges; combined over workers by summing
 # too, except the MAX_OF ones (the worst worker's lag, the oldest spooled record).
 GAUGES = frozenset({
     "inuse_transactions", "active_dialogs", "registered_contacts", "registered_aors", "rss_bytes",
     "open_fds", "loop_lag_s", "loop_lag_max_s", "uptime_s", "queued", "spool_pending",
-    "spool_oldest_age_s", "dialogs", "draining",
+    "spool_oldest_age_s", "dialogs", "draining", "events_buffered", "bytes_in_pipe_buffer",
+    "subscribers", "nonces_tracked", "failing_sources",
 })
 MAX_OF = frozenset({"loop_lag_s", "loop_lag_max_s", "uptime_s", "spool_oldest_age_s"})
 # Config keys a reload cannot change in a running process (sockets, processes, the stores).
 RESTART_KEYS = (
     "listen", "advertised_address", "workers", "acc", "location", "control_socket", "metrics_listen",
-    "max_message_size", "log_format",
+    "max_message_size", "log_format", "auth",
 )
 LAG_INTERVAL_S = 0.5
 DIALOG_LIFETIME_S = 12 * 3600.0  # a dialog whose BYE never came is forgotten (acc's cdr_lifetime_s)
@@ -196,6 +198,8 @@ class Commands:
             {"registered_aors": len(location.aors()), "registered_contacts": location.count()}
             if location is not None else {"registered_aors": 0, "registered_contacts": 0}
         )
+        auth = self.proxy.auth
+        out["auth"] = auth.stats() if auth is not None else {}
         d = self.dispatch
         out["workers"] = {"handed_off": d.handed_off if d else 0, "taken_over": d.taken_over if d else 0}
         proc: dict[str, Any] = process_stats(self.started)

@@ -34,7 +34,7 @@ from loguru import logger
 from .config import Config, Listen
 from .core import ProxyCore, Resolve, Target
 from .transaction import CancelTimer, Send, StartTimer, Terminated
-from .workers import Dispatch, owner_of, pack, reuseport_socket, unpack
+from .workers import Dispatch, is_initial_invite, owner_of, pack, reuseport_socket, unpack
 
 DNS_TIMEOUT = 5.0
 
@@ -121,7 +121,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def _dispatching(self, data: bytes, addr: tuple[str, int]) -> None:
         """Several workers (proxyapp.workers): handle our calls, hand the others to their owner."""
         owner = owner_of(data, self._workers)
-        if owner < 0 or owner == self._me:
+        if owner < 0 or owner == self._me or (self.edge.proxy.draining and is_initial_invite(data)):
+            # (While stopping, a new call is refused here: its owner may have exited already.)
             edge = self.edge
             edge.run(edge.proxy.receive(data, Target("udp", addr[0], addr[1], None, self.listen)))
             return

@@ -31,6 +31,7 @@ shared between workers (a connection lives in one process), so N > 1 needs UDP-o
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import signal
@@ -77,16 +78,52 @@ def unpack(packet: bytes) -> tuple[bytes, str, int, int]:
     return packet[nl + 1 :], host.decode(), int(port), int(index)
 
 
-class Dispatch:
-    """What one worker knows about the others: its index, and every worker's private address."""
+RUNNING = -1  # a worker's slot on the stop board while it is not stopping
 
-    def __init__(self, index: int, addrs: list[tuple[str, int]], sock: socket.socket) -> None:
+
+def is_initial_invite(data: bytes) -> bool:
+    """An INVITE without a To tag (it starts a dialog); parsed, so only for the rare paths."""
+    if not data.startswith(b"INVITE "):
+        return False
+    import fastsip
+
+    try:
+        to = fastsip.parse(data).to
+    except fastsip.ParseError:
+        return False
+    return to is not None and to.tag is None
+
+
+class Dispatch:
+    """What one worker knows about the others: its index, every worker's private address, and
+    the stop board: a shared page where each worker writes how many transactions it still
+    waits for while stopping (RUNNING otherwise). A stopping worker stays until every stopping
+    worker reached 0: it owns calls whose messages the others still hand it."""
+
+    def __init__(self, index: int, addrs: list[tuple[str, int]], sock: socket.socket, board: mmap.mmap | None = None) -> None:
         self.index = index
         self.workers = len(addrs)
         self.addrs = addrs
         self.sock = sock  # this worker's private socket (the transport takes it over)
         self.handed_off = 0  # messages passed to their owner
         self.taken_over = 0  # messages received from another worker
+        self.board = board
+
+    def post_pending(self, n: int) -> None:
+        """This worker is stopping with ``n`` transactions still waiting for a final response."""
+        if self.board is not None:
+            self.board[8 * self.index : 8 * self.index + 8] = n.to_bytes(8, "little", signed=True)
+
+    def others_pending(self) -> int:
+        """The transactions the other stopping workers still wait for (running ones count 0)."""
+        if self.board is None:
+            return 0
+        total = 0
+        for i in range(self.workers):
+            if i != self.index:
+                v = int.from_bytes(self.board[8 * i : 8 * i + 8], "little", signed=True)
+                total += max(v, 0)
+        return total
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -110,6 +147,9 @@ def supervise(workers: int, run_worker: Callable[[Dispatch], int]) -> int:
         s.bind(("127.0.0.1", 0))
         private.append(s)
     addrs = [s.getsockname() for s in private]
+    board = mmap.mmap(-1, 8 * workers)  # shared with the workers across fork (MAP_SHARED)
+    for i in range(workers):
+        board[8 * i : 8 * i + 8] = RUNNING.to_bytes(8, "little", signed=True)
     children: dict[int, tuple[int, float]] = {}  # pid -> (index, start time)
     stopping = False
     status = 0
@@ -125,7 +165,8 @@ def supervise(workers: int, run_worker: Callable[[Dispatch], int]) -> int:
                 for i, s in enumerate(private):
                     if i != index:
                         s.close()
-                code = run_worker(Dispatch(index, addrs, private[index]))
+                board[8 * index : 8 * index + 8] = RUNNING.to_bytes(8, "little", signed=True)
+                code = run_worker(Dispatch(index, addrs, private[index], board))
             except BaseException:
                 logger.exception("worker {} failed", index)
             finally:
