@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 
 DEFAULT_LISTEN = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
 # The [acc] table of the embedded defaults (``proxyapp`` with no --config): SQLite records and
@@ -21,7 +20,8 @@ DEFAULT_ACC = {"db_url": "proxyapp-acc.db", "spool_dir": "proxyapp-acc-spool"}
 DEFAULT_LOCATION = {"backend": "sqlite", "db_url": "proxyapp-location.db"}
 # The embedded defaults serve the loopback names as the proxy's own domain.
 DEFAULT_ALIASES = ("localhost",)
-DEFAULT_SERVER_HEADER = f"proxyapp ({__version__})"
+# No version by default: scanners report a version they can match to vulnerabilities (issue 17).
+DEFAULT_SERVER_HEADER = "proxyapp"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 # The control socket `proxyapp ctl` talks to, relative to the working directory unless absolute.

@@ -67,6 +67,10 @@ class CoreBase:
         # Set by the edge on SIGTERM: new INVITEs get 503 with this Retry-After (seconds).
         self.draining = False
         self.drain_retry_after = 5
+        # The rate limit of log lines about refused input (replies.LocalReplies._log_refused).
+        self._refused_window = -1e18
+        self._refused_lines = 0
+        self._refused_muted = 0
         self.sockets = [LocalSocket(listen, cfg.advertised_address) for listen in cfg.listen]
         self._sock_by_listen: dict[Listen | None, LocalSocket] = {s.listen: s for s in self.sockets}
         self._salt = branch_salt if branch_salt is not None else os.urandom(3).hex()

@@ -19,6 +19,10 @@ from .base import CoreBase
 from .context import RequestState, TxContext
 
 
+REFUSED_LOG_LINES = 10
+REFUSED_LOG_WINDOW_S = 10.0
+
+
 class LocalReplies(CoreBase):
     """sl_send_reply, t_newtran, t_reply and the answers to malformed input."""
 
@@ -159,11 +163,27 @@ class LocalReplies(CoreBase):
             self._drop(source, f"malformed request: {exc}")
             return
         self.stats.bad_requests += 1
-        logger.info("400 to {}:{}: {}", source.host, source.port, exc)
+        self._log_refused("{} to {}:{}: {}", status, source.host, source.port, exc)
         self._out.append(Send(dest, bytes(resp)))
 
     def _drop(self, source: Target, why: str, reply: bool = False) -> None:
         self.stats.dropped += 1
         if reply:
             self.stats.drop_replies += 1
-        logger.info("dropped a message from {}:{}: {}", source.host, source.port, why)
+        self._log_refused("dropped a message from {}:{}: {}", source.host, source.port, why)
+
+    def _log_refused(self, fmt: str, *args: object) -> None:
+        """A line about refused input, at most REFUSED_LOG_LINES per REFUSED_LOG_WINDOW_S: a
+        stranger sending garbage must not fill the log (the counters still count all of it)."""
+        now = self.wallclock()
+        if now - self._refused_window >= REFUSED_LOG_WINDOW_S:
+            if self._refused_muted:
+                logger.info("{} more lines about refused messages were not logged", self._refused_muted)
+            self._refused_window = now
+            self._refused_lines = 0
+            self._refused_muted = 0
+        if self._refused_lines >= REFUSED_LOG_LINES:
+            self._refused_muted += 1
+            return
+        self._refused_lines += 1
+        logger.info(fmt, *args)

@@ -1,0 +1,42 @@
+"""Issue 17 pieces in the core: what a stranger's traffic costs (log lines) and shows (Server)."""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from proxyapp.config import Config
+from proxyapp.core.replies import REFUSED_LOG_LINES
+from proxyapp.proxy import Proxy, Target
+
+from .harness import CALLER, Harness, req, sends
+
+
+def test_the_default_server_header_shows_no_version():
+    cfg = Config.embedded()
+    assert cfg.server_header == "proxyapp"
+    proxy = Proxy(cfg, branch_salt="abc")
+    (trying, *_) = [a for a in proxy.receive(req(ruri="sip:bob@192.0.2.9"), Target("udp", *CALLER, None, cfg.listen[0]))
+                    if hasattr(a, "data")]
+    assert b"\r\nServer: proxyapp\r\n" in trying.data
+
+
+def test_refused_input_logs_at_most_ten_lines_per_ten_seconds_and_counts_all():
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        h = Harness()
+        clock = [1000.0]
+        h.proxy.wallclock = lambda: clock[0]
+        for i in range(25):
+            h.rx(b"garbage %d\r\n\r\n" % i)
+            assert sends(h.rx(req("OPTIONS", branch=f"z9hG4bKm{i}", max_forwards="abc"))), "the 400 is always sent"
+        refused = [ln for ln in lines if ln.startswith(("dropped a message", "400 to"))]
+        assert len(refused) == REFUSED_LOG_LINES == 10
+        clock[0] += 10.0
+        h.rx(b"more garbage\r\n\r\n")
+        assert "40 more lines about refused messages were not logged" in lines
+        assert lines[-1].startswith("dropped a message from")
+        s = h.proxy.statistics()["core"]
+        assert (s["drop_requests"], s["err_requests"], s["bad_msg_hdr"]) == (26, 25, 51)
+    finally:
+        logger.remove(sink)
