@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING
+    if sys.version_info < (3, 11):
+        # tomllib and asyncio.Runner; the parser alone (import fastsip) runs on 3.10.
+        print("proxyapp: the proxy needs Python 3.11 or later (fastsip, the parser, runs on 3.10)", file=sys.stderr)
+        return EXIT_MISSING
     from proxyapp.__main__ import main as proxy_main
 
     return proxy_main(argv)

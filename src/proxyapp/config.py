@@ -143,6 +143,11 @@ class Config:
     control_socket: str = DEFAULT_CONTROL_SOCKET
     # [metrics] listen: "IP:PORT" of the Prometheus endpoint; None = off (the default).
     metrics_listen: tuple[str, int] | None = None
+    # A response that matches no client transaction (RFC 3261 §16.7 lets a proxy relay it on its
+    # Via, a reflection tool for strangers): "auto" relays it when it arrived on a loopback
+    # socket and drops it elsewhere, "relay" always, "drop" never. Never over TCP (that would
+    # open a connection to an address a stranger chose).
+    stateless_responses: str = "auto"
     # Graceful stop (SIGTERM / SIGINT): new INVITEs get 503 + Retry-After while the transactions
     # in flight finish, for at most this many seconds; then accounting is flushed.
     stop_timeout: float = 10.0
@@ -189,6 +194,7 @@ class Config:
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
             "log_level", "timers", "max_message_size", "acc", "script_params", "workers", "location",
             "registrar", "log_format", "control", "metrics", "stop_timeout", "auth",
+            "stateless_responses",
         }
         for key in data:
             if key not in known:
@@ -230,6 +236,11 @@ class Config:
             if fmt not in LOG_FORMATS:
                 raise ConfigError("log_format", f"{data['log_format']!r}: expected one of {', '.join(LOG_FORMATS)}")
             cfg.log_format = fmt
+        if "stateless_responses" in data:
+            mode = _str(data, "stateless_responses")
+            if mode not in ("auto", "relay", "drop"):
+                raise ConfigError("stateless_responses", f"{mode!r}: expected 'auto', 'relay' or 'drop'")
+            cfg.stateless_responses = mode
         if "stop_timeout" in data:
             v = data["stop_timeout"]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3600:

@@ -98,3 +98,25 @@ def test_proxyapp_script_runs_the_proxy_when_loguru_is_there() -> None:
     out = run_python("import sys; from proxyapp._cli import main; sys.exit(main(['--version']))")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("version: proxyapp "), out.stdout
+
+
+BLOCK_COMPILED = (
+    "import sys\n"
+    "class _NoCompiled:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'fastsip._parser_c':\n"
+    "            raise ImportError('blocked by the test: as if built without a compiler')\n"
+    "sys.meta_path.insert(0, _NoCompiled())\n"
+)
+
+
+def test_a_fallback_install_warns_at_import_and_a_chosen_one_does_not() -> None:
+    # pip shows setup.py's fallback banner only with -v: the import says it where users see it.
+    code = BLOCK_COMPILED + "import warnings; warnings.simplefilter('default')\nimport fastsip; print(fastsip.IMPLEMENTATION)"
+    out = run_python(code)
+    assert out.returncode == 0 and out.stdout.strip() == "py", out.stderr
+    assert "RuntimeWarning: fastsip: the compiled parser is not installed" in out.stderr
+    env = dict(os.environ, FASTSIP_NO_EXTENSIONS="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    quiet = subprocess.run([sys.executable, "-W", "default", "-c", "import fastsip; print(fastsip.IMPLEMENTATION)"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert quiet.stdout.strip() == "py" and "RuntimeWarning" not in quiet.stderr, quiet.stderr

@@ -266,7 +266,7 @@ def test_a_cancel_refused_with_481_completes_its_transaction():
 def test_a_response_that_matches_no_transaction_is_forwarded_statelessly_by_its_second_via():
     # §16.7 (via §16.11): our Via on top, no client transaction (a late 2xx): pop our Via and
     # send to the next Via's received/rport.
-    h = Harness()
+    h = Harness(stateless_responses="relay")  # (the RFC's behaviour; "auto" drops off loopback)
     resp = (
         f"SIP/2.0 200 OK\r\n"
         f"Via: SIP/2.0/UDP {PROXY_IP}:5060;branch=z9hG4bKgone.1\r\n"
@@ -857,7 +857,7 @@ def test_malformed_requests_get_400_or_513_with_the_reason_and_our_server_header
 def test_a_stateless_response_without_received_or_rport_value_goes_to_the_sent_by():
     # §18.2.2 for the next Via: no received -> its host; a bare rport (never filled) or none ->
     # its port, 5060 when it has none.
-    h = Harness()
+    h = Harness(stateless_responses="relay")  # (the RFC's behaviour; "auto" drops off loopback)
 
     def late(second_via):
         return (

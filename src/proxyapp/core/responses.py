@@ -39,7 +39,7 @@ class ResponseContext(CoreBase):
                 "found" if tx is not None else "not found",
             )
         if tx is None:
-            self._forward_response_stateless(resp, vias)
+            self._forward_response_stateless(resp, vias, source)
             return
         ack = None
         if status >= 300 and cseq.method == "INVITE" and tx.state in (PROCEEDING, "Calling"):

@@ -7,6 +7,7 @@ retransmission: it is derived from the loop hash and the incoming Via (§16.11).
 
 from __future__ import annotations
 
+import ipaddress
 import zlib
 
 from fastsip import Response, Via
@@ -17,6 +18,13 @@ from .addresses import Target, host_is_ip, norm_host
 from .base import CoreBase
 from .context import MAGIC, RequestState
 from .sockets import LocalSocket
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StatelessForwarding(CoreBase):
@@ -64,8 +72,10 @@ class StatelessForwarding(CoreBase):
                 return s
         return src or self.sockets[0]
 
-    def _forward_response_stateless(self, resp: Response, vias: list[Via]) -> None:
-        """§16.7: no client transaction -> forward statelessly when the top Via is ours (late 2xx)."""
+    def _forward_response_stateless(self, resp: Response, vias: list[Via], source: Target | None = None) -> None:
+        """§16.7: no client transaction -> forward statelessly when the top Via is ours (a late
+        2xx), as cfg.stateless_responses allows; a response with no Via below ours is dropped
+        (§16.7 step 3), and so is one whose next hop is not UDP (no new connection for it)."""
         top = vias[0]
         if len(vias) < 2 or not self.is_myself(top.host, top.port):
             self.stats.dropped += 1
@@ -73,9 +83,20 @@ class StatelessForwarding(CoreBase):
             if self.debug:
                 logger.debug("dropped a response that matches no transaction and is not for us")
             return
-        resp.pop_via()
         nxt = vias[1]
         transport = nxt.transport.lower()
+        mode = self.cfg.stateless_responses
+        if mode == "auto":
+            local = source.local if source is not None else None
+            mode = "relay" if local is not None and is_loopback(local.host) else "drop"
+        if mode == "drop" or transport != "udp":
+            self.stats.dropped += 1
+            self.stats.drop_replies += 1
+            self.stats.stray_replies += 1
+            if self.debug:
+                logger.debug("dropped a response that matches no transaction ({} to {})", mode, transport)
+            return
+        resp.pop_via()
         host = nxt.received or norm_host(nxt.host)
         rport = nxt.rport
         port = rport if isinstance(rport, int) and rport is not True else (nxt.port or 5060)

@@ -26,6 +26,8 @@ class Stats:
         "tx_final", "sl_replies",
         # dialogs confirmed by a relayed 2xx to an initial INVITE; 503s while stopping
         "processed_dialogs", "draining_rejects",
+        # responses matching no transaction dropped by the stateless_responses setting
+        "stray_replies",
     )
 
     # Declared for the type checker only (annotations, no class attributes: the slots hold them).
@@ -53,6 +55,7 @@ class Stats:
     sl_replies: list[int]
     processed_dialogs: int
     draining_rejects: int
+    stray_replies: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -99,6 +102,7 @@ class Stats:
             "absorbed_acks": self.absorbed_acks,
             "keepalives": self.keepalives,
             "draining_rejects": self.draining_rejects,
+            "stray_replies": self.stray_replies,
         }
         tm = {
             "UAS_transactions": self.uas,
