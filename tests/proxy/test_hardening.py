@@ -40,3 +40,32 @@ def test_refused_input_logs_at_most_ten_lines_per_ten_seconds_and_counts_all():
         assert (s["drop_requests"], s["err_requests"], s["bad_msg_hdr"]) == (26, 25, 51)
     finally:
         logger.remove(sink)
+
+
+def _late_200(second_via: str) -> bytes:
+    from .seed import PROXY_IP
+
+    return (
+        f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {PROXY_IP}:5060;branch=z9hG4bKgone.1\r\nVia: {second_via}\r\n"
+        "From: <sip:alice@192.0.2.1>;tag=a1\r\nTo: <sip:bob@192.0.2.2>;tag=b1\r\n"
+        "Call-ID: late@test\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_stray_responses_are_dropped_off_loopback_by_default_and_never_sent_over_tcp():
+    from .harness import CALLEE
+
+    udp = _late_200("SIP/2.0/UDP 203.0.113.7:5060;branch=z9hG4bKc1")
+    tcp = _late_200("SIP/2.0/TCP 203.0.113.7:5060;branch=z9hG4bKc1")
+    h = Harness()  # listens on 198.51.100.10: not loopback, "auto" drops
+    assert h.rx(udp, CALLEE) == [] and h.proxy.statistics()["core"]["stray_replies"] == 1
+    h = Harness(stateless_responses="relay")
+    assert [(a.dest.host, a.dest.port) for a in sends(h.rx(udp, CALLEE))] == [("203.0.113.7", 5060)]
+    assert h.rx(tcp, CALLEE) == [] and h.proxy.statistics()["core"]["stray_replies"] == 1
+    # On a loopback listener "auto" keeps the RFC's relay (the seed's SIPp set-up).
+    cfg = Config.from_dict({"listen": ["udp:127.0.0.1:5060"]})
+    proxy = Proxy(cfg, branch_salt="abc")
+    late = udp.replace(b"198.51.100.10", b"127.0.0.1")
+    acts = proxy.receive(late, Target("udp", "127.0.0.1", 5070, None, cfg.listen[0]))
+    assert [(a.dest.host, a.dest.port) for a in acts] == [("203.0.113.7", 5060)]
+    assert Harness(stateless_responses="drop").rx(udp, CALLEE) == []
