@@ -135,6 +135,10 @@ class Config:
     location: dict[str, Any] = field(default_factory=lambda: {"backend": "memory"})
     registrar: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, Any] = field(default_factory=dict)  # proxyapp.auth.AuthConfig ({} = no auth service)
+    # [tcp]: connection limits and timeouts (validated by the transport); {} = the defaults.
+    tcp: dict[str, Any] = field(default_factory=dict)
+    # [limits]: flood limits, scanner filter and memory caps (validated by proxyapp.limits).
+    limits: dict[str, Any] = field(default_factory=dict)
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
     # Worker processes sharing the listen addresses (proxyapp.workers); 1 = one process.
     workers: int = 1
@@ -194,7 +198,7 @@ class Config:
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
             "log_level", "timers", "max_message_size", "acc", "script_params", "workers", "location",
             "registrar", "log_format", "control", "metrics", "stop_timeout", "auth",
-            "stateless_responses",
+            "stateless_responses", "tcp", "limits",
         }
         for key in data:
             if key not in known:
@@ -260,7 +264,7 @@ class Config:
         if "workers" in data:
             cfg.workers = data["workers"]
         cfg.check_workers()
-        for table in ("acc", "script_params", "location", "registrar", "auth"):
+        for table in ("acc", "script_params", "location", "registrar", "auth", "tcp", "limits"):
             if table in data:
                 if not isinstance(data[table], dict):
                     raise ConfigError(table, "expected a table")
