@@ -74,7 +74,7 @@ def make_accounting(cfg: Config, worker: int | None = None, validate_only: bool 
             return None
         if worker is not None:
             acc_cfg.spool_dir = str(Path(acc_cfg.spool_dir) / f"worker-{worker}")
-        return for_config(acc_cfg, cfg.log_level)
+        return for_config(acc_cfg, cfg.log_level, cfg.log_format)
     except Exception as exc:
         raise ConfigError("acc", str(exc)) from None
 
@@ -187,29 +187,37 @@ async def serve(
 
 async def drain(proxy: Any, timeout: float, hurry: asyncio.Event, dispatch: Any = None) -> None:
     """The graceful part of a stop: refuse new calls (503) and let the transactions in flight
-    get their final response, up to ``timeout`` seconds or until ``hurry`` is set. A worker of
-    several also waits for the other stopping workers (Dispatch.others_pending): until they are
-    done, they hand it the messages of the calls it owns."""
+    get their final response and the dialogs up their BYE (so their CDRs are written now, not
+    at the next start), up to ``timeout`` seconds or until ``hurry`` is set. A worker of several
+    also waits for the other stopping workers (Dispatch.others_pending): until they are done,
+    they hand it the messages of the calls it owns."""
     proxy.draining = True
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    pending = proxy.pending_transactions()
+
+    def left() -> tuple[int, int]:
+        return proxy.pending_transactions(), len(proxy.dialogs)
+
+    pending, dialogs = left()
     if dispatch is not None:
-        dispatch.post_pending(pending)
+        dispatch.post_pending(pending + dialogs)
     others = dispatch.others_pending() if dispatch is not None else 0
-    if pending:
-        logger.info("stopping: new calls get 503; waiting up to {} s for {} transactions", timeout, pending)
-    while (pending or others) and loop.time() < deadline and not hurry.is_set():
+    if pending or dialogs:
+        logger.info("stopping: new calls get 503; waiting up to {} s for {} transactions and {} dialogs",
+                    timeout, pending, dialogs)
+    while (pending or dialogs or others) and loop.time() < deadline and not hurry.is_set():
         try:
             await asyncio.wait_for(hurry.wait(), 0.1)
         except asyncio.TimeoutError:
             pass
-        pending = proxy.pending_transactions()
+        pending, dialogs = left()
         if dispatch is not None:
-            dispatch.post_pending(pending)
+            dispatch.post_pending(pending + dialogs)
             others = dispatch.others_pending()
     if pending:
         logger.warning("stopping with {} transactions still waiting for a final response", pending)
+    if dialogs:
+        logger.info("stopping with {} dialogs up: their CDRs end at their BYE after the next start", dialogs)
 
 
 def main(argv: list[str] | None = None) -> int:

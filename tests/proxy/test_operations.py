@@ -198,6 +198,7 @@ core:retransmissions = 0
 core:absorbed_acks = 0
 core:keepalives = 0
 core:draining_rejects = 0
+core:stray_replies = 0
 """
 ACC_STATS = ("written", "spooled", "replayed", "failed", "lost", "queued", "spool_pending", "spool_oldest_age_s")
 
