@@ -11,6 +11,10 @@ returns actions. Timers:
   heap had to be rebuilt now and then, an O(n) pass over 100,000s of entries that stalled the
   loop for tens of ms (p99 setup 16-24 ms at 2250 calls/s). A long timer fires up to one slot
   late, which these timeouts allow.
+- TCP connections (limits and timeouts of ``[tcp]``, proxyapp.tcp_limits) are looked over by one
+  periodic sweep (``_sweep``, every TcpLimits.sweep_interval): each connection only records the
+  times of its last activity, of its oldest unfinished message and of the moment its writes
+  stalled; no timer per connection.
 - A due slot is drained WHEEL_BATCH timers per loop iteration, not at once: at 2250 calls/s one
   1 s slot holds some 7000 expirations (Timers L, M and J of every call), and firing them in one
   callback held every datagram back for 20-30 ms once a second. In between, the loop reads its
@@ -21,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import functools
 import heapq
 import itertools
 import math
+import os
+import resource
 import socket
 from typing import Any, cast
 
@@ -33,6 +40,7 @@ from loguru import logger
 
 from .config import Config, Listen
 from .core import ProxyCore, Resolve, Target
+from .tcp_limits import TcpLimits
 from .transaction import CancelTimer, Send, StartTimer, Terminated
 from .workers import Dispatch, is_initial_invite, owner_of, pack, reuseport_socket, unpack
 
@@ -155,52 +163,157 @@ class _PeerProtocol(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection, inbound or outbound; framed by fastsip.StreamParser."""
+    """One TCP connection, inbound or outbound; framed by fastsip.StreamParser.
 
-    def __init__(self, edge: "Edge", listen: Listen | None) -> None:
+    It records what the edge's sweep needs (``Edge._sweep``): ``last_active`` (a complete
+    message or a keep-alive ping received, or a message sent), ``partial_since`` (the start of a
+    message not yet complete) and ``stalled_since`` (writes paused above the high-water mark)."""
+
+    def __init__(self, edge: "Edge", listen: Listen | None, inbound: bool = False) -> None:
         self.edge = edge
         self.listen = listen
+        self.inbound = inbound
         self.parser = fastsip.StreamParser(max_size=edge.cfg.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.closed = False
+        self.counted = False  # in edge.tcp (refused connections never are)
         self._pings = 0
+        now = edge.now()
+        self.last_active = now
+        self.partial_since: float | None = None
+        self.stalled_since: float | None = None
+        self._unframed = 0  # bytes received since the last message or ping
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
-        self.edge.conns[self.peer] = self
+        edge = self.edge
+        if self.inbound and not edge.admit(self, transport):
+            self.closed = True
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        edge.tcp_opened(self)
+        edge.conns[self.peer] = self
+        limits = edge.tcp_limits
+        # Writes pause (pause_writing) above this; the sweep drops a peer paused for write_timeout.
+        self.transport.set_write_buffer_limits(high=min(64 * 1024, limits.max_write_buffer // 2))  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        parser = self.parser
         try:
             # feed() returns what fastsip.parse() returns for each framed message.
-            msgs = cast("list[fastsip.Request | fastsip.Response]", self.parser.feed(data))
+            msgs = cast("list[fastsip.Request | fastsip.Response]", parser.feed(data))
         except fastsip.ParseError as exc:
             # The byte stream cannot be framed any more (RFC 3261 §18.3): close the connection.
             logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
             self.edge.proxy.stats.dropped += 1
             self.close()
             return
-        if self.parser.pings != self._pings:
+        pings = parser.pings - self._pings
+        if msgs or pings:
+            now = self.edge.now()
+            self.last_active = now
+            self._unframed = parser.buffered
+            self.partial_since = now if parser.buffered else None
+        else:
+            self._unframed += len(data)
+            # A message under way, or line breaks that are no ping (at most 3 bytes of one
+            # CRLFCRLF can wait for the rest): the clock of message_timeout runs.
+            if self.partial_since is None and (parser.buffered or self._unframed > 3):
+                self.partial_since = self.edge.now()
+            if self._unframed > parser.buffered + self.edge.cfg.max_message_size:
+                # Line breaks without end: no message will come of them (fastsip keeps them).
+                logger.info("tcp {}:{}: {} bytes without a message; closing", self.peer[0], self.peer[1], self._unframed)
+                self.edge.proxy.stats.dropped += 1
+                self.close()
+                return
+        if pings:
             # RFC 5626 §3.5.1: answer each CRLFCRLF ping with a CRLF pong.
-            self.transport.write(b"\r\n" * (self.parser.pings - self._pings))  # type: ignore[union-attr]
-            self._pings = self.parser.pings
+            self._pings = parser.pings
+            self.send(b"\r\n" * pings)
         edge = self.edge
         for msg in msgs:
             edge.run(edge.proxy.receive_message(msg, Target("tcp", self.peer[0], self.peer[1], self, self.listen)))
+        if len(data) >= READ_YIELD_BYTES and not self.closed and self.stalled_since is None:
+            # A big read (a peer pipelining requests as fast as it can): let the other sockets
+            # have their turn before the next. libuv otherwise reads up to 32 times in a row,
+            # megabytes of requests, and everyone else waits a second.
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            edge.loop.call_soon(self._read_again)  # type: ignore[union-attr]
+
+    def _read_again(self) -> None:
+        transport = self.transport
+        if transport is not None and not self.closed and self.stalled_since is None and not transport.is_closing():
+            transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # The peer does not read what we send: read no more of its requests either (each would
+        # add a response to the queue) until it catches up, or the sweep drops it after
+        # write_timeout. A flood from a client that never reads costs one read's worth of work.
+        self.stalled_since = self.edge.now()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.stalled_since = None
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.counted:
+            self.edge.tcp_closed(self)
         if self.edge.conns.get(self.peer) is self:
             del self.edge.conns[self.peer]
 
     def send(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        transport.write(data)
+        self.last_active = self.edge.now()
+        if transport.get_write_buffer_size() > self.edge.tcp_limits.max_write_buffer:
+            self.edge.slow_reader(self, "its unsent data passed max_write_buffer")
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
+            self.closed = True
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once, dropping what is not sent yet."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+
+class _RateLimitedWarning:
+    """At most one WARNING per ``interval`` seconds; the next one says how many were held back."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self.last = -math.inf
+        self.held = 0
+
+    def __call__(self, now: float, message: str, *args: Any) -> None:
+        if now - self.last < self.interval:
+            self.held += 1
+            return
+        if self.held:
+            message += f" ({self.held} more like it in the last {self.interval:g} s not logged)"
+        self.held = 0
+        self.last = now
+        logger.warning(message, *args)
+
+
+READ_YIELD_BYTES = 32 * 1024  # a read this big hands the loop to the other sockets before the next
+FD_RESERVE = 32  # descriptors kept for outbound connections, DNS, databases and log files
 
 
 class Edge:
@@ -216,6 +329,17 @@ class Edge:
         self.tcp_servers: list[asyncio.AbstractServer] = []
         self.tcp_listen: list[Listen] = []
         self.conns: dict[tuple[str, int], TcpConnection] = {}
+        self.tcp_limits = TcpLimits.from_dict(cfg.tcp)  # raises ConfigError ("tcp.idle_timeout")
+        self.tcp: dict[TcpConnection, None] = {}  # every open connection, in opening order
+        self._per_ip: dict[str, int] = {}  # inbound connections per source address
+        self._tcp_counts = dict.fromkeys((
+            "refused_total", "refused_max_connections", "refused_per_ip", "refused_fd_limit",
+            "idle_closed", "message_timeouts", "slow_readers_closed", "fd_exhausted",
+        ), 0)
+        self.fd_limit = 0  # RLIMIT_NOFILE's soft limit once started
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._warn_refused = _RateLimitedWarning()
+        self._warn_fds = _RateLimitedWarning()
         self._connecting: dict[tuple[str, int], list[tuple[bytes, Any]]] = {}
         # Timer entries: [when, seq, tx (None once cancelled), name, wheel slot or None].
         self._heap: list[list[Any]] = []
@@ -233,6 +357,8 @@ class Edge:
     async def start(self) -> None:
         """Bind every listen socket; raises OSError when one cannot be bound."""
         self.loop = loop = asyncio.get_running_loop()
+        self._raise_fd_limit()
+        self._watch_accept_errors(loop)
         for listen in self.cfg.listen:
             if listen.transport == "udp":
                 if self.dispatch is not None:
@@ -251,7 +377,7 @@ class Edge:
                 _big_receive_buffer(udp_transport.get_extra_info("socket"))
             else:
                 server = await loop.create_server(
-                    functools.partial(TcpConnection, self, listen), listen.host, listen.port, reuse_address=True,
+                    functools.partial(TcpConnection, self, listen, True), listen.host, listen.port, reuse_address=True,
                 )
                 self.tcp_servers.append(server)
                 self.tcp_listen.append(listen)
@@ -262,6 +388,8 @@ class Edge:
             _big_receive_buffer(sock)
             _, peer = await loop.create_datagram_endpoint(lambda: _PeerProtocol(self), sock=sock)
             self._peer = peer
+        if self.tcp_listen:
+            self._sweep_handle = loop.call_later(self.tcp_limits.sweep_interval, self._sweep)
 
     def hand_off(self, owner: int, packet: bytes) -> None:
         """Pass a datagram to the worker that owns its call (proxyapp.workers)."""
@@ -282,6 +410,11 @@ class Edge:
                 proto.transport.close()
         for server in self.tcp_servers:
             server.close()
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        for conn in list(self.tcp):
+            conn.close()
         for conn in list(self.conns.values()):
             conn.close()
         for server in self.tcp_servers:
@@ -295,6 +428,167 @@ class Edge:
             self._wheel_handle.cancel()
         for task in list(self._tasks):
             task.cancel()
+
+    # ------------------------------------------------------------------ TCP limits
+
+    def now(self) -> float:
+        loop = self.loop
+        return loop.time() if loop is not None else 0.0
+
+    def tcp_stats(self) -> dict[str, int]:
+        """TCP connection counters: ``connections`` (open now; ``connections_in`` of them
+        accepted), ``refused_total`` (inbound connections closed at once: ``refused_per_ip``,
+        ``refused_max_connections``, ``refused_fd_limit``), ``idle_closed``, ``message_timeouts``,
+        ``slow_readers_closed`` (peers that did not read what we sent) and ``fd_exhausted`` (times
+        the process was short of file descriptors)."""
+        out = {"connections": len(self.tcp), "connections_in": sum(self._per_ip.values())}
+        out.update(self._tcp_counts)
+        return out
+
+    def admit(self, conn: TcpConnection, transport: asyncio.BaseTransport) -> bool:
+        """Whether an accepted connection may stay (max_connections, max_connections_per_ip, and
+        file descriptors to spare); a refusal is counted and logged (rate-limited)."""
+        limits, counts, ip = self.tcp_limits, self._tcp_counts, conn.peer[0]
+        reason = None
+        if len(self.tcp) >= limits.max_connections:
+            reason, why = "refused_max_connections", f"max_connections ({limits.max_connections}) reached"
+        elif limits.max_connections_per_ip and self._per_ip.get(ip, 0) >= limits.max_connections_per_ip:
+            reason, why = "refused_per_ip", f"max_connections_per_ip ({limits.max_connections_per_ip}) reached for {ip}"
+        else:
+            sock = transport.get_extra_info("socket")
+            fd = sock.fileno() if sock is not None else -1
+            # Descriptors are handed out lowest first: this one's number is how many are in use.
+            if self.fd_limit and fd >= self.fd_limit - FD_RESERVE:
+                reason = "refused_fd_limit"
+                why = f"file descriptors nearly exhausted (fd {fd}, open files limit {self.fd_limit})"
+                counts["fd_exhausted"] += 1
+        if reason is None:
+            return True
+        counts[reason] += 1
+        counts["refused_total"] += 1
+        warn = self._warn_fds if reason == "refused_fd_limit" else self._warn_refused
+        warn(self.now(), "tcp: refusing connections: {} ({} refused so far)", why, counts["refused_total"])
+        return False
+
+    def tcp_opened(self, conn: TcpConnection) -> None:
+        conn.counted = True
+        self.tcp[conn] = None
+        if conn.inbound:
+            ip = conn.peer[0]
+            self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+
+    def tcp_closed(self, conn: TcpConnection) -> None:
+        conn.counted = False
+        self.tcp.pop(conn, None)
+        if conn.inbound:
+            ip = conn.peer[0]
+            n = self._per_ip.get(ip, 0) - 1
+            if n > 0:
+                self._per_ip[ip] = n
+            else:
+                self._per_ip.pop(ip, None)
+
+    def slow_reader(self, conn: TcpConnection, why: str) -> None:
+        """Drop a peer that does not read what we send, with what is queued for it."""
+        if conn.closed:
+            return
+        self._tcp_counts["slow_readers_closed"] += 1
+        transport = conn.transport
+        queued = transport.get_write_buffer_size() if transport is not None else 0
+        logger.info("tcp {}:{}: {} ({} bytes unsent); dropping the connection", conn.peer[0], conn.peer[1], why, queued)
+        conn.abort()
+
+    def _sweep(self) -> None:
+        """Every sweep_interval: close idle connections, unfinished messages past
+        message_timeout and peers whose writes stalled for write_timeout."""
+        limits, counts = self.tcp_limits, self._tcp_counts
+        now = self.now()
+        idle_before = now - limits.idle_timeout if limits.idle_timeout else -math.inf
+        partial_before = now - limits.message_timeout if limits.message_timeout else -math.inf
+        stalled_before = now - limits.write_timeout
+        for conn in list(self.tcp):
+            if conn.closed:
+                continue
+            if conn.stalled_since is not None and conn.stalled_since <= stalled_before:
+                self.slow_reader(conn, f"its writes stalled for {limits.write_timeout:g} s")
+            elif conn.partial_since is not None and conn.partial_since <= partial_before:
+                counts["message_timeouts"] += 1
+                logger.debug(
+                    "tcp {}:{}: message incomplete after {:g} s ({} bytes); closing",
+                    conn.peer[0], conn.peer[1], limits.message_timeout, conn.parser.buffered,
+                )
+                conn.close()
+            elif conn.last_active <= idle_before:
+                counts["idle_closed"] += 1
+                logger.debug("tcp {}:{}: idle for {:g} s; closing", conn.peer[0], conn.peer[1], limits.idle_timeout)
+                conn.close()
+        self._probe_fds(now)
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            self._sweep_handle = loop.call_later(limits.sweep_interval, self._sweep)
+
+    def _probe_fds(self, now: float) -> None:
+        """Whether a descriptor can still be opened: uvloop (libuv) accepts and drops connections
+        silently when it cannot, so the sweep looks itself."""
+        try:
+            fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._fd_exhausted(now, exc)
+            return
+        os.close(fd)
+
+    def _fd_exhausted(self, now: float, exc: BaseException | None) -> None:
+        self._tcp_counts["fd_exhausted"] += 1
+        # The limit as it is now (prlimit may have changed it since the start; the guard in
+        # admit() keeps the one it started with).
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self._warn_fds(
+            now, "out of file descriptors ({}): new TCP connections are refused by the kernel "
+            "(open files limit {}, {} TCP connections open)", exc, limit, len(self.tcp),
+        )
+
+    def _raise_fd_limit(self) -> None:
+        """RLIMIT_NOFILE's soft limit up to the hard limit, where allowed; logs the value."""
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+            if soft != resource.RLIM_INFINITY and soft < target:
+                try:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                    logger.info("open files limit raised from {} to {}", soft, target)
+                    soft = target
+                except (OSError, ValueError) as exc:
+                    logger.info("open files limit {} (raising it to {} failed: {})", soft, target, exc)
+            else:
+                logger.info("open files limit {}", soft)
+        except (OSError, ValueError) as exc:  # pragma: no cover - no RLIMIT_NOFILE here
+            logger.info("open files limit unknown: {}", exc)
+            return
+        self.fd_limit = soft if soft != resource.RLIM_INFINITY else 0
+        wanted = self.tcp_limits.max_connections + FD_RESERVE
+        if any(x.transport == "tcp" for x in self.cfg.listen) and self.fd_limit and self.fd_limit < wanted:
+            logger.warning(
+                "open files limit {} is below tcp.max_connections + {} = {}: TCP connections will be "
+                "refused from about {} on (raise LimitNOFILE / ulimit -n)",
+                self.fd_limit, FD_RESERVE, wanted, self.fd_limit - FD_RESERVE,
+            )
+
+    def _watch_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """asyncio's loop reports an accept() that failed for want of descriptors to its exception
+        handler (and retries a second later): say so as proxyapp, rate-limited."""
+        previous = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            exc = context.get("exception")
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._fd_exhausted(loop.time(), exc)
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
 
     # ------------------------------------------------------------------ actions
 
@@ -369,6 +663,8 @@ class Edge:
             for _, tx in self._connecting.pop(key, []):
                 self.run(self.proxy.transport_error(tx))
             return
+        if self._sweep_handle is None:
+            self._sweep_handle = loop.call_later(self.tcp_limits.sweep_interval, self._sweep)
         for data, _ in self._connecting.pop(key, []):
             conn.send(data)
 
