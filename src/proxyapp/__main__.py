@@ -202,9 +202,8 @@ async def drain(proxy: Any, timeout: float, hurry: asyncio.Event, dispatch: Any 
     if dispatch is not None:
         dispatch.post_pending(pending + dialogs)
     others = dispatch.others_pending() if dispatch is not None else 0
-    if pending or dialogs:
-        logger.info("stopping: new calls get 503; waiting up to {} s for {} transactions and {} dialogs",
-                    timeout, pending, dialogs)
+    logger.info("stopping: new calls get 503; waiting up to {} s for {} transactions and {} dialogs",
+                timeout, pending, dialogs)
     while (pending or dialogs or others) and loop.time() < deadline and not hurry.is_set():
         try:
             await asyncio.wait_for(hurry.wait(), 0.1)

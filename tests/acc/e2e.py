@@ -65,7 +65,8 @@ def toml_value(v: Any) -> str:
 class ProxyProcess:
     """`python -m proxyapp --config <tmp>/proxy.toml` with an [acc] table."""
 
-    def __init__(self, tmp: Path, acc: dict[str, Any], timers: dict[str, Any] | None = None) -> None:
+    def __init__(self, tmp: Path, acc: dict[str, Any], timers: dict[str, Any] | None = None,
+                 top: dict[str, Any] | None = None) -> None:
         self.tmp = tmp
         self.port = free_udp_port()
         self.cfg = tmp / "proxy.toml"
@@ -74,6 +75,7 @@ class ProxyProcess:
             f"script = {toml_value(str(HERE / 'acc_script.py'))}",
             'log_level = "INFO"',
         ]
+        lines += [f"{k} = {toml_value(v)}" for k, v in (top or {}).items()]
         if timers:
             lines.append("[timers]")
             lines += [f"{k} = {toml_value(v)}" for k, v in timers.items()]

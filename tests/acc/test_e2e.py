@@ -239,7 +239,9 @@ def test_postgres_stopped_mid_run_200_calls_each_cdr_once(tmp_path, pg):
 def test_proxy_restart_during_50_open_calls(tmp_path):
     db = str(tmp_path / "acc.db")
     calls, hold = 50, 5000
-    proxy = ProxyProcess(tmp_path, {"db_url": db, "spool_dir": str(tmp_path / "spool")})
+    # stop_timeout = 0: the stop does not wait for the calls up to end (the graceful default
+    # would wait up to 10 s for their BYEs): they stay open across the restart.
+    proxy = ProxyProcess(tmp_path, {"db_url": db, "spool_dir": str(tmp_path / "spool")}, top={"stop_timeout": 0})
     proxy.start()
     try:
         callee = uas(tmp_path, "uas_answer.xml", calls)

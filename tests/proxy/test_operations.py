@@ -560,7 +560,9 @@ def test_graceful_stop_refuses_new_calls_and_finishes_calls_in_progress(tmp_path
         wait_until(ringing, 5, "4 INVITEs ringing")
         signalled = time.monotonic()
         proxy.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: "stopping: new calls get 503; waiting up to 6.0 s for " in proxy.log(), 3, "the drain to start")
+        # Every worker logs its drain: wait for all of them (one handles the signal a few ms later).
+        wait_until(lambda: proxy.log().count("stopping: new calls get 503; waiting up to 6.0 s for ") == workers, 3,
+                   "the drain to start")
         if workers == 1:
             assert "stopping: new calls get 503; waiting up to 6.0 s for 4 transactions" in proxy.log()
             assert ctl_json(sock, "stats", "dialog")["dialog"]["draining"] == 1
@@ -609,8 +611,11 @@ def test_graceful_stop_with_workers_refuses_the_calls_of_an_idle_worker(tmp_path
                                for t in ctl_json(sock, "transactions")["transactions"]), 5, "the INVITE ringing")
         signalled = time.monotonic()
         proxy.proc.send_signal(signal.SIGTERM)
-        wait_until(lambda: "stopping: new calls get 503; waiting up to 6.0 s for 1 transactions" in proxy.log(), 3,
+        # Both workers log their drain (one handles the forwarded signal a few ms later): until
+        # then a new INVITE may still be relayed by the other.
+        wait_until(lambda: proxy.log().count("stopping: new calls get 503; waiting up to 6.0 s for ") == 2, 3,
                    "the drain to start")
+        assert "stopping: new calls get 503; waiting up to 6.0 s for 1 transactions" in proxy.log()
         # Sent while the proxy is still stopping (the call rings until 2 s after it started).
         assert time.monotonic() - signalled < 1.5 and proxy.proc.poll() is None
         replies = _raw_invites(proxy.port, uas_port, 4, workers=2)  # 2 INVITEs owned by each worker
