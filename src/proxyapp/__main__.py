@@ -129,7 +129,7 @@ async def serve(
 
     commands = Commands(
         proxy, cfg, acc=acc, dispatch=dispatch, load_config=load_config,
-        set_log_level=lambda level: setup_logging(level, cfg.log_format),
+        set_log_level=lambda level: setup_logging(level, cfg.log_format), tcp_stats=edge.tcp_stats,
     )
 
     def on_hangup() -> None:
@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         acc = make_accounting(cfg, validate_only=cfg.workers > 1)
         make_location(cfg)  # validates [location]; each process builds its own store
         check_registrar(cfg)
+        from .tcp_limits import TcpLimits
+
+        TcpLimits.from_dict(cfg.tcp)  # validates [tcp] (raises ConfigError naming the key)
         if cfg.auth:  # validate [auth]; a random secret is drawn once, so the workers share it
             from .auth import AuthConfig
 

@@ -17,7 +17,7 @@ With ``workers = N`` every worker serves its own socket (``SOCKET.N``) and the s
 The statistics snapshot is ``{group: {name: number}}``; the ``acc`` group is
 ``{backend: {stat: number}}``. Groups: core, tm, sl, dialog (proxyapp.core.stats), acc (the
 accounting backends), usrloc (registrations), auth (digest challenges and outcomes; empty
-without [auth]), workers (hand-offs), process (RSS, open file descriptors, event-loop lag,
+without [auth]), tcp (connections, refusals, timeouts: transport.Edge.tcp_stats), workers (hand-offs), process (RSS, open file descriptors, event-loop lag,
 uptime).
 """
 
@@ -43,20 +43,20 @@ from .config import LOG_LEVELS, Config, ConfigError
 if TYPE_CHECKING:
     from .proxy import Proxy
 
-GROUPS = ("core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "workers", "process")
+GROUPS = ("core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "workers", "process")
 # Statistics that are levels, not counts: Prometheus gauges; combined over workers by summing
 # too, except the MAX_OF ones (the worst worker's lag, the oldest spooled record).
 GAUGES = frozenset({
     "inuse_transactions", "active_dialogs", "registered_contacts", "registered_aors", "rss_bytes",
     "open_fds", "loop_lag_s", "loop_lag_max_s", "uptime_s", "queued", "spool_pending",
     "spool_oldest_age_s", "dialogs", "draining", "events_buffered", "bytes_in_pipe_buffer",
-    "subscribers", "nonces_tracked", "failing_sources",
+    "subscribers", "nonces_tracked", "failing_sources", "connections", "connections_in",
 })
 MAX_OF = frozenset({"loop_lag_s", "loop_lag_max_s", "uptime_s", "spool_oldest_age_s"})
 # Config keys a reload cannot change in a running process (sockets, processes, the stores).
 RESTART_KEYS = (
     "listen", "advertised_address", "workers", "acc", "location", "control_socket", "metrics_listen",
-    "max_message_size", "log_format", "auth",
+    "max_message_size", "log_format", "auth", "tcp",
 )
 LAG_INTERVAL_S = 0.5
 DIALOG_LIFETIME_S = 12 * 3600.0  # a dialog whose BYE never came is forgotten (acc's cdr_lifetime_s)
@@ -118,6 +118,7 @@ class Commands:
         dispatch: Any = None,
         load_config: Callable[[], Config] | None = None,
         set_log_level: Callable[[str], None] | None = None,
+        tcp_stats: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.proxy = proxy
         self.cfg = cfg
@@ -125,6 +126,7 @@ class Commands:
         self.dispatch = dispatch
         self.load_config = load_config
         self.set_log_level = set_log_level
+        self.tcp_stats = tcp_stats
         self.started = time.monotonic()
         self.loop_lag = 0.0  # the last measured delay of a timer callback
         self.loop_lag_max = 0.0  # the largest since the statistics were last read
@@ -200,6 +202,7 @@ class Commands:
         )
         auth = self.proxy.auth
         out["auth"] = auth.stats() if auth is not None else {}
+        out["tcp"] = self.tcp_stats() if self.tcp_stats is not None else {}
         d = self.dispatch
         out["workers"] = {"handed_off": d.handed_off if d else 0, "taken_over": d.taken_over if d else 0}
         proc: dict[str, Any] = process_stats(self.started)
