@@ -2020,7 +2020,7 @@ cdef class Message:
         self._c_route = _UNSET
         self._c_rr = _UNSET
         self._c_cseq = _UNSET
-        self._c_uri = _UNSET
+        # _c_uri is kept: only the start line holds the Request-URI, and only set_uri rewrites it.
 
     def insert_header(self, name, value):
         """Insert ``name: value`` as the first header line (Via, Record-Route)."""
@@ -2278,6 +2278,7 @@ cdef class Request(Message):
         self._uri_str = uri
         self._uri_lazy = False
         self._uri_offset = len(self.method) + 1
+        self._c_uri = _UNSET
         self._edited()
 
     cdef void _copy_extra(self, Message new):

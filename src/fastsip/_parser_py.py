@@ -1117,7 +1117,10 @@ class Message:
     # --- edits -----------------------------------------------------------------
     def _edited(self) -> None:
         self._modified = True
+        uri = self._cache.get("uri")  # only the start line holds the Request-URI; set_uri drops it
         self._cache.clear()
+        if uri is not None:
+            self._cache["uri"] = uri
 
     def insert_header(self, name: str, value: str) -> None:
         """Insert ``name: value`` as the first header line (Via, Record-Route)."""
@@ -1336,6 +1339,7 @@ class Request(Message):
         self._sl = (line, 0, len(line))
         self._uri_text = uri
         self._uri_offset = len(self.method) + 1
+        self._cache.pop("uri", None)
         self._edited()
 
     def _copy_extra(self, new: Message) -> None:

@@ -127,6 +127,19 @@ def test_set_uri_and_set_body(impl) -> None:
     assert again.body == b"v=0\r\n" and again.content_type == "application/sdp"
 
 
+def test_header_edits_keep_the_parsed_uri_set_uri_replaces_it(impl) -> None:
+    msg = impl.parse(BASE)
+    uri = msg.uri
+    msg.set_via_param("received", "192.0.2.9")
+    msg.set_header("Max-Forwards", "69")
+    msg.append_header("P-Hint", "x")
+    msg.remove_header("P-Hint")
+    assert msg.uri is uri  # only the start line holds the Request-URI
+    msg.set_uri("sip:carol@192.0.2.7:5080")
+    assert (msg.uri.user, msg.uri.host, msg.uri.port) == ("carol", "192.0.2.7", 5080)
+    assert msg.uri is not uri
+
+
 def test_copy_is_independent(impl) -> None:
     msg = impl.parse(BASE)
     other = msg.copy()
