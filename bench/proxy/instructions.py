@@ -4,7 +4,8 @@ On a shared, noisy VM the time per call of two trees run minutes apart differs b
 instruction count of the same work does not (it moves by well under 1 % between runs). This
 runs the in-process call flow (tests/proxy/callflow.py: INVITE, 100, 180, 200, ACK, BYE, 200
 through the sans-IO core, no accounting) under callgrind at two call counts in each tree and
-reports (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and imports cancel out.
+reports (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and imports cancel out (a warm-up run compiles
+the .pyc files first, and PYTHONHASHSEED=0 fixes dict and set layouts).
 
     python bench/proxy/instructions.py TREE [TREE ...] [--n1 200] [--n2 1000]
 
@@ -26,7 +27,7 @@ import sys
 
 def instructions(tree: str, calls: int, python: str) -> int:
     """Total instructions of `python -m tests.proxy.callflow CALLS` in ``tree``."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(tree, "src"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(tree, "src"), PYTHONHASHSEED="0")
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "tests.proxy.callflow", str(calls)],
         cwd=tree, env=env, capture_output=True, text=True, timeout=3600,
@@ -48,6 +49,9 @@ def main() -> int:
         print("valgrind is required (apt-get install valgrind)", file=sys.stderr)
         return 2
     python = os.path.realpath(sys.executable)  # not a pyenv shim: valgrind must run the interpreter
+    for t in args.trees:  # compile every .pyc first: the counted runs must not differ by that
+        subprocess.run([python, "-m", "tests.proxy.callflow", "50"], cwd=t, capture_output=True, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(t, "src")))
     jobs = [(t, n) for t in args.trees for n in (args.n1, args.n2)]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         totals = dict(zip(jobs, pool.map(lambda j: instructions(j[0], j[1], python), jobs)))
