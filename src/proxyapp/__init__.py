@@ -4,6 +4,8 @@ Layers, bottom to top; a module imports only from its own layer or those below i
 (tests/proxy/test_layers.py keeps it so):
 
 1. base: ``config`` (validated configuration, timers from T1/T2/T4), ``logs`` (log set-up).
+   ``limits`` (sans-IO [limits]: per-source flood bans and the scanner filter for the edge, the
+   transaction budget for the core).
 2. ``transaction``: RFC 3261 §17 state machines; events in, actions out, no I/O, no clock.
 3. ``core``: the sans-IO proxy, RFC 3261 §16 split by section (requests §16.3-16.6, responses
    §16.7, cancel §16.10, stateless §16.11, local replies). It calls the script and accounting

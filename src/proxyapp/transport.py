@@ -40,6 +40,7 @@ from loguru import logger
 
 from .config import Config, Listen
 from .core import ProxyCore, Resolve, Target
+from .limits import Limits
 from .tcp_limits import TcpLimits
 from .transaction import CancelTimer, Send, StartTimer, Terminated
 from .workers import Dispatch, is_initial_invite, owner_of, pack, reuseport_socket, unpack
@@ -121,13 +122,21 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.edge._limits_handle is None:
+            self.edge._limits_tick()  # the first UDP socket starts the flood limits' windows
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         edge = self.edge
+        limits = edge.limits
+        if not limits.admit(addr[0]) or limits.is_scanner(data):
+            return  # [limits]: a banned source or a scanner, dropped unparsed and unanswered
         edge.run(edge.proxy.receive(data, Target("udp", addr[0], addr[1], None, self.listen)))
 
     def _dispatching(self, data: bytes, addr: tuple[str, int]) -> None:
         """Several workers (proxyapp.workers): handle our calls, hand the others to their owner."""
+        limits = self.edge.limits
+        if not limits.admit(addr[0]) or limits.is_scanner(data):
+            return  # [limits] (each worker counts the sources the kernel gives it)
         owner = owner_of(data, self._workers)
         if owner < 0 or owner == self._me or (self.edge.proxy.draining and is_initial_invite(data)):
             # (While stopping, a new call is refused here: its owner may have exited already.)
@@ -323,6 +332,10 @@ class Edge:
         self.proxy = proxy
         self.cfg = cfg
         self.dispatch = dispatch  # several workers: who owns which call (proxyapp.workers)
+        # [limits]: flood bans and the scanner filter (proxyapp.limits; the core's, which holds the
+        # transaction budget too; a stand-in proxy without one gets its own).
+        self.limits: Limits = getattr(proxy, "limits", None) or Limits.from_dict(cfg.limits)
+        self._limits_handle: asyncio.TimerHandle | None = None
         self._peer: _PeerProtocol | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.udp: dict[Listen, _UdpProtocol] = {}
@@ -424,6 +437,8 @@ class Edge:
                 pass
         if self._handle is not None:
             self._handle.cancel()
+        if self._limits_handle is not None:
+            self._limits_handle.cancel()
         if self._wheel_handle is not None:
             self._wheel_handle.cancel()
         for task in list(self._tasks):
@@ -613,6 +628,13 @@ class Edge:
                 self._spawn(self._resolve(a))
             else:
                 logger.error("unknown action {!r}", a)
+
+    def _limits_tick(self) -> None:
+        """Close the flood limits' window, every sampling_time_unit seconds."""
+        loop = self.loop
+        assert loop is not None
+        self.limits.tick(loop.time())
+        self._limits_handle = loop.call_later(self.limits.cfg.sampling_time_unit, self._limits_tick)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

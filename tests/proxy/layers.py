@@ -19,7 +19,7 @@ PACKAGE = "proxyapp"
 # Bottom to top. A module may import modules of its own layer or of a lower one, never of a higher
 # one. The order inside proxyapp.core is stricter (CORE_ORDER below).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("proxyapp", "proxyapp.config", "proxyapp.logs")),
+    ("base", ("proxyapp", "proxyapp.config", "proxyapp.logs", "proxyapp.limits")),
     ("transactions (RFC 3261 §17)", ("proxyapp.transaction",)),
     ("proxy core (RFC 3261 §16)", ("proxyapp.core",)),
     ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth")),

@@ -12,9 +12,10 @@ import itertools
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, Listen
+from ..limits import Limits, TxBudget
 from ..transaction import (
     COMPLETED,
     Action,
@@ -41,6 +42,56 @@ if TYPE_CHECKING:
 Out = Action | Resolve
 
 
+class CountedTxTable(TxTable):
+    """A TxTable that keeps the transaction budget (proxyapp.limits.TxBudget): how many
+    transactions live and the request bytes they keep (a server transaction's request as the
+    script left it, a client transaction's request as sent), taken when one enters and given back
+    when it leaves. The sizes wait in a dict by id(tx); a transaction is alive while it is in the
+    table, so the id is not reused meanwhile."""
+
+    __slots__ = ("budget", "server", "sizes")
+
+    def __init__(self, budget: TxBudget, server: bool) -> None:
+        super().__init__()
+        self.budget = budget
+        self.server = server
+        self.sizes: dict[int, int] = {}
+
+    def __setitem__(self, key: Any, tx: Any) -> None:
+        shard = self._shards[hash(key) & 63]
+        old = shard.get(key)
+        if old is not None:
+            self._release(old)
+        shard[key] = tx
+        if self.server:
+            owner = tx.owner
+            size = len(bytes(owner.request)) if owner is not None else 0
+        else:
+            size = len(tx.request)
+        self.sizes[id(tx)] = size
+        b = self.budget
+        b.live += 1
+        b.bytes += size
+
+    def _release(self, tx: Any) -> None:
+        b = self.budget
+        b.live -= 1
+        b.bytes -= self.sizes.pop(id(tx), 0)
+
+    def __delitem__(self, key: Any) -> None:
+        shard = self._shards[hash(key) & 63]
+        self._release(shard.pop(key))
+
+    def discard(self, key: Any, tx: Any) -> None:
+        shard = self._shards[hash(key) & 63]
+        if shard.get(key) is tx:
+            del shard[key]
+            self._release(tx)
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
 class CoreBase:
     """Configuration, tables, sockets and the action queue of the sans-IO proxy."""
 
@@ -58,8 +109,12 @@ class CoreBase:
         self.script = script
         self.acc = acc
         self.wallclock = wallclock
-        self.server_txs = TxTable()
-        self.client_txs = TxTable()
+        # [limits]: the edge's flood limits and scanner filter, and the transaction budget the
+        # tables count into (ValueError for a bad table).
+        self.limits = Limits.from_dict(cfg.limits)
+        self.tx_budget = self.limits.budget
+        self.server_txs: TxTable = CountedTxTable(self.tx_budget, server=True)
+        self.client_txs: TxTable = CountedTxTable(self.tx_budget, server=False)
         self.stats = Stats()
         # Dialogs confirmed by a 2xx we relayed, until their BYE: Call-ID -> start (wall clock).
         # For the statistics and `proxyapp ctl dialogs`; expire_dialogs() bounds it.

@@ -108,6 +108,14 @@ class RequestRouting(CoreBase):
             self.sl_reply(msg, self._reply_dest(msg, via, source), 503, "Service Unavailable",
                           (("Retry-After", str(self.drain_retry_after)),), source)
             return
+        b = self.tx_budget
+        if (b.live >= b.max_live or b.bytes >= b.max_bytes) and method != "ACK" and method != "CANCEL":
+            # [limits] max_transactions / max_transaction_bytes: no new transaction (memory stays
+            # bounded); the client retries later (§21.5.4). CANCEL and ACK still end calls.
+            b.rejected += 1
+            self.sl_reply(msg, self._reply_dest(msg, via, source), 503, "Service Unavailable",
+                          (("Retry-After", str(b.retry_after)),), source)
+            return
         lh = self._loop_hash(msg)  # on the request as received, before the script edits it
         self._stamp_via(msg, via, source)
         routed, dst = self._remove_own_routes(msg)
