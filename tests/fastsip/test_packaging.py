@@ -113,7 +113,9 @@ BLOCK_COMPILED = (
 def test_a_fallback_install_warns_at_import_and_a_chosen_one_does_not() -> None:
     # pip shows setup.py's fallback banner only with -v: the import says it where users see it.
     code = BLOCK_COMPILED + "import warnings; warnings.simplefilter('default')\nimport fastsip; print(fastsip.IMPLEMENTATION)"
-    out = run_python(code)
+    env = {k: v for k, v in os.environ.items() if k != "FASTSIP_NO_EXTENSIONS"}  # (the suite's py pass sets it)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "py", out.stderr
     assert "RuntimeWarning: fastsip: the compiled parser is not installed" in out.stderr
     env = dict(os.environ, FASTSIP_NO_EXTENSIONS="1", PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
