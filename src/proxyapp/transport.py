@@ -31,6 +31,7 @@ import heapq
 import itertools
 import math
 import os
+import re
 import resource
 import socket
 from typing import Any, cast
@@ -108,12 +109,37 @@ def _big_receive_buffer(sock: Any) -> None:
         pass
 
 
+# The branch of the top Via of a request we sent (ours, inserted first: RFC 3261 §16.6 step 8).
+_TOP_BRANCH = re.compile(rb"\r\nVia: SIP/2\.0/UDP [^;\r\n]*;branch=([^;,\s]+)")
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+
+
+def _icmp_error_queue(transport: asyncio.BaseTransport) -> socket.socket | None:
+    """Turn on IP_RECVERR: without it Linux never reports an ICMP error on an unconnected UDP
+    socket, and error_received is not called. Returns a duplicate of the socket to read the error
+    queue with (asyncio only calls error_received(ConnectionRefusedError) without the address).
+    None under uvloop: uvloop 0.23 dies (SIGSEGV) on the first ICMP error with IP_RECVERR set."""
+    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+        return None
+    sock = transport.get_extra_info("socket")
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        return socket.fromfd(sock.fileno(), sock.family, socket.SOCK_DGRAM)
+    except (OSError, AttributeError):
+        return None
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, edge: "Edge", listen: Listen) -> None:
         self.edge = edge
         self.listen = listen
         self.transport: asyncio.DatagramTransport | None = None
         self.index = edge.cfg.listen.index(listen)
+        self._errq: socket.socket | None = None
         dispatch = edge.dispatch
         if dispatch is not None:
             self._me = dispatch.index
@@ -122,6 +148,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._errq = _icmp_error_queue(transport)
         if self.edge._limits_handle is None:
             self.edge._limits_tick()  # the first UDP socket starts the flood limits' windows
 
@@ -147,6 +174,32 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("udp socket {}: {}", self.listen, exc)
+        if self._errq is not None:
+            self._read_error_queue(self._errq)
+
+    def _read_error_queue(self, errq: socket.socket) -> None:
+        """ICMP errors (IP_RECVERR): each names the destination and quotes the datagram we sent;
+        a request of a client transaction fails its branch at once (503) instead of being
+        retransmitted to a port nobody listens on until Timer B or F."""
+        edge = self.edge
+        for _ in range(1024):
+            try:
+                data, _, _, addr = errq.recvmsg(4096, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except OSError:
+                return  # empty (EAGAIN)
+            m = _TOP_BRANCH.search(data)
+            if m is None or data.startswith(b"SIP/"):
+                continue  # a response, or too little of the request quoted
+            key = (m.group(1).decode("ascii", "replace"), data[:data.find(b" ")].decode("ascii", "replace"))
+            tx = edge.proxy.client_txs.get(key)
+            if tx is not None and (tx.dest.host, tx.dest.port) == (addr[0], addr[1]):
+                edge.icmp_failures += 1
+                edge.run(edge.proxy.transport_error(tx))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._errq is not None:
+            self._errq.close()
+            self._errq = None
 
 
 class _PeerProtocol(asyncio.DatagramProtocol):
@@ -335,6 +388,7 @@ class Edge:
         # [limits]: flood bans and the scanner filter (proxyapp.limits; the core's, which holds the
         # transaction budget too; a stand-in proxy without one gets its own).
         self.limits: Limits = getattr(proxy, "limits", None) or Limits.from_dict(cfg.limits)
+        self.icmp_failures = 0  # branches failed at once by an ICMP error (_UdpProtocol._read_error_queue)
         self._limits_handle: asyncio.TimerHandle | None = None
         self._peer: _PeerProtocol | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

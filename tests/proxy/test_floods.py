@@ -188,6 +188,23 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
     return out
 
 
+async def icmp(tmp: Path) -> dict[str, Any]:
+    """A call toward DEAD: how long until the caller has its final (503 from the ICMP port
+    unreachable, or Timer B's 408 without it)."""
+    proxy, edge = await _start_proxy({})
+    t0 = time.monotonic()
+    caller = await _spawn(_sipp(tmp, "icmp", [
+        "-sf", str(SCENARIOS / "uac_503.xml"), "-i", LEGIT, "-p", "5082", f"{PROXY[0]}:{PROXY[1]}",
+        "-key", "uas", DEAD, "-m", "1", "-timeout", "10",
+    ]), tmp, "icmp")
+    uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+    rc = await _wait(caller, 4 if uvloop else 20)  # (under uvloop only Timer B would end it)
+    out = {"rc": rc, "seconds": round(time.monotonic() - t0, 2), "icmp_failures": edge.icmp_failures,
+           "loop": type(asyncio.get_running_loop()).__module__, "core": proxy.statistics()["tm"]}
+    await edge.close()
+    return out
+
+
 def _netns_main(argv: list[str]) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     from proxyapp.transport import new_event_loop
@@ -197,6 +214,11 @@ def _netns_main(argv: list[str]) -> None:
     try:
         if argv[0] == "flood":
             result = loop.run_until_complete(asyncio.wait_for(flood(tmp), 150))
+        elif argv[0] == "icmp":
+            if "--uvloop" not in argv:
+                loop.close()
+                loop = asyncio.new_event_loop()  # IP_RECVERR is off under uvloop (transport.py)
+            result = loop.run_until_complete(asyncio.wait_for(icmp(tmp), 60))
         else:
             # memory [RATE SECONDS AFTER T1_MS] [--no-trim]; the defaults are the test's short run.
             rate, seconds, after, t1 = ([int(a) for a in argv[1:5] if a.isdigit()] + [3000, 5, 30, 100][len(argv[1:5]):])[:4]
@@ -255,6 +277,19 @@ def test_memory_comes_back_after_a_flood_toward_a_dead_target():
     assert r["limits"]["malloc_trims"] >= 1, info  # [limits] malloc_trim after the drop
     assert r["rss_peak"] < MEMORY_PEAK_BOUND_MB, info
     assert r["rss_end"] - r["rss_before"] < MEMORY_KEPT_BOUND_MB, info
+
+
+def test_icmp_port_unreachable_fails_the_branch_at_once_on_the_asyncio_loop():
+    r = _run_in_netns("icmp", timeout=90)
+    assert r["loop"].startswith("asyncio") and r["rc"] == 0 and r["icmp_failures"] >= 1, r
+    assert r["seconds"] < 3, r  # not Timer B's 32 s
+
+
+def test_under_uvloop_icmp_errors_stay_off_and_the_proxy_survives_them():
+    pytest.importorskip("uvloop")
+    r = _run_in_netns("icmp", "--uvloop", timeout=90)
+    assert r["loop"].startswith("uvloop") and r["icmp_failures"] == 0, r
+    assert r["rc"] != 0 and r["core"]["inuse_transactions"] >= 1, r  # still waiting for Timer B
 
 
 if __name__ == "__main__":
