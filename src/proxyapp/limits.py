@@ -156,6 +156,7 @@ class Limits:
         self.trims = 0
         self._trim = _libc_malloc_trim() if cfg.malloc_trim else None
         self._now = 0.0  # the clock at the last tick (a ban's start is dated by it)
+        self._trim_again = False  # trimmed during a drop: once more when it is over
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limits:
@@ -232,12 +233,14 @@ class Limits:
         b = self.budget
         if b.live > b.peak_live:
             b.peak_live = b.live
-        elif b.peak_live >= 5_000 and b.live < b.peak_live // 4:
+        elif (b.peak_live >= 5_000 and b.live < b.peak_live // 4) or (self._trim_again and b.live < 100):
             # Most of a flood's transactions ended: hand the freed pages back to the system
-            # (glibc keeps them in its arenas otherwise; see docs/proxyapp/configuration.md).
+            # (glibc keeps them in its heap otherwise; see docs/proxyapp/configuration.md), and
+            # once more when (almost) none is left, which gives back the most.
             if self._trim is not None:
                 self._trim(0)
                 self.trims += 1
+            self._trim_again = b.live >= 100
             b.peak_live = b.live
 
     def banned(self) -> list[str]:

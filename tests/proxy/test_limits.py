@@ -83,6 +83,17 @@ def test_the_table_is_bounded_and_swept_by_tick_not_per_datagram():
     assert lim.stats()["tracked_sources"] == 0
 
 
+def test_malloc_trim_after_a_big_drop_of_transactions_and_once_more_at_its_end():
+    lim = Limits.from_dict({})
+    trims = []
+    lim._trim = lambda pad: trims.append(lim.budget.live)  # (glibc's malloc_trim, observed)
+    for t, live in enumerate((0, 3000, 10_000, 8000, 2000, 1500, 50, 0, 0, 6000, 1000, 0, 0)):
+        lim.budget.live = live
+        lim.tick(float(t))
+    assert trims == [2000, 50, 1000, 0] and lim.stats()["malloc_trims"] == 4
+    assert Limits.from_dict({"malloc_trim": False})._trim is None
+
+
 def test_density_zero_disables_the_flood_limit():
     lim = Limits.from_dict({"reqs_density_per_unit": 0})
     assert all(lim.admit("192.0.2.1") for _ in range(100_000))
