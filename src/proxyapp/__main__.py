@@ -291,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         from .tcp_limits import TcpLimits
 
         TcpLimits.from_dict(cfg.tcp)  # validates [tcp] (raises ConfigError naming the key)
+        from .limits import LimitsConfig
+
+        try:
+            LimitsConfig.from_dict(cfg.limits)
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError("limits", str(exc)) from None
         if cfg.auth:  # validate [auth]; a random secret is drawn once, so the workers share it
             from .auth import AuthConfig
 

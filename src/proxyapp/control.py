@@ -17,7 +17,8 @@ With ``workers = N`` every worker serves its own socket (``SOCKET.N``) and the s
 The statistics snapshot is ``{group: {name: number}}``; the ``acc`` group is
 ``{backend: {stat: number}}``. Groups: core, tm, sl, dialog (proxyapp.core.stats), acc (the
 accounting backends), usrloc (registrations), auth (digest challenges and outcomes; empty
-without [auth]), tcp (connections, refusals, timeouts: transport.Edge.tcp_stats), workers (hand-offs), process (RSS, open file descriptors, event-loop lag,
+without [auth]), tcp (connections, refusals, timeouts: transport.Edge.tcp_stats), limits (flood
+bans, scanners dropped, the transaction budget: proxyapp.limits), workers (hand-offs), process (RSS, open file descriptors, event-loop lag,
 uptime).
 """
 
@@ -43,7 +44,7 @@ from .config import LOG_LEVELS, Config, ConfigError
 if TYPE_CHECKING:
     from .proxy import Proxy
 
-GROUPS = ("core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "workers", "process")
+GROUPS = ("core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "limits", "workers", "process")
 # Statistics that are levels, not counts: Prometheus gauges; combined over workers by summing
 # too, except the MAX_OF ones (the worst worker's lag, the oldest spooled record).
 GAUGES = frozenset({
@@ -51,12 +52,13 @@ GAUGES = frozenset({
     "open_fds", "loop_lag_s", "loop_lag_max_s", "uptime_s", "queued", "spool_pending",
     "spool_oldest_age_s", "dialogs", "draining", "events_buffered", "bytes_in_pipe_buffer",
     "subscribers", "nonces_tracked", "failing_sources", "connections", "connections_in",
+    "banned_sources", "tracked_sources", "live_transactions", "transaction_bytes",
 })
 MAX_OF = frozenset({"loop_lag_s", "loop_lag_max_s", "uptime_s", "spool_oldest_age_s"})
 # Config keys a reload cannot change in a running process (sockets, processes, the stores).
 RESTART_KEYS = (
     "listen", "advertised_address", "workers", "acc", "location", "control_socket", "metrics_listen",
-    "max_message_size", "log_format", "auth", "tcp",
+    "max_message_size", "log_format", "auth", "tcp", "limits",
 )
 LAG_INTERVAL_S = 0.5
 DIALOG_LIFETIME_S = 12 * 3600.0  # a dialog whose BYE never came is forgotten (acc's cdr_lifetime_s)
@@ -203,6 +205,7 @@ class Commands:
         auth = self.proxy.auth
         out["auth"] = auth.stats() if auth is not None else {}
         out["tcp"] = self.tcp_stats() if self.tcp_stats is not None else {}
+        out["limits"] = self.proxy.limits.stats()
         d = self.dispatch
         out["workers"] = {"handed_off": d.handed_off if d else 0, "taken_over": d.taken_over if d else 0}
         proc: dict[str, Any] = process_stats(self.started)

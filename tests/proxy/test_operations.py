@@ -242,9 +242,9 @@ def test_ctl_every_command(tmp_path, sipp):
         # All groups, in order, as group:name = value (acc: group:backend:name).
         assert [ln.split(":")[0] for ln in lines] == sorted(
             [ln.split(":")[0] for ln in lines],
-            key=["core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "workers", "process"].index)
+            key=["core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "limits", "workers", "process"].index)
         # (auth is empty without [auth]; tcp lists the TCP listener's connections and refusals)
-        assert set(ln.split(":")[0] for ln in lines) == {"core", "tm", "sl", "dialog", "acc", "usrloc", "tcp", "workers", "process"}
+        assert set(ln.split(":")[0] for ln in lines) == {"core", "tm", "sl", "dialog", "acc", "usrloc", "tcp", "limits", "workers", "process"}
         assert "tcp:connections = 0" in lines and "tcp:refused_total = 0" in lines
         assert res.stdout.startswith(ZERO_CORE + ZERO_TM + ZERO_SL), res.stdout
         assert all(re.fullmatch(r"[a-z]+(:[A-Za-z0-9_]+)+ = -?[0-9.]+", ln) for ln in lines), res.stdout
@@ -252,14 +252,14 @@ def test_ctl_every_command(tmp_path, sipp):
             for s in ACC_STATS:
                 assert f"acc:{backend}:{s} = 0" in lines or f"acc:{backend}:{s} = 0.0" in lines, (backend, s, res.stdout)
         snap = ctl_json(sock, "stats")
-        assert list(snap) == ["core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "workers", "process"]
+        assert list(snap) == ["core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "limits", "workers", "process"]
         assert set(snap["process"]) == {"rss_bytes", "open_fds", "uptime_s", "loop_lag_s", "loop_lag_max_s", "reloads"}
         assert snap["process"]["rss_bytes"] > 10_000_000 and snap["process"]["open_fds"] > 3
         assert snap["process"]["reloads"] == 0
         assert ctl_json(sock, "stats", "dialog") == {"dialog": {"active_dialogs": 0, "processed_dialogs": 0, "draining": 0}}
         res = ctl(sock, "stats", "nosuch")
         assert (res.returncode, res.stdout, res.stderr) == (1, "", "proxyapp ctl: stats: unknown statistics group 'nosuch' "
-                                                            "(groups: core, tm, sl, dialog, acc, usrloc, auth, tcp, workers, process)\n")
+                                                            "(groups: core, tm, sl, dialog, acc, usrloc, auth, tcp, limits, workers, process)\n")
 
         # ul after a real REGISTER (SIPp): show, show AOR, rm of an unknown contact, rm.
         reg = sipp.uac("uac_register.xml", proxy.port, "unused", extra=["-s", "alice"])

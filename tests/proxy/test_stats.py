@@ -171,7 +171,7 @@ def test_control_commands(tmp_path):
     cmds, path = _commands(h, tmp_path, set_log_level=levels.append)
     _call(h, 1, bye=False)
     stats = cmds.run("stats", [])
-    assert list(stats) == ["core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "workers", "process"]
+    assert list(stats) == ["core", "tm", "sl", "dialog", "acc", "usrloc", "auth", "tcp", "limits", "workers", "process"]
     assert stats["core"]["rcv_requests"] == 2 and stats["acc"] == {}
     assert stats["process"]["rss_bytes"] > 1 << 20 and stats["process"]["open_fds"] > 2
     assert cmds.run("stats", ["tm"]) == {"tm": h.proxy.statistics()["tm"]}
