@@ -57,6 +57,9 @@ class LimitsConfig:
     max_transaction_bytes: int = 256 << 20
     retry_after: int = 5
     malloc_trim: bool = True
+    # Ban a source (ban_time) once it failed digest authentication this many times ([auth]);
+    # 0 = never. Password guessers (svcrack) end there; a trusted source is never banned.
+    auth_failures_ban: int = 20
     networks: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
@@ -65,7 +68,7 @@ class LimitsConfig:
         known = {
             "sampling_time_unit", "reqs_density_per_unit", "ban_time", "trusted", "max_sources",
             "scanner_filter", "scanners", "max_transactions", "max_transaction_bytes", "retry_after",
-            "malloc_trim",
+            "malloc_trim", "auth_failures_ban",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -89,6 +92,7 @@ class LimitsConfig:
         number("max_transactions", int, 1)
         number("max_transaction_bytes", int, 1)
         number("retry_after", int, 0)
+        number("auth_failures_ban", int, 0)
         for key in ("scanner_filter", "malloc_trim"):
             if key in data:
                 if not isinstance(data[key], bool):
@@ -152,6 +156,7 @@ class Limits:
         self.flood_dropped = 0
         self.scanner_dropped = 0
         self.bans = 0
+        self.auth_bans = 0
         self.untracked = 0
         self.trims = 0
         self._trim = _libc_malloc_trim() if cfg.malloc_trim else None
@@ -190,6 +195,22 @@ class Limits:
         self.bans += 1
         self.flood_dropped += 1
         return False
+
+    def ban(self, host: str) -> bool:
+        """Ban ``host`` now for ban_time (failed authentication too often); False when it is
+        trusted (never banned) or already banned."""
+        e = self._sources.get(host)
+        if (e is not None and e[0] > _BANNED) or self.trusted(host):
+            return False
+        self._sources[host] = [_BANNED + 1, self._now + self.cfg.ban_time]
+        self.bans += 1
+        return True
+
+    def auth_failed(self, host: str, count: int) -> None:
+        """auth.Auth.on_failure: ``count`` failed attempts from ``host`` so far."""
+        limit = self.cfg.auth_failures_ban
+        if limit and count >= limit and self.ban(host):
+            self.auth_bans += 1
 
     def trusted(self, host: str) -> bool:
         if not self._networks:
@@ -252,6 +273,7 @@ class Limits:
         return {
             "banned_sources": len(self.banned()),
             "bans": self.bans,
+            "auth_bans": self.auth_bans,
             "flood_dropped": self.flood_dropped,
             "scanner_dropped": self.scanner_dropped,
             "tracked_sources": len(self._sources),

@@ -50,6 +50,8 @@ class Proxy(ProxyCore):
             Auth(AuthConfig.from_dict(cfg.auth), clock=wallclock) if cfg.auth else None,
         )
         self.auth = script.services.auth
+        if self.auth is not None:
+            self.auth.on_failure = self.limits.auth_failed  # [limits] auth_failures_ban
 
     def reconfigure(self, cfg: Config, script: Script) -> None:
         """A reload: ``script`` and ``cfg`` serve the requests that arrive from now on.

@@ -226,3 +226,27 @@ def test_a_reload_keeps_the_auth_service_and_its_nonces(h):
     assert h.proxy.script.services.auth is auth
     hdr = f"Authorization: {credentials(ch, 'REGISTER', f'sip:{PROXY_IP}')}\r\n"
     assert only(h.rx(register(cseq=2, auth_hdr=hdr), PHONE)).status == 200
+
+
+def test_a_password_guesser_is_banned_after_auth_failures_ban_failures(tmp_path):
+    # [limits] auth_failures_ban: svcrack's way (one REGISTER per guess) ends with a ban, which
+    # the edge applies to every later datagram from that source (Limits.admit).
+    h = Harness(Script.load(str(ROOT / "examples" / "auth_script.py")), auth={"db_url": str(tmp_path / "subs.db")},
+                limits={"auth_failures_ban": 3, "trusted": []})
+    h.proxy.auth.store.add("alice", PROXY_IP, "wonderland")
+    h.proxy.auth.store.load_sync()
+    limits = h.proxy.limits
+    for guess in range(3):
+        assert limits.admit(PHONE[0])
+        chal = only(h.rx(register(call_id=f"g{guess}"), PHONE)).headers.getall("WWW-Authenticate")[-1]
+        auth = credentials(chal, "REGISTER", f"sip:{PROXY_IP}", password=f"guess{guess}")
+        r = only(h.rx(register(call_id=f"g{guess}", cseq=2, auth_hdr=f"Authorization: {auth}\r\n"), PHONE))
+        assert r.status == 401
+    assert h.proxy.auth.failures(PHONE[0]) == 3
+    assert limits.banned() == [PHONE[0]] and not limits.admit(PHONE[0])
+    assert (limits.stats()["auth_bans"], limits.stats()["bans"]) == (1, 1)
+    # A trusted source is never banned, however often it fails.
+    h2 = Harness(Script.load(str(ROOT / "examples" / "auth_script.py")), auth={"db_url": str(tmp_path / "s2.db")},
+                 limits={"auth_failures_ban": 1, "trusted": [f"{PHONE[0]}/32"]})
+    h2.proxy.limits.auth_failed(PHONE[0], 5)
+    assert h2.proxy.limits.banned() == [] and h2.proxy.limits.admit(PHONE[0])
