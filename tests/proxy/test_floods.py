@@ -263,11 +263,12 @@ def test_a_flood_is_banned_scanners_get_nothing_and_a_caller_at_20_cps_is_served
 
 # The memory test's bounds (MiB): the peak of a 5 s flood at 3000 INVITE/s with T1 = 100 ms
 # (Timer B 6.4 s, so some 15,000-20,000 transactions live at once), and what may stay 30 s later
-# with none left. Measured: 40 before, 110-135 at the peak, 95-118 after (the freed memory
+# with none left. Measured: 40 before, 110-183 at the peak, 95-154 after (the freed memory
 # stays in glibc's heap, fragmented; malloc_trim gives back part of it, more in the sans-IO core
-# alone): the bound holds the growth, it does not claim the memory all comes back.
+# alone): the bound holds the growth, it does not claim the memory all comes back. (110 MiB, the
+# first bound, was below the first runs' own 118; CI on a loaded machine kept 112.6.)
 MEMORY_PEAK_BOUND_MB = 400
-MEMORY_KEPT_BOUND_MB = 110
+MEMORY_KEPT_BOUND_MB = 160
 
 
 def test_memory_comes_back_after_a_flood_toward_a_dead_target():
