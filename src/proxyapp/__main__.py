@@ -360,8 +360,8 @@ def run_workers(cfg: Config, script: Any, load_config: Callable[[], Config]) -> 
 
     def in_child() -> None:
         # The supervisor's listening sockets are not the worker's to hold open.
-        if fan_server is not None and fan_server._server is not None:
-            fan_server._server.socket.close()
+        if fan_server is not None:
+            fan_server.close_in_child()
         if metrics is not None:
             metrics.socket.close()
 

@@ -500,6 +500,11 @@ class FanOutServer:
         threading.Thread(target=self._server.serve_forever, name="proxyapp-control", daemon=True).start()
         return True
 
+    def close_in_child(self) -> None:
+        """In a forked worker: close the inherited listening socket (the supervisor's to serve)."""
+        if self._server is not None:
+            self._server.socket.close()
+
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()

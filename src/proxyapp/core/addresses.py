@@ -116,3 +116,11 @@ def parse_destination(dest: str) -> HopTarget:
     except ValueError:
         raise ScriptError(f"bad destination port in {dest!r}") from None
     return norm_host(host), port, transport
+
+
+def is_loopback(host: str) -> bool:
+    """A loopback IP literal (127.0.0.0/8, ::1); False for anything else, names included."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -26,7 +26,7 @@ from ..transaction import (
     TransportFailure,
     TxTable,
 )
-from .addresses import URI, norm_host
+from .addresses import URI, is_loopback, norm_host
 from .context import ClientTx, Resolve, ServerTx, TxContext
 from .hooks import AccObserver, Router
 from .sockets import LocalSocket, identity
@@ -129,6 +129,9 @@ class CoreBase:
         self._refused_muted = 0
         self.sockets = [LocalSocket(listen, cfg.advertised_address) for listen in cfg.listen]
         self._sock_by_listen: dict[Listen | None, LocalSocket] = {s.listen: s for s in self.sockets}
+        # The loopback listeners: stateless_responses = "auto" relays stray responses only there
+        # (computed once: a flood of forged responses must not cost an address parse each).
+        self._loopback_listens = frozenset(s.listen for s in self.sockets if is_loopback(s.listen.host))
         self._salt = branch_salt if branch_salt is not None else os.urandom(3).hex()
         self._counter = itertools.count(1)
         self._out: list[Out] = []

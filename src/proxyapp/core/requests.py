@@ -122,7 +122,7 @@ class RequestRouting(CoreBase):
         out = self._out
         queued = len(out)
         self.script.handle_request(msg, source, self._reply_dest(msg, via, source), key, lh, routed, dst)
-        if len(out) == queued and out is self._out:
+        if len(out) == queued:
             self.stats.script_drops += 1  # neither relayed nor answered: the script dropped it
 
     def _remove_own_routes(self, msg: Request) -> tuple[bool, str | None]:

@@ -7,7 +7,6 @@ retransmission: it is derived from the loop hash and the incoming Via (§16.11).
 
 from __future__ import annotations
 
-import ipaddress
 import zlib
 
 from fastsip import Response, Via
@@ -18,13 +17,6 @@ from .addresses import Target, host_is_ip, norm_host
 from .base import CoreBase
 from .context import MAGIC, RequestState
 from .sockets import LocalSocket
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class StatelessForwarding(CoreBase):
@@ -87,8 +79,7 @@ class StatelessForwarding(CoreBase):
         transport = nxt.transport.lower()
         mode = self.cfg.stateless_responses
         if mode == "auto":
-            local = source.local if source is not None else None
-            mode = "relay" if local is not None and is_loopback(local.host) else "drop"
+            mode = "relay" if source is not None and source.local in self._loopback_listens else "drop"
         if mode == "drop" or transport != "udp":
             self.stats.dropped += 1
             self.stats.drop_replies += 1
