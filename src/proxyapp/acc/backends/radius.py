@@ -9,6 +9,11 @@ sent again byte for byte (same Identifier and Request Authenticator, so the serv
 recognise the duplicate) up to radius_retries times.  Acct-Delay-Time (RFC 2866 §5.2) is set
 when a packet is built; a spool replay builds a new packet with a new Identifier, as §5.2 requires
 when Acct-Delay-Time changes.  Replies are accepted only with a valid Response Authenticator.
+
+Delivery is at least once: FreeRADIUS (3.2) does not cache accounting replies, so a
+retransmission that crosses a slow reply is logged a second time (its detail file then holds two
+identical records).  RFC 2866 §2 leaves duplicate detection to the server; keep
+radius_timeout_ms above the server's answer time so retransmissions stay rare.
 """
 
 from __future__ import annotations
@@ -102,6 +107,8 @@ class RadiusBackend(Backend):
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: dict[int, tuple[AcctPacket, asyncio.Future[bool]]] = {}
         self._next_id = 0
+        # Packets sent again after a timeout (each may reach the server's log twice).
+        self.retransmitted = 0
 
     async def open(self) -> None:
         if not self.secret:
@@ -141,7 +148,8 @@ class RadiusBackend(Backend):
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending[pkt.id] = (pkt, fut)
         try:
-            for _ in range(1 + self.cfg.radius_retries):
+            for attempt in range(1 + self.cfg.radius_retries):
+                self.retransmitted += attempt > 0
                 self._transport.sendto(raw)
                 try:
                     return await asyncio.wait_for(asyncio.shield(fut), self.cfg.radius_timeout_ms / 1000)
