@@ -139,6 +139,13 @@ class Config:
     tcp: dict[str, Any] = field(default_factory=dict)
     # [limits]: flood limits, scanner filter and memory caps (validated by proxyapp.limits).
     limits: dict[str, Any] = field(default_factory=dict)
+    # [tls]: certificate, key, CA and verification for tls: listeners and outgoing TLS.
+    tls: dict[str, Any] = field(default_factory=dict)
+    # [permissions]: trusted source addresses and subnets (proxyapp.permissions).
+    permissions: dict[str, Any] = field(default_factory=dict)
+    # A listener off loopback with neither [auth] nor a trusted source list refuses to start
+    # unless this is true: the operator says in writing that relaying for anyone is intended.
+    open_relay: bool = False
     script_params: dict[str, Any] = field(default_factory=dict)  # [script_params], for the script
     # Worker processes sharing the listen addresses (proxyapp.workers); 1 = one process.
     workers: int = 1
@@ -198,7 +205,7 @@ class Config:
             "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason",
             "log_level", "timers", "max_message_size", "acc", "script_params", "workers", "location",
             "registrar", "log_format", "control", "metrics", "stop_timeout", "auth",
-            "stateless_responses", "tcp", "limits",
+            "stateless_responses", "tcp", "limits", "tls", "permissions", "open_relay",
         }
         for key in data:
             if key not in known:
@@ -245,6 +252,10 @@ class Config:
             if mode not in ("auto", "relay", "drop"):
                 raise ConfigError("stateless_responses", f"{mode!r}: expected 'auto', 'relay' or 'drop'")
             cfg.stateless_responses = mode
+        if "open_relay" in data:
+            if not isinstance(data["open_relay"], bool):
+                raise ConfigError("open_relay", f"expected true or false, got {data['open_relay']!r}")
+            cfg.open_relay = data["open_relay"]
         if "stop_timeout" in data:
             v = data["stop_timeout"]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3600:
@@ -264,7 +275,7 @@ class Config:
         if "workers" in data:
             cfg.workers = data["workers"]
         cfg.check_workers()
-        for table in ("acc", "script_params", "location", "registrar", "auth", "tcp", "limits"):
+        for table in ("acc", "script_params", "location", "registrar", "auth", "tcp", "limits", "tls", "permissions"):
             if table in data:
                 if not isinstance(data[table], dict):
                     raise ConfigError(table, "expected a table")

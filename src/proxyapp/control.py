@@ -58,7 +58,7 @@ MAX_OF = frozenset({"loop_lag_s", "loop_lag_max_s", "uptime_s", "spool_oldest_ag
 # Config keys a reload cannot change in a running process (sockets, processes, the stores).
 RESTART_KEYS = (
     "listen", "advertised_address", "workers", "acc", "location", "control_socket", "metrics_listen",
-    "max_message_size", "log_format", "auth", "tcp", "limits",
+    "max_message_size", "log_format", "auth", "tcp", "limits", "tls", "permissions", "open_relay",
 )
 LAG_INTERVAL_S = 0.5
 DIALOG_LIFETIME_S = 12 * 3600.0  # a dialog whose BYE never came is forgotten (acc's cdr_lifetime_s)
