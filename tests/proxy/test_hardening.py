@@ -8,7 +8,7 @@ from proxyapp.config import Config
 from proxyapp.core.replies import REFUSED_LOG_LINES
 from proxyapp.proxy import Proxy, Target
 
-from .harness import CALLER, Harness, req, sends
+from .harness import CALLEE, CALLER, Harness, req, resp_for, sends
 
 
 def test_the_default_server_header_shows_no_version():
@@ -69,3 +69,33 @@ def test_stray_responses_are_dropped_off_loopback_by_default_and_never_sent_over
     acts = proxy.receive(late, Target("udp", "127.0.0.1", 5070, None, cfg.listen[0]))
     assert [(a.dest.host, a.dest.port) for a in acts] == [("203.0.113.7", 5060)]
     assert Harness(stateless_responses="drop").rx(udp, CALLEE) == []
+
+
+def test_stray_ack_and_cancel_follow_the_stateless_responses_setting():
+    """ACKs and CANCELs that match no transaction (and, for an ACK, no dialog we confirmed) are a
+    stranger's reflection tool: dropped and counted off loopback ("auto"), relayed with "relay",
+    never sent over a new TCP connection; the ACK of a call we relayed always goes on."""
+    route = "Route: <sip:198.51.100.10;lr>\r\n"
+    ack = req("ACK", branch="z9hG4bKx1", to_tag="t9", extra=route)
+    cancel = req("CANCEL", branch="z9hG4bKnone")
+    tcp_cancel = req("CANCEL", branch="z9hG4bKnone", ruri=f"sip:bob@{CALLEE[0]}:{CALLEE[1]};transport=tcp")
+    h = Harness()  # 198.51.100.10: not loopback
+    assert h.rx(ack) == [] and h.rx(cancel) == []
+    core = h.proxy.statistics()["core"]
+    assert (core["stray_requests"], core["drop_requests"], core["fwd_requests"]) == (2, 2, 0)
+    h = Harness(stateless_responses="relay")
+    assert [a.dest.addr for a in sends(h.rx(ack))] == [CALLEE]
+    assert [a.dest.addr for a in sends(h.rx(cancel))] == [CALLEE]
+    assert h.rx(tcp_cancel) == [] and h.proxy.statistics()["core"]["stray_requests"] == 1
+    h = Harness(stateless_responses="drop")
+    assert h.rx(ack) == [] and h.proxy.statistics()["core"]["stray_requests"] == 1
+
+
+def test_the_ack_of_a_relayed_2xx_goes_on_whatever_the_setting():
+    h = Harness(stateless_responses="drop")
+    fwd = [a for a in sends(h.rx(req("INVITE"))) if a.dest.addr == CALLEE][0]
+    ok = sends(h.rx(resp_for(fwd.data, 200, "OK", to_tag="b1"), CALLEE))
+    assert ok[0].data.startswith(b"SIP/2.0 200 OK")
+    ack = req("ACK", branch="z9hG4bKack2", to_tag="b1", extra="Route: <sip:198.51.100.10;lr>\r\n")
+    assert [a.dest.addr for a in sends(h.rx(ack))] == [CALLEE]
+    assert h.proxy.statistics()["core"]["stray_requests"] == 0

@@ -199,6 +199,7 @@ core:absorbed_acks = 0
 core:keepalives = 0
 core:draining_rejects = 0
 core:stray_replies = 0
+core:stray_requests = 0
 """
 ACC_STATS = ("written", "spooled", "replayed", "failed", "lost", "queued", "spool_pending", "spool_oldest_age_s")
 

@@ -35,6 +35,8 @@ class StatelessForwarding(CoreBase):
         if target is None:
             return False
         host, port, transport = target
+        if (msg.method == "ACK" or msg.method == "CANCEL") and not self._stray_request_allowed(sctx, transport):
+            return True  # dropped and counted: it was handled, the script must not answer it
         if not host_is_ip(host):
             # Stateless forwarding does not wait for DNS in this proxy; name destinations need
             # the stateful path. The ACK/CANCEL of a dialog normally carries an IP Route.
@@ -54,6 +56,29 @@ class StatelessForwarding(CoreBase):
             logger.debug("stateless forward {} {} to {}:{}:{}", msg.method, msg.raw_uri, transport, host, port or 5060)
         self._out.append(Send(dest_t, data))
         return True
+
+    def _stray_request_allowed(self, sctx: RequestState, transport: str) -> bool:
+        """May this ACK or CANCEL be forwarded statelessly?  A CANCEL here matches no INVITE
+        transaction (§16.10 lets a proxy forward it statelessly); an ACK here is a 2xx's (§16.11),
+        legitimate only for a dialog this proxy confirmed (its Call-ID has a relayed 2xx) or an
+        INVITE transaction still held.  Otherwise it is a stranger's, and a reflection tool: it
+        follows cfg.stateless_responses as a stray response does, and never opens a connection."""
+        msg = sctx.msg
+        if msg.method == "ACK":
+            if msg.call_id in self.dialogs:
+                return True
+            via = msg.via[0]
+            if self.server_txs.get(self.server_key(msg, via, "INVITE")) is not None:
+                return True
+        mode = self.cfg.stateless_responses
+        if mode == "auto":
+            mode = "relay" if sctx.source.local in self._loopback_listens else "drop"
+        if mode == "relay" and transport == "udp":
+            return True
+        self.stats.stray_requests += 1  # (and in drop_requests: nothing was sent for it)
+        if self.debug:
+            logger.debug("dropped {} matching no transaction ({} to {})", msg.method, mode, transport)
+        return False
 
     def _out_socket_for_source(self, source: Target, transport: str, ip: str) -> LocalSocket:
         src = self._sock_by_listen.get(source.local)

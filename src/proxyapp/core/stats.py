@@ -26,8 +26,9 @@ class Stats:
         "tx_final", "sl_replies",
         # dialogs confirmed by a relayed 2xx to an initial INVITE; 503s while stopping
         "processed_dialogs", "draining_rejects",
-        # responses matching no transaction dropped by the stateless_responses setting
-        "stray_replies",
+        # responses, and ACKs / CANCELs, matching no transaction (or dialog, for an ACK) dropped
+        # by the stateless_responses setting
+        "stray_replies", "stray_requests",
     )
 
     # Declared for the type checker only (annotations, no class attributes: the slots hold them).
@@ -56,6 +57,7 @@ class Stats:
     processed_dialogs: int
     draining_rejects: int
     stray_replies: int
+    stray_requests: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -103,6 +105,7 @@ class Stats:
             "keepalives": self.keepalives,
             "draining_rejects": self.draining_rejects,
             "stray_replies": self.stray_replies,
+            "stray_requests": self.stray_requests,
         }
         tm = {
             "UAS_transactions": self.uas,
