@@ -6,7 +6,7 @@ import re
 from typing import Callable, Union
 
 from ._grammar import DEFAULT_MAX_HEADERS, DEFAULT_MAX_SIZE
-from .errors import ContentLengthError, MessageTooLarge
+from .errors import ContentLengthError, MessageTooLarge, ParseError
 
 __all__ = ["StreamParser"]
 
@@ -20,9 +20,16 @@ class StreamParser:
 
     CRLF keep-alives between messages are skipped; each double-CRLF ping
     (RFC 5626 §3.5.1) adds one to ``pings`` so the transport can answer it with a
-    single CRLF. A message that outgrows ``max_size`` raises ``MessageTooLarge``;
-    after any ``ParseError`` the stream is out of sync and the connection must be
-    closed. A missing Content-Length on a stream counts as 0.
+    single CRLF. A message that outgrows ``max_size`` raises ``MessageTooLarge``.
+    A missing Content-Length on a stream counts as 0.
+
+    Two kinds of ``ParseError`` come out of ``feed``. When the stream cannot be framed
+    (a Content-Length that is no number, a message over ``max_size``) it is out of sync
+    and the connection must be closed. When one framed message is refused by the parser
+    (a bad header, too many header lines), the stream is still in sync: the error carries
+    ``framed`` (that message's bytes, to answer 400 or 513 on, RFC 3261 §16.3 / §21.5.11)
+    and ``messages`` (those completed before it in this call); ``feed(b"")`` goes on with
+    what is buffered after it. ``framed`` is None for the first kind.
     """
 
     def __init__(
@@ -94,5 +101,10 @@ class StreamParser:
                 break
             chunk = bytes(buf[:total])
             del buf[:total]
-            out.append(self._parse(chunk, max_size=self._max_size, max_headers=self._max_headers))
+            try:
+                out.append(self._parse(chunk, max_size=self._max_size, max_headers=self._max_headers))
+            except ParseError as exc:
+                exc.framed = chunk
+                exc.messages = out
+                raise
         return out

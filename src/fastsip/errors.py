@@ -30,6 +30,10 @@ class ParseError(ValueError):
     """
 
     status_hint: int = 400
+    # Set by StreamParser.feed when one framed message was refused and the stream is still in
+    # sync: that message's bytes, and the messages completed before it in the same call.
+    framed: bytes | None = None
+    messages: list[object] | tuple[()] = ()
 
     def __init__(self, message: str, offset: int = 0) -> None:
         super().__init__(message, offset)

@@ -266,15 +266,22 @@ class TcpConnection(asyncio.Protocol):
         if self.closed:
             return
         parser = self.parser
+        refused: list[bytes] = []
         try:
             # feed() returns what fastsip.parse() returns for each framed message.
             msgs = cast("list[fastsip.Request | fastsip.Response]", parser.feed(data))
         except fastsip.ParseError as exc:
-            # The byte stream cannot be framed any more (RFC 3261 §18.3): close the connection.
-            logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
-            self.edge.proxy.stats.dropped += 1
-            self.close()
-            return
+            if exc.framed is None:
+                # The byte stream cannot be framed any more (RFC 3261 §18.3): close the connection.
+                logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
+                self.edge.proxy.stats.dropped += 1
+                self.close()
+                return
+            # One framed message was refused (a bad header, too many header lines): the stream
+            # is in sync, so it is answered (400 / 513) like a datagram and the rest goes on.
+            msgs, refused = self._refused(exc)
+            if self.closed:
+                return
         pings = parser.pings - self._pings
         if msgs or pings:
             now = self.edge.now()
@@ -300,12 +307,34 @@ class TcpConnection(asyncio.Protocol):
         edge = self.edge
         for msg in msgs:
             edge.run(edge.proxy.receive_message(msg, Target("tcp", self.peer[0], self.peer[1], self, self.listen)))
+        for raw in refused:
+            edge.run(edge.proxy.receive(raw, Target("tcp", self.peer[0], self.peer[1], self, self.listen)))
         if len(data) >= READ_YIELD_BYTES and not self.closed and self.stalled_since is None:
             # A big read (a peer pipelining requests as fast as it can): let the other sockets
             # have their turn before the next. libuv otherwise reads up to 32 times in a row,
             # megabytes of requests, and everyone else waits a second.
             self.transport.pause_reading()  # type: ignore[union-attr]
             edge.loop.call_soon(self._read_again)  # type: ignore[union-attr]
+
+    def _refused(self, exc: fastsip.ParseError) -> tuple[list[Any], list[bytes]]:
+        """The messages of this read, in order, around each framed message the parser refused
+        (bounded: a read holds at most max_message_size bytes of them)."""
+        msgs: list[Any] = []
+        refused: list[bytes] = []
+        while True:
+            msgs.extend(exc.messages)
+            assert exc.framed is not None
+            refused.append(exc.framed)
+            try:
+                msgs.extend(self.parser.feed(b""))
+                return msgs, refused
+            except fastsip.ParseError as again:
+                if again.framed is None:
+                    logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], again)
+                    self.edge.proxy.stats.dropped += 1
+                    self.close()
+                    return msgs, refused
+                exc = again
 
     def _read_again(self) -> None:
         transport = self.transport

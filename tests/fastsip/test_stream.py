@@ -66,3 +66,23 @@ def test_content_length_with_leading_zeros_frames_like_parse(stream) -> None:
     got = stream.feed(msg + TWO)
     assert [bytes(m) for m in got] == [msg, TWO]
     assert got[0].body == b"abc"
+
+
+def test_a_refused_framed_message_keeps_the_stream_in_sync(impl) -> None:
+    """A framed message the parser refuses comes back as ``framed`` with the messages before it;
+    feed(b"") goes on after it. A framing error leaves ``framed`` None (the stream is lost)."""
+    stream = fastsip.StreamParser(max_headers=4, parse=impl.parse)
+    many = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(6)) + b"l: 0\r\n\r\n"
+    with pytest.raises(errors.TooManyHeaders) as info:
+        stream.feed(TWO + many + ONE)
+    assert info.value.framed == many
+    assert [bytes(m) for m in info.value.messages] == [TWO]
+    assert [bytes(m) for m in stream.feed(b"")] == [ONE]
+    assert stream.buffered == 0
+    with pytest.raises(errors.StartLineError) as info:
+        stream.feed(b"HELLO\r\n\r\n" + ONE)
+    assert (info.value.framed, info.value.messages) == (b"HELLO\r\n\r\n", [])
+    assert [bytes(m) for m in stream.feed(b"")] == [ONE]
+    with pytest.raises(errors.ContentLengthError) as info:
+        fastsip.StreamParser(parse=impl.parse).feed(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n")
+    assert info.value.framed is None

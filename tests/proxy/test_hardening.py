@@ -99,3 +99,19 @@ def test_the_ack_of_a_relayed_2xx_goes_on_whatever_the_setting():
     ack = req("ACK", branch="z9hG4bKack2", to_tag="b1", extra="Route: <sip:198.51.100.10;lr>\r\n")
     assert [a.dest.addr for a in sends(h.rx(ack))] == [CALLEE]
     assert h.proxy.statistics()["core"]["stray_requests"] == 0
+
+
+def test_a_request_over_the_header_line_limit_gets_513_from_its_via():
+    """More than 256 header lines: refused by the parser, answered 513 (RFC 3261 §21.5.11) from
+    the Via, From, To, Call-ID and CSeq it carries, so the sender stops retransmitting."""
+    h = Harness()
+    many = "".join(f"X-H{i}: v\r\n" for i in range(300))
+    (resp,) = sends(h.rx(req("INVITE", extra=many)))
+    assert resp.dest.addr == CALLER
+    assert resp.data.startswith(b"SIP/2.0 513 Message Too Large - more than 256 header lines (at byte ")
+    lines = resp.data.split(b"\r\n")
+    assert lines[1] == f"Via: SIP/2.0/UDP {CALLER[0]}:{CALLER[1]};branch=z9hG4bKc1".encode()
+    assert b"\r\nCall-ID: call-1@test\r\n" in resp.data and b"\r\nCSeq: 1 INVITE\r\n" in resp.data
+    assert b"X-H" not in resp.data
+    core = h.proxy.statistics()["core"]
+    assert (core["err_requests"], core["bad_msg_hdr"], core["rcv_requests"]) == (1, 1, 0)

@@ -285,6 +285,42 @@ def run_in_netns(scenario: str, tmp: Path, timeout: float = 90) -> dict[str, Any
 
 
 @pytest.mark.timeout(120)
+def test_a_refused_message_on_a_connection_gets_its_513_or_400_and_the_connection_goes_on(live_edge):
+    """Over TCP a message the parser refuses but the stream still frames (more than 256 header
+    lines, a bad header) is answered on the connection; the messages around it are served and
+    the connection stays open (only a framing error closes it, RFC 3261 §18.3)."""
+    e = live_edge()
+    many = options(e.port, "many").replace(b"Content-Length", b"".join(b"X-H%d: v\r\n" % i for i in range(300)) + b"Content-Length")
+    bad_mf = options(e.port, "mf").replace(b"Max-Forwards: 70", b"Max-Forwards: abc")
+    with socket.create_connection(("127.0.0.1", e.port), timeout=5) as s:
+        s.sendall(options(e.port, "a") + many + b"HELLO\r\n\r\n" + bad_mf + options(e.port, "b"))
+        got = b""
+        deadline = time.monotonic() + 5
+        while got.count(b"SIP/2.0 ") < 4 and time.monotonic() < deadline:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+        firsts = [ln for ln in got.split(b"\r\n") if ln.startswith(b"SIP/2.0 ")]
+        assert sorted(f.split(b" - ")[0] for f in firsts) == sorted(
+            [b"SIP/2.0 200 OK", b"SIP/2.0 200 OK", b"SIP/2.0 513 Message Too Large", b"SIP/2.0 400 Bad Request"]
+        )
+        assert b"SIP/2.0 513 Message Too Large - more than 256 header lines" in got
+        assert not closed_by_peer(s)
+        s.sendall(options(e.port, "c"))
+        assert read_response(s).startswith(b"SIP/2.0 200 OK")
+
+    async def core() -> dict[str, int]:
+        return e.edge.proxy.statistics()["core"]
+
+    c = asyncio.run_coroutine_threadsafe(core(), e.loop).result(5)
+    assert (c["rcv_requests"], c["err_requests"], c["drop_requests"]) == (4, 2, 1)
+
+
 def test_per_ip_and_total_caps_close_new_connections_at_once(tmp_path):
     r = run_in_netns("caps", tmp_path)
     # max_connections_per_ip = 50, max_connections = 120; 60 attempts from each of 3 addresses.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 
 import fastsip
-from fastsip import ParseError, Request, Response, StartLineError
+from fastsip import MessageTooLarge, ParseError, Request, Response, StartLineError, TooManyHeaders
 from loguru import logger
 
 from ..transaction import Send, ServerInviteTransaction, ServerNonInviteTransaction
@@ -20,6 +20,8 @@ from .context import RequestState, TxContext
 
 
 REFUSED_LOG_LINES = 10
+# The header lines a response to a refused request copies (RFC 3261 §8.2.6.2), full and compact names.
+_ANSWER_HEADERS = frozenset((b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"))
 REFUSED_LOG_WINDOW_S = 10.0
 
 
@@ -125,6 +127,10 @@ class LocalReplies(CoreBase):
             end = data.find(b"\n\n")
         block = data if end < 0 else data[:end]
         lines = [ln for ln in block.lstrip(b"\r\n").split(b"\n") if not ln.lower().startswith((b"content-length", b"l:"))]
+        if isinstance(exc, (TooManyHeaders, MessageTooLarge)) and lines:
+            # Over a limit (RFC 3261 §21.5.11: 513): the answer needs only what make_response
+            # copies, so the other header lines are left out of the second parse.
+            lines = lines[:1] + [ln for ln in lines[1:] if ln.split(b":", 1)[0].strip().lower() in _ANSWER_HEADERS]
         status = None
         if isinstance(exc, StartLineError) and lines and not lines[0].startswith(b"ACK "):
             # RFC 4475 §3.1.2 (lwsruri, lwsstart, trws, badvers): the request line is what is
