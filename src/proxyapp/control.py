@@ -52,7 +52,7 @@ GAUGES = frozenset({
     "open_fds", "loop_lag_s", "loop_lag_max_s", "uptime_s", "queued", "spool_pending",
     "spool_oldest_age_s", "dialogs", "draining", "events_buffered", "bytes_in_pipe_buffer",
     "subscribers", "nonces_tracked", "failing_sources", "connections", "connections_in",
-    "banned_sources", "tracked_sources", "live_transactions", "transaction_bytes",
+    "banned_sources", "tracked_sources", "live_transactions", "transaction_bytes", "pending_calls",
 })
 MAX_OF = frozenset({"loop_lag_s", "loop_lag_max_s", "uptime_s", "spool_oldest_age_s"})
 # Config keys a reload cannot change in a running process (sockets, processes, the stores).

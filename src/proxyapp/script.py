@@ -334,9 +334,18 @@ class ScriptContext(RequestState):
     # ---------------------------------------------------------- replies and transactions
 
     def sl_send_reply(self, code: int, reason: str | None = None) -> bool:
-        self.proxy.sl_reply(self.msg, self.reply_dest, int(code), reason, source=self.source, mark=self.acc_mark)
+        self.proxy.sl_reply(self.msg, self.reply_dest, int(code), reason, source=self.source, mark=self._reply_mark())
         self.replied = True
         return True
+
+    def _reply_mark(self) -> object | None:
+        """The accounting mark for a reply the script makes: none after a failed authorization
+        unless [acc] account_auth_failures (a stranger's challenged attempts are no records)."""
+        if self._auth_failed:
+            acc = self.proxy.acc
+            if acc is None or not getattr(acc.cfg, "account_auth_failures", False):  # type: ignore[attr-defined]
+                return None
+        return self.acc_mark
 
     def sl_reply_error(self) -> bool:
         return self.sl_send_reply(500, "Server Internal Error")
@@ -364,6 +373,8 @@ class ScriptContext(RequestState):
         tctx = self.tctx or self.proxy.new_server_tx(self, send_trying=False)
         if tctx.final_sent and int(code) >= 200:
             return False
+        if int(code) >= 200 and self._reply_mark() is None:
+            tctx.acc_mark = None
         self.proxy.t_reply(tctx, int(code), reason)
         self.replied = True
         return True
@@ -517,6 +528,7 @@ class ScriptContext(RequestState):
     auth_user: str | None = None  # the user www_/proxy_authorize authenticated ($au)
     _auth_result: AuthResult | None = None
     _auth_header = ""
+    _auth_failed = False  # the last www_/proxy_authorize found no valid credentials
 
     def _auth(self) -> Auth:
         auth = self._script.services.auth
@@ -547,6 +559,7 @@ class ScriptContext(RequestState):
         self._auth_result = result
         self._auth_header = header
         self.auth_user = result.user
+        self._auth_failed = result.code <= 0
         return result.code
 
     def www_authorize(self, realm: str = "") -> int:
@@ -570,7 +583,7 @@ class ScriptContext(RequestState):
         name = "WWW-Authenticate" if www else "Proxy-Authenticate"
         code, reason = (401, "Unauthorized") if www else (407, "Proxy Authentication Required")
         self.proxy.sl_reply(self.msg, self.reply_dest, code, reason, headers=tuple((name, v) for v in values),
-                            source=self.source, mark=self.acc_mark)
+                            source=self.source, mark=self._reply_mark())
         self.replied = True
         return True
 

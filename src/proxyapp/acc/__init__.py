@@ -40,7 +40,9 @@ writer tasks):
         #   spool_oldest_age_s  seconds since the oldest of those was spooled; 0 when empty
         #   replayed            records written from the spool (since start)
         #   lost                records not even spooled (a disk error); should stay 0
-        # plus "dialogs": open CDR dialogs (a number), and with the process engine
+        # plus "dialogs": open CDR dialogs (a number), "pending_calls": initial INVITEs not
+        # completed yet (at most max_pending_calls), "pending_evicted": those forgotten past
+        # that cap; and with the process engine
         # "process": {restarts, events_buffered, bytes_in_pipe_buffer}; the child's report is at
         # most a second old.
     acc.subscribe("E_ACC_CDR", cb)    # evi in-process subscriber: cb(event_name, params)

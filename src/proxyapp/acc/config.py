@@ -63,6 +63,15 @@ class AccConfig:
     nice: int = 10
     # CDR dialogs whose BYE never comes end after this lifetime (OpenSIPS dialog default_timeout).
     cdr_lifetime_s: float = 43200.0
+    # Initial INVITEs seen but not completed yet (their arrival time waits for the CDR's
+    # `created`): at most this many are kept, the oldest forgotten first (counted as
+    # pending_evicted), so INVITEs a script drops without an answer cannot grow memory.
+    max_pending_calls: int = 100000
+    # Requests the script answered after they failed authentication (www_/proxy_authorize gave
+    # no valid credentials: the 401/407 challenges, the 403 of a wrong password) are accounted
+    # only when this is true, even when the script marked them: every stranger's attempt would
+    # otherwise be a row (60,000 challenged INVITEs made a 29 MB database in two minutes).
+    account_auth_failures: bool = False
     # log backend (loguru): an optional dedicated file and optional syslog.
     log_level: str = "INFO"
     log_file: str | None = None

@@ -90,8 +90,12 @@ class Dialog:
 class DialogTracker:
     """Open CDR dialogs plus the INVITE timestamps needed to create them."""
 
-    def __init__(self, lifetime_s: float, bye_grace_s: float = 32.0) -> None:
+    def __init__(self, lifetime_s: float, bye_grace_s: float = 32.0, max_pending: int = 100000) -> None:
         self.lifetime_s = lifetime_s
+        # At most this many pending INVITEs; past it the oldest is forgotten (its call, if it is
+        # answered, gets `created` = its answer time).
+        self.max_pending = max_pending
+        self.pending_evicted = 0
         # A BYE that arrived but was never answered (the callee ignored it, or the proxy stopped
         # first) still ends the call at its arrival (RFC 3261 §15.1.1): once the BYE transaction
         # could no longer complete (Timer F, 64*T1 = 32 s by default) the CDR is written.
@@ -110,7 +114,19 @@ class DialogTracker:
     # -- initial INVITE ---------------------------------------------------------------------
     def invite_arrived(self, callid: str, from_tag: str, ts: float) -> None:
         """An initial INVITE arrived (retransmissions keep the first time)."""
-        self._pending.setdefault((callid, from_tag), [ts, None])
+        pending = self._pending
+        key = (callid, from_tag)
+        if key in pending:
+            return
+        if len(pending) >= self.max_pending:
+            del pending[next(iter(pending))]  # the oldest (arrival order)
+            self.pending_evicted += 1
+        pending[key] = [ts, None]
+
+    @property
+    def pending(self) -> int:
+        """Initial INVITEs seen and not completed yet."""
+        return len(self._pending)
 
     def invite_answered(self, callid: str, from_tag: str, ts: float) -> None:
         """A 2xx to an initial INVITE is forwarded upstream (the first one is the answer time)."""

@@ -362,7 +362,7 @@ class Accounting:
         self._extras = ExtraFields(self.cfg.extra)
         self._subscribers: dict[str, list[Callable[..., Any]]] = {}
         self._backends = backends
-        self.tracker = DialogTracker(self.cfg.cdr_lifetime_s)
+        self.tracker = DialogTracker(self.cfg.cdr_lifetime_s, max_pending=self.cfg.max_pending_calls)
         self.workers: dict[str, BackendWorker] = {}
         self.journal: DialogJournal | None = None
         self.journal_helper: JournalHelper | None = None
@@ -670,6 +670,8 @@ class Accounting:
             c["spool_oldest_age_s"] = round(w.spool.oldest_age(now), 3)
             out[name] = c
         out["dialogs"] = len(self.tracker)
+        out["pending_calls"] = self.tracker.pending
+        out["pending_evicted"] = self.tracker.pending_evicted
         return out
 
     # -- internals ------------------------------------------------------------------------

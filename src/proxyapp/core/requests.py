@@ -73,12 +73,6 @@ class RequestRouting(CoreBase):
                 method, msg.raw_uri, source.transport, source.host, source.port, msg.call_id,
                 "found" if tx is not None else "not found",
             )
-        acc = self.acc
-        if acc is not None:
-            try:
-                acc.observe_request(msg, source.addr, self.wallclock())
-            except Exception:
-                logger.exception("accounting observe_request failed")
         if tx is not None:
             if method == "ACK":
                 if tx.state in (COMPLETED, "Confirmed"):
@@ -108,6 +102,14 @@ class RequestRouting(CoreBase):
             self.sl_reply(msg, self._reply_dest(msg, via, source), 503, "Service Unavailable",
                           (("Retry-After", str(self.drain_retry_after)),), source)
             return
+        acc = self.acc
+        if acc is not None:
+            # Not for a retransmission (the first arrival is what counts): INVITEs reusing a live
+            # branch with new Call-IDs are retransmissions here and must not be pending calls there.
+            try:
+                acc.observe_request(msg, source.addr, self.wallclock())
+            except Exception:
+                logger.exception("accounting observe_request failed")
         b = self.tx_budget
         if (b.live >= b.max_live or b.bytes >= b.max_bytes) and method != "ACK" and method != "CANCEL":
             # [limits] max_transactions / max_transaction_bytes: no new transaction (memory stays
