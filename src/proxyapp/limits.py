@@ -151,7 +151,7 @@ class Limits:
         self._sources: dict[str, list[Any]] = {}  # IP -> [count this window, banned until]
         self._networks = cfg.networks
         self._scanner_re = re.compile("|".join(f"(?:{s})" for s in cfg.scanners).encode(), re.IGNORECASE) \
-            if cfg.scanners else None
+            if cfg.scanners and cfg.scanner_filter else None
         self.budget = TxBudget(cfg.max_transactions, cfg.max_transaction_bytes, cfg.retry_after)
         self.flood_dropped = 0
         self.scanner_dropped = 0

@@ -8,6 +8,8 @@ it; the driver prints its measurements as one JSON line, which the test checks.
     PYTHONPATH=src:. unshare -n -- python3 -m tests.proxy.test_floods flood    # by hand
     PYTHONPATH=src:. unshare -n -- python3 -m tests.proxy.test_floods memory [RATE SECONDS AFTER T1_MS] [--no-trim]
 
+    PYTHONPATH=src:. unshare -n -- python3 -m tests.proxy.test_floods crack [--no-filter]
+
 Needs root (unshare), SIPp and sipvicious (``pip install sipvicious``).
 """
 
@@ -74,7 +76,7 @@ def _calls(text: str) -> tuple[int, int]:
     return (int(ok[-1]) if ok else 0, int(bad[-1]) if bad else 0)
 
 
-async def _start_proxy(limits: dict[str, Any], timers: dict[str, Any] | None = None) -> Any:
+async def _start_proxy(limits: dict[str, Any], timers: dict[str, Any] | None = None, **extra: Any) -> Any:
     from proxyapp.config import Config
     from proxyapp.logs import setup_logging
     from proxyapp.proxy import Proxy
@@ -83,9 +85,12 @@ async def _start_proxy(limits: dict[str, Any], timers: dict[str, Any] | None = N
     data: dict[str, Any] = {"listen": [f"udp:{PROXY[0]}:{PROXY[1]}"], "log_level": "WARNING", "limits": limits}
     if timers:
         data["timers"] = timers
+    data.update(extra)
     cfg = Config.from_dict(data)
     setup_logging("WARNING", cfg.log_format)
     proxy = Proxy(cfg)
+    if proxy.auth is not None:
+        await proxy.auth.start()
     edge = Edge(proxy, cfg)
     await edge.start()
     gc.collect()
@@ -148,6 +153,65 @@ async def flood(tmp: Path) -> dict[str, Any]:
         "rc_last": rc_last, "rc_uas": rc_uas, "banned": proxy.limits.banned(), "bans_after_flood": bans_after_flood,
         "scans": scans, "limits": stats, "rss_mb": rss, "core": proxy.statistics(),
     }
+
+
+# svcrack's dictionary: the right password is the 50th guess (DICTIONARY_HIT), so a cracker
+# stopped after auth_failures_ban (20) failures cannot find it and one that is not stopped does.
+# sipvicious 0.3.4's svcrack does not pass -b on to its socket: it sends from the loopback's
+# default source, 127.0.0.1, which nobody else in this test uses (its callee is CRACK_UAS).
+CRACKER = "127.0.0.1"
+CRACK_UAS = ("127.0.0.8", 5070)
+DICTIONARY_HIT = 50
+
+
+async def crack(tmp: Path, scanner_filter: bool) -> dict[str, Any]:
+    """sipvicious svcrack guessing user 100's password at the registrar (tests/proxy/scripts/
+    crack_target.py) while a 20 calls/s SIPp caller runs, then one more call. svcrack always
+    says User-Agent: friendly-scanner, so with the scanner filter on it is dropped unanswered;
+    with it off (a cracker that hides its User-Agent) the failed attempts ban it."""
+    proxy, edge = await _start_proxy(
+        {"auth_failures_ban": 20, "scanner_filter": scanner_filter, "trusted": [CRACK_UAS[0]]},
+        script=str(ROOT / "tests" / "proxy" / "scripts" / "crack_target.py"),
+        auth={"db_url": str(tmp / "subscribers.db"), "algorithms": ["MD5"]},
+    )
+    assert proxy.auth is not None
+    proxy.auth.store.add("100", PROXY[0], f"pw{DICTIONARY_HIT:04d}")
+    proxy.auth.store.load_sync()
+    (tmp / "dictionary.txt").write_text("".join(f"pw{i:04d}\n" for i in range(1, 101)))
+    rss = {"before": rss_mb()}
+    uas = await _spawn(_sipp(tmp, "uas", [
+        "-sf", str(SCENARIOS / "uas_call.xml"), "-i", CRACK_UAS[0], "-p", str(CRACK_UAS[1]), "-m", "201", "-timeout", "60",
+    ]), tmp, "uas")
+    await asyncio.sleep(0.3)
+    legit = await _spawn(_sipp(tmp, "legit", [
+        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", LEGIT, "-p", "5080", f"{PROXY[0]}:{PROXY[1]}",
+        "-key", "uas", f"{CRACK_UAS[0]}:{CRACK_UAS[1]}", "-r", "20", "-m", "200", "-timeout", "40",
+    ]), tmp, "legit")
+    await asyncio.sleep(1.0)
+    cracker = await _spawn([
+        "sipvicious_svcrack", "-u", "100", "-d", str(tmp / "dictionary.txt"), "-p", str(PROXY[1]),
+        "--maximumtime", "5", PROXY[0],
+    ], tmp, "svcrack")
+    rc_crack = await _wait(cracker, 60)
+    rss["during"] = rss_mb()
+    rc_legit = await _wait(legit, 40)
+    last = await _spawn(_sipp(tmp, "last", [
+        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", "127.0.0.6", "-p", "5081", f"{PROXY[0]}:{PROXY[1]}",
+        "-key", "uas", f"{CRACK_UAS[0]}:{CRACK_UAS[1]}", "-m", "1", "-timeout", "10",
+    ]), tmp, "last")
+    rc_last = await _wait(last, 20)
+    rc_uas = await _wait(uas, 10)
+    rss["after"] = rss_mb()
+    out = {
+        "legit": _calls((tmp / "legit.out").read_text(errors="replace")), "rc_legit": rc_legit,
+        "rc_last": rc_last, "rc_uas": rc_uas, "rc_crack": rc_crack,
+        "crack_out": (tmp / "svcrack.out").read_text(errors="replace")[-2000:],
+        "banned": proxy.limits.banned(), "limits": proxy.limits.stats(), "auth": proxy.auth.stats(),
+        "cracker_failures": proxy.auth.failures(CRACKER), "failure_counts": proxy.auth.failure_counts(), "rss_mb": rss,
+    }
+    await proxy.auth.close()
+    await edge.close()
+    return out
 
 
 async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_ms: int) -> dict[str, Any]:
@@ -214,6 +278,8 @@ def _netns_main(argv: list[str]) -> None:
     try:
         if argv[0] == "flood":
             result = loop.run_until_complete(asyncio.wait_for(flood(tmp), 150))
+        elif argv[0] == "crack":
+            result = loop.run_until_complete(asyncio.wait_for(crack(tmp, "--no-filter" not in argv), 150))
         elif argv[0] == "icmp":
             if "--uvloop" not in argv:
                 loop.close()
@@ -232,7 +298,7 @@ def _netns_main(argv: list[str]) -> None:
 def _run_in_netns(*args: str, timeout: float = 170) -> dict[str, Any]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare for a private network namespace")
-    for tool in ("sipp", "sipvicious_svmap", "sipvicious_svwar", "ip"):
+    for tool in ("sipp", "sipvicious_svmap", "sipvicious_svwar", "sipvicious_svcrack", "ip"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is required (apt-get install sip-tester iproute2; pip install sipvicious)")
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}")
@@ -259,6 +325,39 @@ def test_a_flood_is_banned_scanners_get_nothing_and_a_caller_at_20_cps_is_served
         assert "SIP/2.0" not in scan["out"] and "| 127.0.0.1" not in scan["out"], info  # nothing found
     assert r["rc_last"] == 0, info  # the proxy keeps serving
     assert r["rss_mb"]["after"] < FLOOD_RSS_BOUND_MB, info
+
+
+# The RSS bound of the password-guessing tests (MiB): measured 40-43 before and after.
+CRACK_RSS_BOUND_MB = 120
+
+
+def test_svcrack_is_banned_after_20_failed_guesses_and_finds_nothing():
+    """A cracker that hides it is sipvicious (the scanner filter off): its 20th failed digest
+    response bans it ([limits] auth_failures_ban), so the password, its 50th guess, stays
+    unfound; the 20 calls/s caller alongside is served and the proxy serves on."""
+    r = _run_in_netns("crack", "--no-filter")
+    info = json.dumps(r, indent=1)[:6000]
+    ok, failed = r["legit"]
+    assert ok >= 198 and ok / max(1, ok + failed) >= 0.99, info
+    assert r["banned"] == [CRACKER] and r["limits"]["auth_bans"] == 1, info
+    assert r["cracker_failures"] == 20 and r["auth"]["authorized"] == 0, info
+    assert f"pw{DICTIONARY_HIT:04d}" not in r["crack_out"] and "found nothing" in r["crack_out"], info
+    assert r["limits"]["flood_dropped"] > 0, info  # its guesses after the ban, dropped unparsed
+    assert r["rc_last"] == 0, info
+    assert r["rss_mb"]["after"] < CRACK_RSS_BOUND_MB, info
+
+
+def test_svcrack_as_it_ships_is_dropped_as_a_scanner():
+    """svcrack says User-Agent: friendly-scanner: with the default scanner filter its REGISTERs
+    are dropped unanswered and counted; it gets no challenge to guess against."""
+    r = _run_in_netns("crack")
+    info = json.dumps(r, indent=1)[:6000]
+    ok, failed = r["legit"]
+    assert ok >= 198 and ok / max(1, ok + failed) >= 0.99, info
+    assert r["limits"]["scanner_dropped"] >= 1 and r["auth"]["challenges"] == 0, info
+    assert r["cracker_failures"] == 0 and "found nothing" in r["crack_out"], info
+    assert r["rc_last"] == 0, info
+    assert r["rss_mb"]["after"] < CRACK_RSS_BOUND_MB, info
 
 
 # The memory test's bounds (MiB): the peak of a 5 s flood at 3000 INVITE/s with T1 = 100 ms

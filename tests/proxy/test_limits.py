@@ -126,6 +126,7 @@ def test_scanners_are_recognised_by_their_user_agent_and_counted():
     assert not lim.is_scanner(_options(b"Linphone", body=b"v=0\r\nUser-Agent: friendly-scanner\r\n"))
     assert not lim.is_scanner(_options(b"friendly-scanner", header=b"User-Agent-X"))
     assert not Limits.from_dict({"scanners": []}).is_scanner(_options(b"friendly-scanner"))
+    assert not Limits.from_dict({"scanner_filter": False}).is_scanner(_options(b"friendly-scanner"))
     assert Limits.from_dict({"scanners": ["^evil"]}).is_scanner(_options(b"evil/1"))
 
 
