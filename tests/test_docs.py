@@ -39,7 +39,7 @@ PAGES = [
 TOP_LEVEL_KEYS = [
     "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason", "log_level",
     "log_format", "max_message_size", "workers", "stop_timeout", "T1", "T2", "T4", "fr_timeout",
-    "fr_inv_timeout", "wt_timer", "socket",
+    "fr_inv_timeout", "wt_timer", "socket", "stateless_responses", "open_relay", "trusted", "groups",
 ]
 
 

@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = load_config()
+        from .permissions import check_open_relay
+
+        check_open_relay(cfg)  # validates [permissions]; no open relay off loopback (before any socket)
         from .script import Script, ScriptLoadError
 
         try:

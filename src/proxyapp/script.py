@@ -15,7 +15,9 @@ has_totag(), is_method("INVITE|BYE"), is_myself(uri_or_host=R-URI), append_hf("N
 remove_hf(name), mf_process_maxfwd_header(70), do_accounting(types, flags, table),
 acc_log_request(comment), acc_db_request(comment, table), log(text, level),
 www_authorize(realm) / proxy_authorize(realm) (codes: proxyapp.auth.AUTHORIZED, INVALID_USER, ...),
-www_challenge(realm, qop) / proxy_challenge(realm, qop), consume_credentials(); ctx.auth_user.
+www_challenge(realm, qop) / proxy_challenge(realm, qop), consume_credentials(); ctx.auth_user;
+check_from() / check_to() (uri); allow_source_address(group) / check_address(group, ip, port, proto)
+(permissions, the [permissions] table).
 Facts: ctx.ruri (assignable, $ru), ctx.source_ip ($si), ctx.source_port ($sp), ctx.proto,
 ctx.params (the [script_params] table), ctx.t_reply_code and ctx.reply (failure/reply routes),
 ctx.branch (branch route). Destinations: "udp:IP:PORT", "tcp:host[:port]", "host[:port]" or a
@@ -35,6 +37,7 @@ from loguru import logger
 from .acc import AccMark
 from .auth import Auth, Result as AuthResult
 from .location import Binding, Location
+from .permissions import Group, Permissions, same_host, same_user
 from .registrar import RegistrarConfig, aor_of, process_register, request_aor
 from .core import Branch, ProxyCore, RequestState, ScriptError, Target, TxContext
 from .core.addresses import URI
@@ -59,6 +62,7 @@ class Services:
     registrar: RegistrarConfig = dataclasses.field(default_factory=RegistrarConfig)
     node: str = ""
     auth: Auth | None = None  # digest authentication ([auth]); None: the auth verbs raise ScriptError
+    permissions: Permissions | None = None  # [permissions], built at the first allow_source_address()
 
 
 class Script:
@@ -613,6 +617,58 @@ class ScriptContext(RequestState):
                 msg.append_header(self._auth_header, v)
         self._auth_result = dataclasses.replace(result, index=None)
         return True
+
+    # ---------------------------------------------------------- identity (OpenSIPS uri: check_from, check_to)
+
+    def _is_authenticated_as(self, hdr: object) -> bool:
+        user = self.auth_user
+        result = self._auth_result
+        uri = getattr(hdr, "uri", None)
+        if user is None or result is None or uri is None:
+            return False
+        if not same_user(getattr(uri, "user", None), user):
+            return False
+        host = getattr(uri, "host", None)
+        return same_host(host, result.realm) or (host is not None and self.proxy.is_myself_uri(uri))
+
+    def check_from(self) -> bool:
+        """OpenSIPS check_from(): after a successful www_authorize or proxy_authorize, is the From URI the
+        authenticated user's own? Its user part is ctx.auth_user (RFC 3261 §19.1.4: case-sensitive,
+        %HH escapes decoded) and its host the realm authorized (case-insensitive) or one of ours.
+        False without a successful authorization. OpenSIPS compares the user case-insensitively;
+        this does not (the subscriber table's user names are case-sensitive here)."""
+        return self._is_authenticated_as(self.msg.from_)
+
+    def check_to(self) -> bool:
+        """OpenSIPS check_to(): as check_from, for the To URI (a REGISTER's address of record)."""
+        return self._is_authenticated_as(self.msg.to)
+
+    # ---------------------------------------------------------- trusted sources (OpenSIPS permissions)
+
+    def _group(self, group: str | int) -> Group:
+        services = self._script.services
+        table = self.proxy.cfg.permissions
+        perms = services.permissions
+        if perms is None or perms.source is not table:  # first use, or a new configuration
+            perms = services.permissions = Permissions.from_dict(table)
+        found = perms.group(group)
+        if found is None:
+            raise ScriptError(f"no address group {group!r} in [permissions] (groups: {', '.join(perms.groups)})")
+        return found
+
+    def allow_source_address(self, group: str | int = "trusted") -> bool:
+        """OpenSIPS allow_source_address(group): does the request come from an address of the
+        group (its source IP, port and transport against the entries' networks, ports and
+        transports)? "trusted" (or 1) is [permissions] trusted, other names [permissions.groups].
+        An unknown group raises ScriptError (a typo must not silently refuse or allow)."""
+        src = self.source
+        return self._group(group).match(src.host, src.port, src.transport)
+
+    def check_address(self, group: str | int, ip: str, port: int | None = None, proto: str | None = None) -> bool:
+        """OpenSIPS check_address(group, ip, port, proto): is ``ip`` (with ``port`` and
+        ``proto``; None, 0 or "any": not compared) in the group? False for text that is not
+        an IP address (a host name is never resolved)."""
+        return self._group(group).match(str(ip), None if port is None else int(port), proto)
 
 
 def _destination(b: Binding, node: str) -> Destination | None:

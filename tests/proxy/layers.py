@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("proxyapp", "proxyapp.config", "proxyapp.logs", "proxyapp.limits")),
     ("transactions (RFC 3261 §17)", ("proxyapp.transaction",)),
     ("proxy core (RFC 3261 §16)", ("proxyapp.core",)),
-    ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth")),
+    ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth", "proxyapp.permissions")),
     ("script API", ("proxyapp.script", "proxyapp.default_script")),
     ("proxy facade", ("proxyapp.proxy",)),
     ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.tcp_limits", "proxyapp.control", "proxyapp.metrics")),
