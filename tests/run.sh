@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real peers the end-to-end tests start on loopback (they never skip in CI).
 # baresip-core: the softphones of tests/phones; redis-server: the shared location store.
 # iproute2: `ip link set lo up` inside the private network namespaces of the flood tests.
-DEBS=(sip-tester postgresql freeradius baresip-core redis-server prometheus iproute2)
+DEBS=(sip-tester postgresql freeradius baresip-core redis-server prometheus iproute2 stunnel4)
 missing=()
 for p in "${DEBS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

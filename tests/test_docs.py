@@ -40,6 +40,7 @@ TOP_LEVEL_KEYS = [
     "listen", "advertised_address", "aliases", "script", "server_header", "trying_reason", "log_level",
     "log_format", "max_message_size", "workers", "stop_timeout", "T1", "T2", "T4", "fr_timeout",
     "fr_inv_timeout", "wt_timer", "socket", "stateless_responses", "open_relay", "trusted", "groups",
+    "certificate", "private_key", "ca_list", "verify_client", "verify_server", "min_version", "handshake_timeout",
 ]
 
 

@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         from .tcp_limits import TcpLimits
 
         TcpLimits.from_dict(cfg.tcp)  # validates [tcp] (raises ConfigError naming the key)
+        from .tls import TlsConfig
+
+        TlsConfig.from_dict(cfg.tls, cfg.listen)  # validates [tls] against the tls: listeners
         from .limits import LimitsConfig
 
         try:

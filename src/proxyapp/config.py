@@ -10,6 +10,9 @@ from typing import Any
 
 
 DEFAULT_LISTEN = ("udp:127.0.0.1:5060", "tcp:127.0.0.1:5060")
+LISTEN_TRANSPORTS = ("udp", "tcp", "tls")
+# The port of a listener given without one (RFC 3261 §19.1.2: 5060, 5061 for TLS).
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 # The [acc] table of the embedded defaults (``proxyapp`` with no --config): SQLite records and
 # CDRs in the working directory, spool and dialog journal beside them. A configuration file
 # without an [acc] table has no accounting (the operator said everything there is to say).
@@ -38,9 +41,11 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Listen:
-    """One listening socket, ``udp:IP:PORT`` or ``tcp:IP:PORT``."""
+    """One listening socket, ``udp:IP:PORT``, ``tcp:IP:PORT`` or ``tls:IP:PORT`` (SIP over TLS,
+    RFC 3261 §26.2; its certificate comes from ``[tls]``, proxyapp.tls). Without a port: 5060,
+    or 5061 for tls (RFC 3261 §19.1.2 / RFC 3263 §4.2's default for TLS)."""
 
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
     host: str  # IP literal, IPv6 without brackets
     port: int
 
@@ -48,11 +53,11 @@ class Listen:
     def parse(cls, text: str, key: str = "listen") -> "Listen":
         proto, sep, rest = text.partition(":")
         proto = proto.lower()
-        if not sep or proto not in ("udp", "tcp"):
-            raise ConfigError(key, f"{text!r}: expected 'udp:IP:PORT' or 'tcp:IP:PORT'")
+        if not sep or proto not in LISTEN_TRANSPORTS:
+            raise ConfigError(key, f"{text!r}: expected 'udp:IP:PORT', 'tcp:IP:PORT' or 'tls:IP:PORT'")
         host, sep, port_s = rest.rpartition(":")
-        if not sep:
-            host, port_s = rest, "5060"
+        if not sep or rest.endswith("]"):
+            host, port_s = rest, str(DEFAULT_PORTS[proto])  # "IP" or "[IPv6]" without a port
         host = host.strip("[]")
         try:
             ipaddress.ip_address(host)
@@ -216,7 +221,7 @@ class Config:
             if isinstance(value, str):
                 value = [value]
             if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise ConfigError("listen", "expected a non-empty list of 'udp:IP:PORT' / 'tcp:IP:PORT'")
+                raise ConfigError("listen", "expected a non-empty list of 'udp:IP:PORT' / 'tcp:IP:PORT' / 'tls:IP:PORT'")
             cfg.listen = [Listen.parse(v, f"listen[{i}]") for i, v in enumerate(value)]
         if "advertised_address" in data:
             cfg.advertised_address = _str(data, "advertised_address")

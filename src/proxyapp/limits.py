@@ -11,10 +11,12 @@ Sans-IO: no sockets, no asyncio, no clock of its own (the caller passes ``now``)
   lifts the bans that expired. The table holds at most ``max_sources`` IPs; a new source past that
   is admitted without being counted (``untracked``) until the next tick. ``trusted`` IPs or
   networks are never banned. Windows are fixed, not sliding: a burst straddling two windows may
-  reach twice the density before the ban.
+  reach twice the density before the ban. Over TCP and TLS every framed message counts the
+  same way (``admit`` per message; a banned source's connection is closed).
 - Scanners: a request whose User-Agent names a known SIP scanner (friendly-scanner, sipvicious,
   sipcli, VaxSIPUserAgent, ...) is dropped without an answer (``is_scanner``: two substring
-  searches in the header block, a regular expression only over the User-Agent value).
+  searches in the header block, a regular expression only over the User-Agent value; on a
+  stream, ``is_scanner_agent`` on the parsed request's User-Agent).
 - The transaction budget (``TxBudget``): live transactions and the request bytes they keep; the
   core answers 503 with Retry-After to a new request past either cap.
 """
@@ -221,6 +223,17 @@ class Limits:
             return False
         return any(ip in net for net in self._networks)
 
+    def is_scanner_agent(self, user_agent: str | None) -> bool:
+        """A parsed request's User-Agent (a stream: TCP, TLS) names a scanner: counted; the caller
+        drops the request unanswered."""
+        rx = self._scanner_re
+        if rx is None or not user_agent:
+            return False
+        if rx.search(user_agent.strip().encode("utf-8", "surrogateescape")) is None:
+            return False
+        self.scanner_dropped += 1
+        return True
+
     def is_scanner(self, data: bytes) -> bool:
         """A request from a SIP scanner (its User-Agent): counted; the caller drops it unanswered."""
         rx = self._scanner_re
@@ -263,6 +276,11 @@ class Limits:
                 self.trims += 1
             self._trim_again = b.live >= 100
             b.peak_live = b.live
+
+    def is_banned(self, host: str) -> bool:
+        """Whether ``host`` is banned now (nothing counted: a connection attempt, not a request)."""
+        e = self._sources.get(host)
+        return e is not None and e[0] > _BANNED
 
     def banned(self) -> list[str]:
         return [h for h, e in self._sources.items() if e[0] > _BANNED]

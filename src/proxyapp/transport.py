@@ -15,6 +15,16 @@ returns actions. Timers:
   periodic sweep (``_sweep``, every TcpLimits.sweep_interval): each connection only records the
   times of its last activity, of its oldest unfinished message and of the moment its writes
   stalled; no timer per connection.
+- TLS (``tls:`` listeners, ``[tls]``, proxyapp.tls; RFC 3261 §26.2, framed as TCP per §18.3) runs
+  the same TcpConnection over asyncio's TLS transport. A tls: listener accepts itself
+  (``_accept_tls``): the [tcp] limits admit or refuse the connection before any handshake (a
+  handshake costs CPU), then ``connect_accepted_socket`` does the handshake within
+  tls.handshake_timeout and a failure comes back here, to be counted and logged (rate-limited)
+  instead of vanishing inside asyncio (which drops failed server handshakes silently). An
+  outgoing connection is connected first, then wrapped, and verifies the peer's certificate
+  against the name the request targets (RFC 5922 §7.2, carried on core.TlsTarget).
+  Connections are keyed by (transport, host, port): a TCP and a TLS connection to one address
+  are never mixed.
 - A due slot is drained WHEEL_BATCH timers per loop iteration, not at once: at 2250 calls/s one
   1 s slot holds some 7000 expirations (Timers L, M and J of every call), and firing them in one
   callback held every datagram back for 20-30 ms once a second. In between, the loop reads its
@@ -34,15 +44,17 @@ import os
 import re
 import resource
 import socket
+import ssl
 from typing import Any, cast
 
 import fastsip
 from loguru import logger
 
-from .config import Config, Listen
+from .config import Config, ConfigError, Listen
 from .core import ProxyCore, Resolve, Target
 from .limits import Limits
 from .tcp_limits import TcpLimits
+from .tls import TlsConfig, TlsStartError
 from .transaction import CancelTimer, Send, StartTimer, Terminated
 from .workers import Dispatch, is_initial_invite, owner_of, pack, reuseport_socket, unpack
 
@@ -59,11 +71,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 async def resolve_sip(name: str, port: int | None, transport: str) -> list[tuple[str, str, int]]:
-    """RFC 3263 §4.2 for a host name: SRV (_sip._udp / _sip._tcp) when no port is given, then A/AAAA.
+    """RFC 3263 §4.2 for a host name: SRV (_sip._udp / _sip._tcp, _sips._tcp for TLS) when no
+    port is given, then A/AAAA (port 5060, 5061 for TLS).
 
     Returns [(transport, ip, port), ...] in preference order; [] when nothing resolves."""
     loop = asyncio.get_running_loop()
     targets: list[tuple[str, int]] = []
+    srv = f"_sips._tcp.{name}" if transport == "tls" else f"_sip._{transport}.{name}"
     if port is None:
         try:
             import dns.asyncresolver
@@ -71,13 +85,13 @@ async def resolve_sip(name: str, port: int | None, transport: str) -> list[tuple
 
             resolver = dns.asyncresolver.Resolver()
             resolver.lifetime = DNS_TIMEOUT / 2
-            answer = await resolver.resolve(f"_sip._{transport}.{name}", "SRV")
+            answer = await resolver.resolve(srv, "SRV")
             recs = sorted(answer, key=lambda r: (r.priority, -r.weight))
             targets = [(str(r.target).rstrip("."), r.port) for r in recs]
         except Exception:  # no SRV (NXDOMAIN, NoAnswer, no resolver, no dnspython): plain A/AAAA
             targets = []
     if not targets:
-        targets = [(name, port or 5060)]
+        targets = [(name, port or (5061 if transport == "tls" else 5060))]
     out: list[tuple[str, str, int]] = []
     proto = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
     for host, p in targets:
@@ -225,16 +239,21 @@ class _PeerProtocol(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection, inbound or outbound; framed by fastsip.StreamParser.
+    """One TCP or TLS connection, inbound or outbound; framed by fastsip.StreamParser.
 
     It records what the edge's sweep needs (``Edge._sweep``): ``last_active`` (a complete
     message or a keep-alive ping received, or a message sent), ``partial_since`` (the start of a
-    message not yet complete) and ``stalled_since`` (writes paused above the high-water mark)."""
+    message not yet complete) and ``stalled_since`` (writes paused above the high-water mark).
 
-    def __init__(self, edge: "Edge", listen: Listen | None, inbound: bool = False) -> None:
+    TLS (``proto`` "tls"): ``connection_made`` comes after the handshake, with the TLS
+    transport. An inbound one was admitted and counted at accept (``Edge._accept_tls``), so it
+    is counted during its handshake; ``transport`` is None until then."""
+
+    def __init__(self, edge: "Edge", listen: Listen | None, inbound: bool = False, proto: str = "tcp") -> None:
         self.edge = edge
         self.listen = listen
         self.inbound = inbound
+        self.proto = proto  # "tcp" | "tls": Target.transport of what it receives
         self.parser = fastsip.StreamParser(max_size=edge.cfg.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -252,12 +271,13 @@ class TcpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
         edge = self.edge
-        if self.inbound and not edge.admit(self, transport):
-            self.closed = True
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        edge.tcp_opened(self)
-        edge.conns[self.peer] = self
+        if not self.counted:  # (an inbound TLS connection was admitted and counted at accept)
+            if self.inbound and not edge.admit(self, transport):
+                self.closed = True
+                transport.abort()  # type: ignore[attr-defined]
+                return
+            edge.tcp_opened(self)
+        edge.conns[(self.proto, self.peer[0], self.peer[1])] = self
         limits = edge.tcp_limits
         # Writes pause (pause_writing) above this; the sweep drops a peer paused for write_timeout.
         self.transport.set_write_buffer_limits(high=min(64 * 1024, limits.max_write_buffer // 2))  # type: ignore[union-attr]
@@ -305,10 +325,23 @@ class TcpConnection(asyncio.Protocol):
             self._pings = parser.pings
             self.send(b"\r\n" * pings)
         edge = self.edge
+        limits = edge.limits
+        ip = self.peer[0]
         for msg in msgs:
-            edge.run(edge.proxy.receive_message(msg, Target("tcp", self.peer[0], self.peer[1], self, self.listen)))
+            # [limits] as for a datagram: each message counts in the source's density; once the
+            # source is banned its connection goes (what it sent after is dropped unread), and a
+            # scanner's request is dropped unanswered.
+            if not limits.admit(ip):
+                self.abort()
+                return
+            if msg.is_request and limits.is_scanner_agent(msg.header("User-Agent")):
+                continue
+            edge.run(edge.proxy.receive_message(msg, Target(self.proto, ip, self.peer[1], self, self.listen)))
         for raw in refused:
-            edge.run(edge.proxy.receive(raw, Target("tcp", self.peer[0], self.peer[1], self, self.listen)))
+            if not limits.admit(ip):
+                self.abort()
+                return
+            edge.run(edge.proxy.receive(raw, Target(self.proto, ip, self.peer[1], self, self.listen)))
         if len(data) >= READ_YIELD_BYTES and not self.closed and self.stalled_since is None:
             # A big read (a peer pipelining requests as fast as it can): let the other sockets
             # have their turn before the next. libuv otherwise reads up to 32 times in a row,
@@ -360,8 +393,9 @@ class TcpConnection(asyncio.Protocol):
         self.closed = True
         if self.counted:
             self.edge.tcp_closed(self)
-        if self.edge.conns.get(self.peer) is self:
-            del self.edge.conns[self.peer]
+        key = (self.proto, self.peer[0], self.peer[1])
+        if self.edge.conns.get(key) is self:
+            del self.edge.conns[key]
 
     def send(self, data: bytes) -> None:
         transport = self.transport
@@ -403,6 +437,7 @@ class _RateLimitedWarning:
         logger.warning(message, *args)
 
 
+TLS_ACCEPT_BATCH = 64  # connections a tls: listener accepts per readiness callback
 READ_YIELD_BYTES = 32 * 1024  # a read this big hands the loop to the other sockets before the next
 FD_RESERVE = 32  # descriptors kept for outbound connections, DNS, databases and log files
 
@@ -424,19 +459,32 @@ class Edge:
         self.udp: dict[Listen, _UdpProtocol] = {}
         self.tcp_servers: list[asyncio.AbstractServer] = []
         self.tcp_listen: list[Listen] = []
-        self.conns: dict[tuple[str, int], TcpConnection] = {}
+        # Open connections by (transport "tcp" | "tls", peer IP, peer port).
+        self.conns: dict[tuple[str, str, int], TcpConnection] = {}
         self.tcp_limits = TcpLimits.from_dict(cfg.tcp)  # raises ConfigError ("tcp.idle_timeout")
+        # [tls], validated against the listeners; anything wrong is a TlsStartError (an OSError:
+        # "cannot start: config: tls.certificate: ...", no traceback), unusable files included.
+        try:
+            self.tls = TlsConfig.from_dict(cfg.tls, cfg.listen)
+        except ConfigError as exc:
+            raise TlsStartError(str(exc)) from None
+        has_tls = any(x.transport == "tls" for x in cfg.listen)
+        self._tls_server: ssl.SSLContext | None = self.tls.server_context() if has_tls else None
+        self._tls_client: ssl.SSLContext | None = self.tls.client_context() if has_tls or cfg.tls else None
+        self._tls_counts = {"tls_handshakes": 0, "tls_handshake_failures": 0}
+        self._warn_tls = _RateLimitedWarning()
+        self._tls_listeners: list[socket.socket] = []
         self.tcp: dict[TcpConnection, None] = {}  # every open connection, in opening order
         self._per_ip: dict[str, int] = {}  # inbound connections per source address
         self._tcp_counts = dict.fromkeys((
             "refused_total", "refused_max_connections", "refused_per_ip", "refused_fd_limit",
-            "idle_closed", "message_timeouts", "slow_readers_closed", "fd_exhausted",
+            "idle_closed", "message_timeouts", "slow_readers_closed", "fd_exhausted", "refused_banned",
         ), 0)
         self.fd_limit = 0  # RLIMIT_NOFILE's soft limit once started
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._warn_refused = _RateLimitedWarning()
         self._warn_fds = _RateLimitedWarning()
-        self._connecting: dict[tuple[str, int], list[tuple[bytes, Any]]] = {}
+        self._connecting: dict[tuple[str, str, int], list[tuple[bytes, Any]]] = {}
         # Timer entries: [when, seq, tx (None once cancelled), name, wheel slot or None].
         self._heap: list[list[Any]] = []
         self._dead = 0  # cancelled entries still in the heap
@@ -471,6 +519,9 @@ class Edge:
                 udp_transport = proto.transport
                 assert udp_transport is not None  # connection_made ran before the endpoint was returned
                 _big_receive_buffer(udp_transport.get_extra_info("socket"))
+            elif listen.transport == "tls":
+                await self._listen_tls(listen)
+                self.tcp_listen.append(listen)
             else:
                 server = await loop.create_server(
                     functools.partial(TcpConnection, self, listen, True), listen.host, listen.port, reuse_address=True,
@@ -506,6 +557,10 @@ class Edge:
                 proto.transport.close()
         for server in self.tcp_servers:
             server.close()
+        for sock in self._tls_listeners:
+            if self.loop is not None and sock.fileno() >= 0:
+                self.loop.remove_reader(sock.fileno())
+            sock.close()
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
@@ -538,23 +593,156 @@ class Edge:
         accepted), ``refused_total`` (inbound connections closed at once: ``refused_per_ip``,
         ``refused_max_connections``, ``refused_fd_limit``), ``idle_closed``, ``message_timeouts``,
         ``slow_readers_closed`` (peers that did not read what we sent) and ``fd_exhausted`` (times
-        the process was short of file descriptors)."""
+        the process was short of file descriptors). TLS connections count in all of these too;
+        ``tls_connections`` are the TLS ones open now (handshake done), ``tls_handshakes`` the
+        handshakes completed and ``tls_handshake_failures`` those that failed (both ways:
+        certificate refused, not TLS, timed out)."""
         out = {"connections": len(self.tcp), "connections_in": sum(self._per_ip.values())}
         out.update(self._tcp_counts)
+        out["tls_connections"] = sum(1 for c in self.tcp if c.proto == "tls" and c.transport is not None)
+        out.update(self._tls_counts)
         return out
+
+    # ------------------------------------------------------------------ TLS
+
+    async def _listen_tls(self, listen: Listen) -> None:
+        """A tls: listener: a listening socket this edge accepts on itself (``_accept_tls``)."""
+        loop = self.loop
+        assert loop is not None
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((listen.host, listen.port))
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._tls_listeners.append(sock)
+        loop.add_reader(sock.fileno(), self._accept_tls, sock, listen)
+
+    def _accept_tls(self, lsock: socket.socket, listen: Listen) -> None:
+        """Accept what is pending (at most TLS_ACCEPT_BATCH per call); each connection is admitted
+        by the [tcp] limits and counted before its handshake (``_serve_tls``)."""
+        loop = self.loop
+        assert loop is not None
+        for _ in range(TLS_ACCEPT_BATCH):
+            try:
+                sock, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # As asyncio does: stop accepting for a second (the socket stays readable).
+                    self._fd_exhausted(self.now(), exc)
+                    loop.remove_reader(lsock.fileno())
+                    loop.call_later(1.0, self._resume_accept, lsock, listen)
+                else:
+                    logger.info("tls accept on {}: {}", listen, exc)
+                return
+            conn = TcpConnection(self, listen, True, "tls")
+            conn.peer = (addr[0], addr[1])
+            if not self._admit(conn.peer[0], sock.fileno()):
+                sock.close()
+                continue
+            self.tcp_opened(conn)
+            sock.setblocking(False)
+            self._spawn(self._serve_tls(conn, sock))
+
+    def _resume_accept(self, lsock: socket.socket, listen: Listen) -> None:
+        loop = self.loop
+        if loop is not None and not loop.is_closed() and lsock.fileno() >= 0:
+            loop.add_reader(lsock.fileno(), self._accept_tls, lsock, listen)
+
+    async def _serve_tls(self, conn: TcpConnection, sock: socket.socket) -> None:
+        """The server side of the handshake (RFC 3261 §26.3.1), within tls.handshake_timeout;
+        then ``conn`` runs like a TCP connection."""
+        loop = self.loop
+        assert loop is not None and self._tls_server is not None
+        try:
+            await loop.connect_accepted_socket(
+                lambda: conn, sock, ssl=self._tls_server, ssl_handshake_timeout=self.tls.handshake_timeout,
+            )
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+        except Exception as exc:
+            sock.close()  # (a no-op when the TLS transport closed it)
+            conn.closed = True
+            if conn.counted:
+                self.tcp_closed(conn)
+            self._handshake_failed(conn.peer, None, exc)
+            return
+        self._tls_counts["tls_handshakes"] += 1
+
+    async def _open_tls(self, dest: Target, listen: Listen | None) -> TcpConnection | None:
+        """A TLS connection to ``dest``: TCP first (10 s), then the handshake as the client,
+        verifying the certificate against the name the request targets (RFC 5922 §7.2:
+        TlsTarget.name, else the address). None (logged) when either fails."""
+        loop, ctx = self.loop, self._tls_client
+        assert loop is not None
+        if ctx is None:
+            logger.info("tls connect to {}:{}: no [tls] configuration", dest.host, dest.port)
+            return None
+        sock = socket.socket(socket.AF_INET6 if ":" in dest.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (dest.host, dest.port)), 10.0)
+        except (OSError, asyncio.TimeoutError) as exc:
+            sock.close()
+            logger.info("tls connect to {}:{} failed: {}", dest.host, dest.port, exc or "timed out")
+            return None
+        name = getattr(dest, "name", None) or dest.host
+        try:
+            _, conn = await loop.create_connection(
+                lambda: TcpConnection(self, listen, False, "tls"), sock=sock, ssl=ctx, server_hostname=name,
+                ssl_handshake_timeout=self.tls.handshake_timeout,
+            )
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+        except Exception as exc:
+            sock.close()
+            self._handshake_failed((dest.host, dest.port), name, exc)
+            return None
+        self._tls_counts["tls_handshakes"] += 1
+        return conn
+
+    def _handshake_failed(self, peer: tuple[str, int], server_name: str | None, exc: BaseException) -> None:
+        """Count a failed handshake and say why (a WARNING at most every 10 s; no traceback)."""
+        self._tls_counts["tls_handshake_failures"] += 1
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = f"certificate refused: {exc.verify_message}"
+        elif isinstance(exc, ssl.SSLError):
+            why = exc.reason or str(exc)
+        else:
+            why = str(exc) or type(exc).__name__
+        self._warn_tls(
+            self.now(), "tls: handshake {} {}:{} failed: {} ({} failed so far)",
+            "from" if server_name is None else f"with {server_name} at", peer[0], peer[1], why,
+            self._tls_counts["tls_handshake_failures"],
+        )
 
     def admit(self, conn: TcpConnection, transport: asyncio.BaseTransport) -> bool:
         """Whether an accepted connection may stay (max_connections, max_connections_per_ip, and
         file descriptors to spare); a refusal is counted and logged (rate-limited)."""
-        limits, counts, ip = self.tcp_limits, self._tcp_counts, conn.peer[0]
+        sock = transport.get_extra_info("socket")
+        return self._admit(conn.peer[0], sock.fileno() if sock is not None else -1)
+
+    def _admit(self, ip: str, fd: int) -> bool:
+        limits, counts = self.tcp_limits, self._tcp_counts
         reason = None
+        if self.limits.is_banned(ip):
+            # [limits]: a banned source gets no connection (counted, not logged: it is a flood).
+            counts["refused_banned"] += 1
+            counts["refused_total"] += 1
+            return False
         if len(self.tcp) >= limits.max_connections:
             reason, why = "refused_max_connections", f"max_connections ({limits.max_connections}) reached"
         elif limits.max_connections_per_ip and self._per_ip.get(ip, 0) >= limits.max_connections_per_ip:
             reason, why = "refused_per_ip", f"max_connections_per_ip ({limits.max_connections_per_ip}) reached for {ip}"
         else:
-            sock = transport.get_extra_info("socket")
-            fd = sock.fileno() if sock is not None else -1
             # Descriptors are handed out lowest first: this one's number is how many are in use.
             if self.fd_limit and fd >= self.fd_limit - FD_RESERVE:
                 reason = "refused_fd_limit"
@@ -605,8 +793,8 @@ class Edge:
         partial_before = now - limits.message_timeout if limits.message_timeout else -math.inf
         stalled_before = now - limits.write_timeout
         for conn in list(self.tcp):
-            if conn.closed:
-                continue
+            if conn.closed or conn.transport is None:
+                continue  # (None: a TLS handshake under way; tls.handshake_timeout bounds it)
             if conn.stalled_since is not None and conn.stalled_since <= stalled_before:
                 self.slow_reader(conn, f"its writes stalled for {limits.write_timeout:g} s")
             elif conn.partial_since is not None and conn.partial_since <= partial_before:
@@ -665,7 +853,7 @@ class Edge:
             return
         self.fd_limit = soft if soft != resource.RLIM_INFINITY else 0
         wanted = self.tcp_limits.max_connections + FD_RESERVE
-        if any(x.transport == "tcp" for x in self.cfg.listen) and self.fd_limit and self.fd_limit < wanted:
+        if any(x.transport != "udp" for x in self.cfg.listen) and self.fd_limit and self.fd_limit < wanted:
             logger.warning(
                 "open files limit {} is below tcp.max_connections + {} = {}: TCP connections will be "
                 "refused from about {} on (raise LimitNOFILE / ulimit -n)",
@@ -741,13 +929,13 @@ class Edge:
                 self.run(self.proxy.transport_error(a.tx))
             return
         conn = dest.conn
+        key = (dest.transport, dest.host, dest.port)
         if conn is None or conn.closed:
-            conn = self.conns.get((dest.host, dest.port))
+            conn = self.conns.get(key)
         if conn is not None and not conn.closed:
             conn.send(a.data)
             return
         # RFC 3261 §18.2.2: the connection is gone (or there never was one): open a new one.
-        key = (dest.host, dest.port)
         pending = self._connecting.get(key)
         if pending is not None:
             pending.append((a.data, a.tx))
@@ -755,16 +943,25 @@ class Edge:
         self._connecting[key] = [(a.data, a.tx)]
         self._spawn(self._connect(key, dest))
 
-    async def _connect(self, key: tuple[str, int], dest: Target) -> None:
+    async def _connect(self, key: tuple[str, str, int], dest: Target) -> None:
         loop = self.loop
         assert loop is not None
-        listen = dest.local if dest.local is not None else (self.tcp_listen[0] if self.tcp_listen else None)
-        try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: TcpConnection(self, listen), dest.host, dest.port), 10.0,
-            )
-        except (OSError, asyncio.TimeoutError) as exc:
-            logger.info("tcp connect to {}:{} failed: {}", dest.host, dest.port, exc)
+        proto = dest.transport
+        listen = dest.local
+        if listen is None:
+            listen = next((x for x in self.tcp_listen if x.transport == proto), None)
+        conn: TcpConnection | None
+        if proto == "tls":
+            conn = await self._open_tls(dest, listen)
+        else:
+            try:
+                _, conn = await asyncio.wait_for(
+                    loop.create_connection(lambda: TcpConnection(self, listen), dest.host, dest.port), 10.0,
+                )
+            except (OSError, asyncio.TimeoutError) as exc:
+                logger.info("tcp connect to {}:{} failed: {}", dest.host, dest.port, exc)
+                conn = None
+        if conn is None:
             for _, tx in self._connecting.pop(key, []):
                 self.run(self.proxy.transport_error(tx))
             return

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth", "proxyapp.permissions")),
     ("script API", ("proxyapp.script", "proxyapp.default_script")),
     ("proxy facade", ("proxyapp.proxy",)),
-    ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.tcp_limits", "proxyapp.control", "proxyapp.metrics")),
+    ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.tcp_limits", "proxyapp.tls", "proxyapp.control", "proxyapp.metrics")),
     ("command line", ("proxyapp.__main__", "proxyapp.ctl", "proxyapp._cli")),
 ]
 

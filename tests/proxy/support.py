@@ -59,12 +59,14 @@ class ProxyProcess:
     """``python -m proxyapp --config FILE`` as a subprocess."""
 
     def __init__(self, tmp: Path, port: int, extra_toml: str, log_level: str,
-                 transports: tuple[str, ...] = ("udp", "tcp"), host: str = "127.0.0.1", name: str = "proxy") -> None:
+                 transports: tuple[str, ...] = ("udp", "tcp"), host: str = "127.0.0.1", name: str = "proxy",
+                 listen_list: list[str] | None = None) -> None:
         self.port = port
         self.host = host
         self.config = tmp / f"{name}.toml"
         self.log_path = tmp / f"{name}.log"
-        listen = ", ".join(f'"{t}:{host}:{port}"' for t in transports)
+        # listen_list: the listen values as written (e.g. a tls: socket on another port).
+        listen = ", ".join(f'"{x}"' for x in (listen_list or [f"{t}:{host}:{port}" for t in transports]))
         self.config.write_text(f'listen = [{listen}]\nlog_level = "{log_level}"\n' + extra_toml)
         env = dict(os.environ)
         env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -97,9 +97,9 @@ def legit_options(port: int, src: str = "127.0.0.1", timeout: float = 3.0) -> fl
 class LiveEdge:
     """The proxy core and its Edge on their own event loop in a thread, listening on TCP."""
 
-    def __init__(self, tcp: dict[str, Any]) -> None:
+    def __init__(self, tcp: dict[str, Any], limits: dict[str, Any] | None = None) -> None:
         self.port = free_port()
-        self.cfg = Config.from_dict({"listen": [f"tcp:127.0.0.1:{self.port}"], "tcp": tcp})
+        self.cfg = Config.from_dict({"listen": [f"tcp:127.0.0.1:{self.port}"], "tcp": tcp, "limits": limits or {}})
         self.edge = Edge(Proxy(self.cfg, branch_salt="tl"), self.cfg)
         self.loop = new_event_loop()
         started = threading.Event()
@@ -139,8 +139,8 @@ class LiveEdge:
 def live_edge():
     started: list[LiveEdge] = []
 
-    def start(**tcp: Any) -> LiveEdge:
-        e = LiveEdge(tcp)
+    def start(limits: dict[str, Any] | None = None, **tcp: Any) -> LiveEdge:
+        e = LiveEdge(tcp, limits)
         started.append(e)
         return e
 
@@ -319,6 +319,47 @@ def test_a_refused_message_on_a_connection_gets_its_513_or_400_and_the_connectio
 
     c = asyncio.run_coroutine_threadsafe(core(), e.loop).result(5)
     assert (c["rcv_requests"], c["err_requests"], c["drop_requests"]) == (4, 2, 1)
+
+
+def test_flood_limits_and_the_scanner_filter_apply_to_messages_on_a_connection(live_edge):
+    """[limits] over TCP as over UDP: a scanner's request on a connection is dropped unanswered
+    and counted; each message counts in its source's density, and past it the source is banned:
+    its connection is closed and a new one refused at once (refused_banned)."""
+    # (loopback is trusted by default: trust another address here)
+    e = live_edge(limits={"reqs_density_per_unit": 6, "sampling_time_unit": 60, "ban_time": 60, "trusted": ["192.0.2.1"]})
+    scanner = options(e.port, "scan").replace(b"Content-Length", b"User-Agent: friendly-scanner\r\nContent-Length")
+    with socket.create_connection(("127.0.0.1", e.port), timeout=5) as s:
+        s.sendall(scanner + options(e.port, "after-scan"))
+        got = read_response(s)
+        assert got.startswith(b"SIP/2.0 200 OK") and b"tlafter-scan" in got
+        s.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            s.recv(65536)  # nothing for the scanner's request
+        s.sendall(b"".join(options(e.port, f"f{i}") for i in range(10)))
+        rest, deadline = b"", time.monotonic() + 3
+        s.settimeout(3)
+        while time.monotonic() < deadline:  # the answers to f0-f3, then the end of the stream
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            rest += chunk
+        else:
+            pytest.fail("the banned source's connection stayed open")
+        assert rest.count(b"SIP/2.0 200 OK") == 4
+    with socket.create_connection(("127.0.0.1", e.port), timeout=5) as s2:
+        assert wait_closed(s2, 3) is not None
+
+    async def limits() -> tuple[dict[str, int], list[str]]:
+        return e.edge.limits.stats(), e.edge.limits.banned()
+
+    lim, banned = asyncio.run_coroutine_threadsafe(limits(), e.loop).result(5)
+    assert banned == ["127.0.0.1"] and lim["scanner_dropped"] == 1 and lim["bans"] == 1
+    assert lim["flood_dropped"] == 1  # the 7th message; the other three were never read
+    tcp = e.stats()
+    assert (tcp["refused_banned"], tcp["connections"]) == (1, 0)
 
 
 def test_per_ip_and_total_caps_close_new_connections_at_once(tmp_path):

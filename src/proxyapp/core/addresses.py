@@ -1,4 +1,10 @@
-"""Where messages go: the transport Target, and SIP URI to next-hop rules (RFC 3263 §4)."""
+"""Where messages go: the transport Target, and SIP URI to next-hop rules (RFC 3263 §4).
+
+RFC 3263 §4.1 picks the transport: the URI's ``transport`` parameter (``udp``, ``tcp``,
+``tls``), else TLS for a ``sips:`` URI (RFC 3261 §26.2.2: every hop of a SIPS request is TLS;
+a ``sips:`` URI with ``;transport=tcp`` means TLS over TCP too, RFC 5630 §3.1.3's deprecated
+form), else UDP. A port left out is 5061 for TLS and 5060 otherwise (RFC 3261 §19.1.2).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ class Target:
     on the connection the request came in on; opaque to the core, owned by the asyncio edge);
     ``local`` is the Listen socket to send from."""
 
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
     host: str
     port: int
     conn: Any = None
@@ -37,6 +43,14 @@ class Target:
     @property
     def addr(self) -> tuple[str, int]:
         return (self.host, self.port)
+
+
+@dataclass(slots=True)
+class TlsTarget(Target):
+    """A TLS destination with the name its certificate must show (RFC 5922 §7.2: the host of
+    the URI the next hop came from, before DNS; None = the address itself, an IP literal)."""
+
+    name: str | None = None
 
 
 class ScriptError(Exception):
@@ -77,14 +91,17 @@ def uri_target(uri: URI) -> HopTarget | None:
         return None
     params = uri.params
     transport = (params.get("transport") or "").lower()
-    if not transport:
-        transport = "tcp" if uri.scheme == "sips" else "udp"
+    if uri.scheme == "sips":
+        transport = "tls"  # RFC 3261 §26.2.2 (also for ;transport=tcp, RFC 5630 §3.1.3)
+    elif not transport:
+        transport = "udp"
     host = params.get("maddr") or uri.host
     return norm_host(host), uri.port, transport
 
 
 def parse_destination(dest: str) -> HopTarget:
-    """A t_relay destination: ``udp:host:port``, ``tcp:host[:port]``, ``host[:port]`` or a SIP URI.
+    """A t_relay destination: ``udp:host:port``, ``tcp:host[:port]``, ``tls:host[:port]``,
+    ``host[:port]`` or a SIP URI.
 
     Raises ScriptError when it cannot be understood."""
     text = dest.strip()
@@ -99,7 +116,7 @@ def parse_destination(dest: str) -> HopTarget:
         return t
     transport = "udp"
     low = text.lower()
-    for proto in ("udp:", "tcp:"):
+    for proto in ("udp:", "tcp:", "tls:"):
         if low.startswith(proto):
             transport, text = proto[:-1], text[4:]
             break

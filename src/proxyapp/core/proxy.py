@@ -118,6 +118,8 @@ class ProxyCore(RequestRouting, ResponseContext, CancelProcessing, StatelessForw
                         pick = (t, ip, port)
                         break
                 self._send_branch(branch, *pick)
+                if branch.done:
+                    self._maybe_complete(ctx)  # no tls: socket for a TLS destination (480)
         except Exception:
             logger.exception("internal error after resolving a destination")
         return self._flush()

@@ -18,7 +18,10 @@ from fastsip import MissingHeaders, ParseError, Request, Via, split_values
 from loguru import logger
 
 from ..transaction import COMPLETED, ClientInviteTransaction, ClientNonInviteTransaction
-from .addresses import HopTarget, ScriptError, Target, host_is_ip, norm_host, parse_destination, same_ip, uri_target
+from .addresses import (
+    HopTarget, ScriptError, Target, TlsTarget, host_is_ip, norm_host, parse_destination, same_ip,
+    uri_target,
+)
 from .base import CoreBase
 from .context import MAGIC, Branch, Destination, RequestState, Resolve, TxContext, TxKey
 from .sockets import LocalSocket
@@ -284,14 +287,35 @@ class RequestRouting(CoreBase):
         if tctx.branch_route is not None:
             self.script.run_branch(tctx, branch)
         self._dispatch_branch(branch, target)
+        if branch.done:
+            self._maybe_complete(tctx)  # failed at once (a SIPS request with no TLS hop: _no_tls_hop)
         return True
 
     def _dispatch_branch(self, branch: Branch, target: HopTarget) -> None:
         host, port, transport = target
-        if host_is_ip(host):
-            self._send_branch(branch, transport, host, port or 5060)
+        if transport != "tls" and branch.ruri.startswith(("sips:", "SIPS:")):
+            self._no_tls_hop(branch, transport)
+        elif host_is_ip(host):
+            self._send_branch(branch, transport, host, port or (5061 if transport == "tls" else 5060))
         else:
             self._out.append(Resolve(host, port, transport, branch))
+
+    def _no_tls_hop(self, branch: Branch, transport: str) -> None:
+        """RFC 3261 §26.2.2 / RFC 5630 §3.1.3: a request for a SIPS Request-URI is sent over TLS
+        on every hop, never in the clear. When the next hop is not TLS (a Route, a destination
+        or a binding over UDP/TCP) or there is no tls: socket to send from, the branch fails
+        with 480 (Temporarily Unavailable): the target exists, it cannot be reached securely
+        from here now (416 would say we do not understand "sips:", which is not the case).
+        Marked done without completing: the caller completes (relay, _fork_group, resolved)."""
+        logger.info(
+            "branch {} of call-id={}: {} cannot go over {} (RFC 3261 §26.2.2): 480",
+            branch.id, branch.ctx.request.call_id, branch.ruri,
+            "TLS (no tls listener)" if transport == "tls" else transport.upper(),
+        )
+        branch.done = True
+        branch.final_status = 480
+        branch.final = None
+        branch.local_reason = "Temporarily Unavailable"
 
     def _start(self, sctx: RequestState, lh: int) -> TxContext:
         """The server transaction t_relay forwards in (100 for an INVITE), Max-Forwards
@@ -392,7 +416,12 @@ class RequestRouting(CoreBase):
         # One comma-joined Route line, at the end of the header block (its place does not matter).
         msg.append_header("Route", ", ".join(values))
 
-    def _out_socket(self, tctx: TxContext, transport: str, ip: str) -> LocalSocket:
+    def _out_socket(self, tctx: TxContext, transport: str, ip: str) -> LocalSocket | None:
+        """The socket a branch leaves from: the one the request came in on when it fits
+        (transport and address family), else the first that does, else one of the transport,
+        else any (a TCP branch needs no TCP listener). None for TLS without a tls: socket: our
+        Via and Record-Route must say TLS (RFC 3261 §26.2.2) and the certificate is the
+        listener's."""
         src = self._sock_by_listen.get(tctx.source.local)
         v6 = ":" in ip
         if src is not None and src.transport == transport and (":" in src.listen.host) == v6:
@@ -403,13 +432,26 @@ class RequestRouting(CoreBase):
         for s in self.sockets:
             if s.transport == transport:
                 return s
+        if transport == "tls":
+            return None
         return src or self.sockets[0]
 
     def _send_branch(self, branch: Branch, transport: str, ip: str, port: int) -> None:
         tctx = branch.ctx
         msg = branch.msg or tctx.request
         sock = self._out_socket(tctx, transport, ip)
-        dest = Target(transport, ip, port, None, sock.listen)
+        if sock is None:
+            self._no_tls_hop(branch, transport)
+            return
+        dest: Target
+        if transport == "tls":
+            # RFC 5922 §7.2: the certificate must name the host of the URI the next hop came
+            # from (branch.target, before DNS), not the address it resolved to.
+            target = branch.target
+            name = target[0] if target is not None else ip
+            dest = TlsTarget(transport, ip, port, None, sock.listen, name)
+        else:
+            dest = Target(transport, ip, port, None, sock.listen)
         branch.dest = dest
         if transport != "udp" and msg.content_length is None:
             # §16.6 step 9 / §18.3: a stream needs Content-Length (a datagram could omit it).

@@ -1,4 +1,11 @@
-"""Our own sockets: the bytes we write for each (Via, Record-Route) and "is this me" (OpenSIPS check_self)."""
+"""Our own sockets: the bytes we write for each (Via, Record-Route) and "is this me" (OpenSIPS check_self).
+
+A ``tls:`` socket writes ``Via: SIP/2.0/TLS`` (RFC 3261 §18.2.1 / §20.42: the transport the
+request is sent over) and ``;transport=tls`` in its Record-Route, so the dialog's later
+requests come back over TLS (RFC 3261 §26.2.2; a ``sip:`` Record-Route with transport=tls, as
+OpenSIPS and Kamailio write it, keeps the scheme of the dialog). The port is written unless it
+is 5060, so a TLS socket on 5061 shows it too (check_self compares ports, 5060 when absent).
+"""
 
 from __future__ import annotations
 

@@ -47,13 +47,17 @@ class StatelessForwarding(CoreBase):
         det = zlib.crc32(f"{via.branch}|{via.sent_by}|{msg.method}".encode())
         bid = f"{MAGIC}{lh:08x}.s{det:08x}.0"
         sock = self._out_socket_for_source(sctx.source, transport, host)
-        dest_t = Target(transport, host, port or 5060, None, sock.listen)
+        if sock.transport != transport and transport == "tls":
+            logger.info("stateless forward over TLS without a tls listener; dropped")
+            return False
+        port = port or (5061 if transport == "tls" else 5060)  # RFC 3261 §19.1.2
+        dest_t = Target(transport, host, port, None, sock.listen)
         raw = bytes(msg)
         i = raw.index(b"\n") + 1
         data = raw[:i] + sock.via_prefix + bid.encode() + b"\r\n" + raw[i:]
         self.stats.stateless += 1
         if self.debug:
-            logger.debug("stateless forward {} {} to {}:{}:{}", msg.method, msg.raw_uri, transport, host, port or 5060)
+            logger.debug("stateless forward {} {} to {}:{}:{}", msg.method, msg.raw_uri, transport, host, port)
         self._out.append(Send(dest_t, data))
         return True
 
@@ -92,7 +96,8 @@ class StatelessForwarding(CoreBase):
     def _forward_response_stateless(self, resp: Response, vias: list[Via], source: Target | None = None) -> None:
         """§16.7: no client transaction -> forward statelessly when the top Via is ours (a late
         2xx), as cfg.stateless_responses allows; a response with no Via below ours is dropped
-        (§16.7 step 3), and so is one whose next hop is not UDP (no new connection for it)."""
+        (§16.7 step 3), and so is one whose next hop is not UDP (TCP or TLS: no new connection
+        for it; the stateful path answers over the request's own connection)."""
         top = vias[0]
         if len(vias) < 2 or not self.is_myself(top.host, top.port):
             self.stats.dropped += 1

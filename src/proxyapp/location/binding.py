@@ -26,7 +26,7 @@ class Binding:
     path: tuple[str, ...] = ()  # the Path header values of the REGISTER, top first (RFC 3327 §5.3)
     # Where the REGISTER came from (its flow, RFC 5626 §5.2, and NAT traversal, RFC 3581): a
     # request for this binding goes there, not to the Contact's host, when the two differ.
-    source_transport: str = "udp"  # "udp" | "tcp"
+    source_transport: str = "udp"  # "udp" | "tcp" | "tls" (a REGISTER over TLS, RFC 3261 §26.2)
     source_host: str = ""
     source_port: int = 0
     socket: str = ""  # the listen socket it arrived on, "udp:127.0.0.1:5060" (str(Listen))
