@@ -52,7 +52,7 @@ GAUGES = frozenset({
     "open_fds", "loop_lag_s", "loop_lag_max_s", "uptime_s", "queued", "spool_pending",
     "spool_oldest_age_s", "dialogs", "draining", "events_buffered", "bytes_in_pipe_buffer",
     "subscribers", "nonces_tracked", "failing_sources", "connections", "connections_in",
-    "banned_sources", "tracked_sources", "live_transactions", "transaction_bytes", "pending_calls",
+    "banned_sources", "tracked_sources", "live_transactions", "transaction_bytes", "acc_pending_calls",
 })
 MAX_OF = frozenset({"loop_lag_s", "loop_lag_max_s", "uptime_s", "spool_oldest_age_s"})
 # Config keys a reload cannot change in a running process (sockets, processes, the stores).
@@ -195,7 +195,11 @@ class Commands:
         acc: dict[str, Any] = {}
         if self.acc is not None:
             with contextlib.suppress(Exception):
-                acc = {k: v for k, v in self.acc.stats().items() if isinstance(v, dict)}
+                raw = self.acc.stats()
+                acc = {k: v for k, v in raw.items() if isinstance(v, dict)}
+                # Accounting's pending INVITEs (bounded by [acc] max_pending_calls), with the dialogs.
+                out["dialog"]["acc_pending_calls"] = int(raw.get("pending_calls", 0))
+                out["dialog"]["acc_pending_evicted"] = int(raw.get("pending_evicted", 0))
         out["acc"] = acc
         location = self.proxy.location
         out["usrloc"] = (

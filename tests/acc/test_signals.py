@@ -299,7 +299,7 @@ def test_stats_spool_age_inline(tmp_path):
         acc = Accounting(cfg, backends=b)
         await acc.start()
         for name, st in acc.stats().items():
-            if name != "dialogs":
+            if name not in ("dialogs", "pending_calls", "pending_evicted"):  # numbers, not backends
                 assert STAT_KEYS <= set(st) and all(isinstance(v, (int, float)) for v in st.values()), (name, st)
                 assert st["spool_oldest_age_s"] == 0
         mark = AccMark.parse("db")

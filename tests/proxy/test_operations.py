@@ -232,7 +232,8 @@ def test_ctl_every_command(tmp_path, sipp):
 
         # stats before any traffic: every counter 0, text pinned line by line.
         for group, text in (("tm", ZERO_TM), ("sl", ZERO_SL), ("core", ZERO_CORE),
-                            ("dialog", "dialog:active_dialogs = 0\ndialog:processed_dialogs = 0\ndialog:draining = 0\n"),
+                            ("dialog", "dialog:active_dialogs = 0\ndialog:processed_dialogs = 0\ndialog:draining = 0\n"
+                                       "dialog:acc_pending_calls = 0\ndialog:acc_pending_evicted = 0\n"),
                             ("usrloc", "usrloc:registered_aors = 0\nusrloc:registered_contacts = 0\n"),
                             ("workers", "workers:handed_off = 0\nworkers:taken_over = 0\n")):
             res = ctl(sock, "stats", group)
@@ -257,7 +258,9 @@ def test_ctl_every_command(tmp_path, sipp):
         assert set(snap["process"]) == {"rss_bytes", "open_fds", "uptime_s", "loop_lag_s", "loop_lag_max_s", "reloads"}
         assert snap["process"]["rss_bytes"] > 10_000_000 and snap["process"]["open_fds"] > 3
         assert snap["process"]["reloads"] == 0
-        assert ctl_json(sock, "stats", "dialog") == {"dialog": {"active_dialogs": 0, "processed_dialogs": 0, "draining": 0}}
+        assert ctl_json(sock, "stats", "dialog") == {"dialog": {
+            "active_dialogs": 0, "processed_dialogs": 0, "draining": 0, "acc_pending_calls": 0, "acc_pending_evicted": 0,
+        }}
         res = ctl(sock, "stats", "nosuch")
         assert (res.returncode, res.stdout, res.stderr) == (1, "", "proxyapp ctl: stats: unknown statistics group 'nosuch' "
                                                             "(groups: core, tm, sl, dialog, acc, usrloc, auth, tcp, limits, workers, process)\n")
@@ -327,7 +330,9 @@ def test_ctl_every_command(tmp_path, sipp):
         res = ctl(sock, "transactions")
         assert res.returncode == 0 and re.fullmatch(
             r"6 transactions\n(  (server|client) INVITE    Accepted    udp:127\.0\.0\.1:\d+  z9hG4bK\S+\n){6}", res.stdout), res.stdout
-        assert ctl_json(sock, "stats", "dialog")["dialog"] == {"active_dialogs": 3, "processed_dialogs": 3, "draining": 0}
+        assert ctl_json(sock, "stats", "dialog")["dialog"] == {
+            "active_dialogs": 3, "processed_dialogs": 3, "draining": 0, "acc_pending_calls": 0, "acc_pending_evicted": 0,
+        }
         assert sipp.wait(uac, 30) == 0 and sipp.wait(uas, 30) == 0, _proxy_detail(proxy, sipp)
         assert "call-id=" in proxy.log()  # the DEBUG lines of the running proxy
         res = ctl(sock, "log-level", "INFO")
