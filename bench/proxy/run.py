@@ -4,6 +4,12 @@
     python bench/proxy/run.py --proxy both --variants plain,acc_log,acc_db --rates 100,200,400 --duration 10
     python bench/proxy/run.py --proxy mine --proxy-cmd 'mine=/path/to/proxy --port {port}' --rates 100
     python bench/proxy/run.py --proxy proxyapp,n0 --proxy-acc 'n0=proxyapp:nice=0' --variants acc_db --rates 3000
+    PYTHONPATH=src python bench/proxy/run.py --proxy both --variants plain,auth --rates 500,1000,2000
+
+Variant "auth" is digest authentication in front of the plain relay: proxyapp runs examples/auth_script.py
+(proxyapp-auth.toml), Kamailio kamailio-auth.cfg (auth_db over SQLite); the same subscriber (AUTH_USER,
+AUTH_PASSWORD in realm AUTH_DOMAIN) is created for both in the run directory, and the caller (uac_auth.xml)
+answers a 407 on every call. bench/proxy/attack_run.py adds a flood beside the caller.
 
 For every proxy, variant and rate it starts the callee (uas.xml), the proxy, then the caller (uac.xml),
 which places rate*duration calls (INVITE/180/200/ACK, hold, BYE/200) at that rate. The callee fails any
@@ -53,11 +59,18 @@ def set_ports(base: int) -> None:
     PROXY_PORT, CALLEE_PORT, CALLER_PORT = base, base + 10, base + 20
     CALLEE_CTL, CALLER_CTL = base + 30, base + 31
     CALLEE_MEDIA, CALLER_MEDIA = base + 40, base + 50
-VARIANTS = ("plain", "acc_log", "acc_db")
+VARIANTS = ("plain", "acc_log", "acc_db", "auth")
 
 KAMAILIO_DEFINES = {"plain": "WITH_PLAIN", "acc_log": "WITH_ACC_LOG", "acc_db": "WITH_ACC_DB"}
 SQLITE_SCHEMA = [Path("/usr/share/kamailio/db_sqlite/standard-create.sql"),
                  Path("/usr/share/kamailio/db_sqlite/acc-create.sql")]
+AUTH_SCHEMA = [Path("/usr/share/kamailio/db_sqlite/standard-create.sql"),
+               Path("/usr/share/kamailio/db_sqlite/auth_db-create.sql")]
+# Variant "auth": the caller's identity (From sip:AUTH_USER@AUTH_DOMAIN, the proxy's domain) and password.
+AUTH_USER, AUTH_DOMAIN, AUTH_PASSWORD = "caller", "bench.test", "bench-17-pw"
+# The caller scenario and extra SIPp arguments per variant (default uac.xml, none).
+CALLER_SCENARIO = {"auth": "uac_auth.xml"}
+CALLER_ARGS = {"auth": ["-au", AUTH_USER, "-ap", AUTH_PASSWORD]}
 
 
 @dataclass
@@ -215,7 +228,26 @@ class Proc:
 
 # --------------------------------------------------------------------------- proxies under test
 
+def kamailio_auth_cmd(rundir: Path, port: int) -> list[str]:
+    """kamailio-auth.cfg with a fresh SQLite subscriber table holding AUTH_USER's ha1 (and ha1b)."""
+    import hashlib
+
+    db = rundir / "subscriber.db"
+    db.unlink(missing_ok=True)
+    ha1 = hashlib.md5(f"{AUTH_USER}:{AUTH_DOMAIN}:{AUTH_PASSWORD}".encode()).hexdigest()
+    ha1b = hashlib.md5(f"{AUTH_USER}@{AUTH_DOMAIN}:{AUTH_DOMAIN}:{AUTH_PASSWORD}".encode()).hexdigest()
+    script = "".join(p.read_text() for p in AUTH_SCHEMA) + (
+        "INSERT INTO subscriber (username, domain, password, ha1, ha1b) "
+        f"VALUES ('{AUTH_USER}', '{AUTH_DOMAIN}', '', '{ha1}', '{ha1b}');\n")
+    subprocess.run(["sqlite3", str(db)], input=script, text=True, check=True)
+    exe = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    return [exe, "-f", str(HERE / "kamailio-auth.cfg"), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}",
+            "-Y", str(rundir), "-P", str(rundir / "kamailio.pid"), "-m", "1024", "-A", f'DBURL="sqlite://{db}"']
+
+
 def kamailio_cmd(variant: str, rundir: Path, port: int) -> list[str]:
+    if variant == "auth":
+        return kamailio_auth_cmd(rundir, port)
     exe = shutil.which("kamailio") or "/usr/sbin/kamailio"
     cmd = [exe, "-f", str(HERE / "kamailio.cfg"), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}",
            "-Y", str(rundir), "-P", str(rundir / "kamailio.pid"), "-m", "1024", "-A", KAMAILIO_DEFINES[variant]]
@@ -241,6 +273,10 @@ def proxyapp_cmd(variant: str, rundir: Path, port: int, workers: int = 2, acc_ke
     cfg = rundir / "proxyapp.toml"
     cfg.write_text(tmpl.replace("@PORT@", str(port)).replace("@RUNDIR@", str(rundir))
                    .replace("@HERE@", str(HERE)))
+    if variant == "auth":  # the subscriber, with proxyapp's own command (as an operator adds one)
+        subprocess.run([sys.executable, "-m", "proxyapp", "user", "--config", str(cfg), "add",
+                        f"{AUTH_USER}@{AUTH_DOMAIN}", AUTH_PASSWORD], cwd=rundir, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return [sys.executable, "-m", "proxyapp", "--config", str(cfg), "--workers", str(workers)]
 
 
@@ -364,7 +400,10 @@ def p99(values: list[float]) -> float:
     return s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
 
 
-def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) -> RunResult:
+def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path, side=None) -> RunResult:
+    """One rate. side: an optional callable side(rundir, res) -> Proc | None, called once the proxy
+    listens and before the caller starts (and before the proxy's CPU is first read), for a process
+    that runs beside the caller (attack_run.py's flood); it is stopped with the others."""
     res = RunResult(proxy, variant, rate, args.duration)
     rundir = base / f"{proxy}-{variant}-{rate}"
     rundir.mkdir(parents=True, exist_ok=True)
@@ -403,15 +442,20 @@ def one_run(proxy: str, build_cmd, variant: str, rate: int, args, base: Path) ->
                 return res
             time.sleep(0.05)
         time.sleep(1.0)  # let worker processes finish starting
+        if side is not None:
+            extra = side(rundir, res)
+            if extra is not None:
+                started.append(extra)
         cpu0 = tree_cpu(px.pid)
-        uac = Proc("uac", [sipp, f"127.0.0.1:{PROXY_PORT}", "-sf", str(scenario("uac.xml", rundir, PROXY_PORT)),
+        uac_xml = CALLER_SCENARIO.get(variant, "uac.xml")
+        uac = Proc("uac", [sipp, f"127.0.0.1:{PROXY_PORT}", "-sf", str(scenario(uac_xml, rundir, PROXY_PORT)),
                            "-s", "bench", "-key", "callee_port", str(CALLEE_PORT), "-i", "127.0.0.1",
                            "-p", str(CALLER_PORT), "-cp", str(CALLER_CTL), "-mp", str(CALLER_MEDIA), "-nostdin",
                            "-r", str(rate), "-rp", "1000", "-m", str(calls), "-d", str(args.hold_ms),
                            "-l", str(max(100, rate * 4)), "-recv_timeout", "8000",
                            "-timeout", str(int(args.duration + 40)), "-trace_stat", "-stf", "uac_stat.csv",
                            "-fd", "1", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-max_recv_loops", "10000", "-timer_resol", "1"]
-                   + (["-trace_msg"] if args.trace_msg else []), rundir)
+                   + CALLER_ARGS.get(variant, []) + (["-trace_msg"] if args.trace_msg else []), rundir)
         started.append(uac)
         t_start = time.monotonic()
         if uac.wait(args.duration + 55) is None:
