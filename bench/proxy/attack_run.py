@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import importlib.util
 import json
 import os
 import shutil
@@ -49,14 +48,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 
-def _load_run():
-    spec = importlib.util.spec_from_file_location("bench_proxy_run", HERE / "run.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
-
+sys.path.insert(0, str(HERE))
+from register_run import _load_run  # noqa: E402  (run.py loaded as a module, as register_run does)
 
 run = _load_run()
 RunResult = run.RunResult

@@ -99,6 +99,29 @@ async def _start_proxy(limits: dict[str, Any], timers: dict[str, Any] | None = N
     return proxy, edge
 
 
+async def _legit_calls(tmp: Path, uas: tuple[str, int]) -> tuple[Any, Any]:
+    """The callee at ``uas`` (answers every call) and the legitimate caller from LEGIT: 200
+    calls at 20 calls/s through the proxy."""
+    callee = await _spawn(_sipp(tmp, "uas", [
+        "-sf", str(SCENARIOS / "uas_call.xml"), "-i", uas[0], "-p", str(uas[1]), "-m", "201", "-timeout", "60",
+    ]), tmp, "uas")
+    await asyncio.sleep(0.3)
+    legit = await _spawn(_sipp(tmp, "legit", [
+        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", LEGIT, "-p", "5080", f"{PROXY[0]}:{PROXY[1]}",
+        "-key", "uas", f"{uas[0]}:{uas[1]}", "-r", "20", "-m", "200", "-timeout", "40",
+    ]), tmp, "legit")
+    return callee, legit
+
+
+async def _one_more_call(tmp: Path, uas: tuple[str, int]) -> int:
+    """One call from a new source (127.0.0.6) after the attack: the proxy still serves."""
+    last = await _spawn(_sipp(tmp, "last", [
+        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", "127.0.0.6", "-p", "5081", f"{PROXY[0]}:{PROXY[1]}",
+        "-key", "uas", f"{uas[0]}:{uas[1]}", "-m", "1", "-timeout", "10",
+    ]), tmp, "last")
+    return await _wait(last, 20)
+
+
 async def flood(tmp: Path) -> dict[str, Any]:
     """A SIPp flood from FLOODER (banned), a 20 calls/s SIPp caller from LEGIT (served),
     svmap and svwar (unanswered), then one more call (the proxy still serves)."""
@@ -106,14 +129,7 @@ async def flood(tmp: Path) -> dict[str, Any]:
         "reqs_density_per_unit": 200, "sampling_time_unit": 2, "ban_time": 60, "trusted": [UAS[0]],
     })
     rss = {"before": rss_mb()}
-    uas = await _spawn(_sipp(tmp, "uas", [
-        "-sf", str(SCENARIOS / "uas_call.xml"), "-i", UAS[0], "-p", str(UAS[1]), "-m", "201", "-timeout", "60",
-    ]), tmp, "uas")
-    await asyncio.sleep(0.3)
-    legit = await _spawn(_sipp(tmp, "legit", [
-        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", LEGIT, "-p", "5080", f"{PROXY[0]}:{PROXY[1]}",
-        "-key", "uas", f"{UAS[0]}:{UAS[1]}", "-r", "20", "-m", "200", "-timeout", "40",
-    ]), tmp, "legit")
+    uas, legit = await _legit_calls(tmp, UAS)
     await asyncio.sleep(1.0)
     flooder = await _spawn(_sipp(tmp, "flood", [
         "-sf", str(SCENARIOS / "uac_call.xml"), "-i", FLOODER, "-p", "5090", f"{PROXY[0]}:{PROXY[1]}",
@@ -138,11 +154,7 @@ async def flood(tmp: Path) -> dict[str, Any]:
     rc_legit = await _wait(legit, 40)
     await asyncio.sleep(1.0)
     # Still serving: one more call from a new source.
-    last = await _spawn(_sipp(tmp, "last", [
-        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", "127.0.0.6", "-p", "5081", f"{PROXY[0]}:{PROXY[1]}",
-        "-key", "uas", f"{UAS[0]}:{UAS[1]}", "-m", "1", "-timeout", "10",
-    ]), tmp, "last")
-    rc_last = await _wait(last, 20)
+    rc_last = await _one_more_call(tmp, UAS)
     rc_uas = await _wait(uas, 10)
     rss["after"] = rss_mb()
     stats = proxy.limits.stats()
@@ -179,14 +191,7 @@ async def crack(tmp: Path, scanner_filter: bool) -> dict[str, Any]:
     proxy.auth.store.load_sync()
     (tmp / "dictionary.txt").write_text("".join(f"pw{i:04d}\n" for i in range(1, 101)))
     rss = {"before": rss_mb()}
-    uas = await _spawn(_sipp(tmp, "uas", [
-        "-sf", str(SCENARIOS / "uas_call.xml"), "-i", CRACK_UAS[0], "-p", str(CRACK_UAS[1]), "-m", "201", "-timeout", "60",
-    ]), tmp, "uas")
-    await asyncio.sleep(0.3)
-    legit = await _spawn(_sipp(tmp, "legit", [
-        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", LEGIT, "-p", "5080", f"{PROXY[0]}:{PROXY[1]}",
-        "-key", "uas", f"{CRACK_UAS[0]}:{CRACK_UAS[1]}", "-r", "20", "-m", "200", "-timeout", "40",
-    ]), tmp, "legit")
+    uas, legit = await _legit_calls(tmp, CRACK_UAS)
     await asyncio.sleep(1.0)
     cracker = await _spawn([
         "sipvicious_svcrack", "-u", "100", "-d", str(tmp / "dictionary.txt"), "-p", str(PROXY[1]),
@@ -195,11 +200,7 @@ async def crack(tmp: Path, scanner_filter: bool) -> dict[str, Any]:
     rc_crack = await _wait(cracker, 60)
     rss["during"] = rss_mb()
     rc_legit = await _wait(legit, 40)
-    last = await _spawn(_sipp(tmp, "last", [
-        "-sf", str(SCENARIOS / "uac_call.xml"), "-i", "127.0.0.6", "-p", "5081", f"{PROXY[0]}:{PROXY[1]}",
-        "-key", "uas", f"{CRACK_UAS[0]}:{CRACK_UAS[1]}", "-m", "1", "-timeout", "10",
-    ]), tmp, "last")
-    rc_last = await _wait(last, 20)
+    rc_last = await _one_more_call(tmp, CRACK_UAS)
     rc_uas = await _wait(uas, 10)
     rss["after"] = rss_mb()
     out = {

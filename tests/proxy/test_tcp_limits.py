@@ -10,7 +10,6 @@ inside a private network namespace, from this module started as a helper
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -19,7 +18,6 @@ import select
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,9 +27,10 @@ import pytest
 from proxyapp.config import Config, ConfigError
 from proxyapp.proxy import Proxy
 from proxyapp.tcp_limits import TcpLimits
-from proxyapp.transport import Edge, new_event_loop
+from proxyapp.transport import Edge
 
 from .support import ROOT, SRC, free_port
+from .tls_support import TlsEdge
 
 PING = b"\r\n\r\n"
 _seq = itertools.count()
@@ -94,45 +93,14 @@ def legit_options(port: int, src: str = "127.0.0.1", timeout: float = 3.0) -> fl
 # ---------------------------------------------------------------- an Edge in a thread
 
 
-class LiveEdge:
-    """The proxy core and its Edge on their own event loop in a thread, listening on TCP."""
+class LiveEdge(TlsEdge):
+    """The proxy core and its Edge on their own event loop in a thread, listening on TCP (the
+    TLS tests' edge, tests/proxy/tls_support.py, with one tcp: listener)."""
 
     def __init__(self, tcp: dict[str, Any], limits: dict[str, Any] | None = None) -> None:
-        self.port = free_port()
-        self.cfg = Config.from_dict({"listen": [f"tcp:127.0.0.1:{self.port}"], "tcp": tcp, "limits": limits or {}})
-        self.edge = Edge(Proxy(self.cfg, branch_salt="tl"), self.cfg)
-        self.loop = new_event_loop()
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.edge.start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(10), "the edge did not start"
-
-    def stats(self) -> dict[str, int]:
-        async def read() -> dict[str, int]:
-            return self.edge.tcp_stats()
-
-        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(5)
-
-    def wait_stats(self, pred: Callable[[dict[str, int]], bool], timeout: float = 3.0) -> dict[str, int]:
-        deadline = time.monotonic() + timeout
-        while True:
-            s = self.stats()
-            if pred(s) or time.monotonic() > deadline:
-                return s
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.edge.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        port = free_port()
+        super().__init__({}, [f"tcp:127.0.0.1:{port}"], tcp=tcp, limits=limits or {})
+        self.port = port
 
 
 @pytest.fixture
@@ -314,10 +282,7 @@ def test_a_refused_message_on_a_connection_gets_its_513_or_400_and_the_connectio
         s.sendall(options(e.port, "c"))
         assert read_response(s).startswith(b"SIP/2.0 200 OK")
 
-    async def core() -> dict[str, int]:
-        return e.edge.proxy.statistics()["core"]
-
-    c = asyncio.run_coroutine_threadsafe(core(), e.loop).result(5)
+    c = e.call(lambda: e.edge.proxy.statistics()["core"])
     assert (c["rcv_requests"], c["err_requests"], c["drop_requests"]) == (4, 2, 1)
 
 
@@ -352,10 +317,7 @@ def test_flood_limits_and_the_scanner_filter_apply_to_messages_on_a_connection(l
     with socket.create_connection(("127.0.0.1", e.port), timeout=5) as s2:
         assert wait_closed(s2, 3) is not None
 
-    async def limits() -> tuple[dict[str, int], list[str]]:
-        return e.edge.limits.stats(), e.edge.limits.banned()
-
-    lim, banned = asyncio.run_coroutine_threadsafe(limits(), e.loop).result(5)
+    lim, banned = e.call(lambda: (e.edge.limits.stats(), e.edge.limits.banned()))
     assert banned == ["127.0.0.1"] and lim["scanner_dropped"] == 1 and lim["bans"] == 1
     assert lim["flood_dropped"] == 1  # the 7th message; the other three were never read
     tcp = e.stats()
