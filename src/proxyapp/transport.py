@@ -45,7 +45,7 @@ import re
 import resource
 import socket
 import ssl
-from typing import Any, cast
+from typing import Any
 
 import fastsip
 from loguru import logger
@@ -286,22 +286,9 @@ class TcpConnection(asyncio.Protocol):
         if self.closed:
             return
         parser = self.parser
-        refused: list[bytes] = []
-        try:
-            # feed() returns what fastsip.parse() returns for each framed message.
-            msgs = cast("list[fastsip.Request | fastsip.Response]", parser.feed(data))
-        except fastsip.ParseError as exc:
-            if exc.framed is None:
-                # The byte stream cannot be framed any more (RFC 3261 §18.3): close the connection.
-                logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
-                self.edge.proxy.stats.dropped += 1
-                self.close()
-                return
-            # One framed message was refused (a bad header, too many header lines): the stream
-            # is in sync, so it is answered (400 / 513) like a datagram and the rest goes on.
-            msgs, refused = self._refused(exc)
-            if self.closed:
-                return
+        msgs = self._feed(data)
+        if msgs is None:
+            return
         pings = parser.pings - self._pings
         if msgs or pings:
             now = self.edge.now()
@@ -334,14 +321,11 @@ class TcpConnection(asyncio.Protocol):
             if not limits.admit(ip):
                 self.abort()
                 return
-            if msg.is_request and limits.is_scanner_agent(msg.header("User-Agent")):
-                continue
-            edge.run(edge.proxy.receive_message(msg, Target(self.proto, ip, self.peer[1], self, self.listen)))
-        for raw in refused:
-            if not limits.admit(ip):
-                self.abort()
-                return
-            edge.run(edge.proxy.receive(raw, Target(self.proto, ip, self.peer[1], self, self.listen)))
+            source = Target(self.proto, ip, self.peer[1], self, self.listen)
+            if isinstance(msg, bytes):  # refused by the parser: answered 400 / 513 if it can be
+                edge.run(edge.proxy.receive(msg, source))
+            elif not (msg.is_request and limits.is_scanner_agent(msg.header("User-Agent"))):
+                edge.run(edge.proxy.receive_message(msg, source))
         if len(data) >= READ_YIELD_BYTES and not self.closed and self.stalled_since is None:
             # A big read (a peer pipelining requests as fast as it can): let the other sockets
             # have their turn before the next. libuv otherwise reads up to 32 times in a row,
@@ -349,25 +333,26 @@ class TcpConnection(asyncio.Protocol):
             self.transport.pause_reading()  # type: ignore[union-attr]
             edge.loop.call_soon(self._read_again)  # type: ignore[union-attr]
 
-    def _refused(self, exc: fastsip.ParseError) -> tuple[list[Any], list[bytes]]:
-        """The messages of this read, in order, around each framed message the parser refused
-        (bounded: a read holds at most max_message_size bytes of them)."""
-        msgs: list[Any] = []
-        refused: list[bytes] = []
-        while True:
-            msgs.extend(exc.messages)
-            assert exc.framed is not None
-            refused.append(exc.framed)
+    def _feed(self, data: bytes) -> list[Any] | None:
+        """What ``data`` completes, in order: each framed message as fastsip.parse() returns it,
+        or as its bytes when the parser refused it (a bad header, too many header lines: the
+        stream is in sync, so it is answered 400 / 513 like a datagram and the rest goes on).
+        None when the byte stream cannot be framed any more (RFC 3261 §18.3): closed."""
+        out: list[Any] = []
+        chunk = data
+        while True:  # bounded: each refused message has left the parser's buffer
             try:
-                msgs.extend(self.parser.feed(b""))
-                return msgs, refused
-            except fastsip.ParseError as again:
-                if again.framed is None:
-                    logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], again)
+                out.extend(self.parser.feed(chunk))
+                return out
+            except fastsip.ParseError as exc:
+                if exc.framed is None:
+                    logger.info("tcp {}:{}: {}; closing", self.peer[0], self.peer[1], exc)
                     self.edge.proxy.stats.dropped += 1
                     self.close()
-                    return msgs, refused
-                exc = again
+                    return None
+                out.extend(exc.messages)
+                out.append(exc.framed)
+                chunk = b""
 
     def _read_again(self) -> None:
         transport = self.transport

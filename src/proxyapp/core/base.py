@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from fastsip import Request, Response, Via
 
     from .addresses import Target
-    from .context import Branch, Destination, RequestState, TxKey
+    from .context import Branch, Destination, RequestState
 
 # What the core hands the asyncio edge: transaction actions, plus DNS look-ups.
 Out = Action | Resolve
@@ -258,8 +258,6 @@ class CoreBase:
         # The interface between the rule modules (implemented by the module named beside each).
 
         # requests.py (§16.3-16.6)
-        @staticmethod
-        def server_key(msg: Request, via: Via, method: str) -> TxKey: ...
         def _reply_dest(self, msg: Request, via: Via, source: Target) -> Target: ...
         def process_maxfwd(self, msg: Request, max_value: int = 70) -> bool: ...
         def loop_hash(self, msg: Request) -> int: ...

@@ -68,21 +68,24 @@ class StatelessForwarding(CoreBase):
         INVITE transaction still held.  Otherwise it is a stranger's, and a reflection tool: it
         follows cfg.stateless_responses as a stray response does, and never opens a connection."""
         msg = sctx.msg
-        if msg.method == "ACK":
-            if msg.call_id in self.dialogs:
-                return True
-            via = msg.via[0]
-            if self.server_txs.get(self.server_key(msg, via, "INVITE")) is not None:
-                return True
-        mode = self.cfg.stateless_responses
-        if mode == "auto":
-            mode = "relay" if sctx.source.local in self._loopback_listens else "drop"
+        # (sctx.key is an ACK's INVITE transaction key, computed when the request arrived.)
+        if msg.method == "ACK" and (msg.call_id in self.dialogs or sctx.key in self.server_txs):
+            return True
+        mode = self._stray_mode(sctx.source)
         if mode == "relay" and transport == "udp":
             return True
         self.stats.stray_requests += 1  # (and in drop_requests: nothing was sent for it)
         if self.debug:
             logger.debug("dropped {} matching no transaction ({} to {})", msg.method, mode, transport)
         return False
+
+    def _stray_mode(self, source: Target | None) -> str:
+        """cfg.stateless_responses for a message matching no transaction: "relay" or "drop"
+        ("auto" relays only what arrived on a loopback listener)."""
+        mode = self.cfg.stateless_responses
+        if mode == "auto":
+            return "relay" if source is not None and source.local in self._loopback_listens else "drop"
+        return mode
 
     def _out_socket_for_source(self, source: Target, transport: str, ip: str) -> LocalSocket:
         src = self._sock_by_listen.get(source.local)
@@ -107,9 +110,7 @@ class StatelessForwarding(CoreBase):
             return
         nxt = vias[1]
         transport = nxt.transport.lower()
-        mode = self.cfg.stateless_responses
-        if mode == "auto":
-            mode = "relay" if source is not None and source.local in self._loopback_listens else "drop"
+        mode = self._stray_mode(source)
         if mode == "drop" or transport != "udp":
             self.stats.dropped += 1
             self.stats.drop_replies += 1
