@@ -45,11 +45,13 @@ import re
 import resource
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import fastsip
 from loguru import logger
 
+from . import icmp
 from .config import Config, ConfigError, Listen
 from .core import ProxyCore, Resolve, Target
 from .limits import Limits
@@ -125,35 +127,12 @@ def _big_receive_buffer(sock: Any) -> None:
 
 # The branch of the top Via of a request we sent (ours, inserted first: RFC 3261 §16.6 step 8).
 _TOP_BRANCH = re.compile(rb"\r\nVia: SIP/2\.0/UDP [^;\r\n]*;branch=([^;,\s]+)")
-IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
-IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
-
-
-def _icmp_error_queue(transport: asyncio.BaseTransport) -> socket.socket | None:
-    """Turn on IP_RECVERR: without it Linux never reports an ICMP error on an unconnected UDP
-    socket, and error_received is not called. Returns a duplicate of the socket to read the error
-    queue with (asyncio only calls error_received(ConnectionRefusedError) without the address).
-    None under uvloop: uvloop 0.23 dies (SIGSEGV) on the first ICMP error with IP_RECVERR set."""
-    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
-        return None
-    sock = transport.get_extra_info("socket")
-    try:
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-        return socket.fromfd(sock.fileno(), sock.family, socket.SOCK_DGRAM)
-    except (OSError, AttributeError):
-        return None
-
-
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, edge: "Edge", listen: Listen) -> None:
         self.edge = edge
         self.listen = listen
         self.transport: asyncio.DatagramTransport | None = None
         self.index = edge.cfg.listen.index(listen)
-        self._errq: socket.socket | None = None
         dispatch = edge.dispatch
         if dispatch is not None:
             self._me = dispatch.index
@@ -162,7 +141,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._errq = _icmp_error_queue(transport)
         if self.edge._limits_handle is None:
             self.edge._limits_tick()  # the first UDP socket starts the flood limits' windows
 
@@ -187,33 +165,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.edge.hand_off(owner, pack(data, addr[0], addr[1], self.index))
 
     def error_received(self, exc: Exception) -> None:
+        # (No IP_RECVERR on this socket: ICMP errors are read from raw sockets, proxyapp.icmp.)
         logger.debug("udp socket {}: {}", self.listen, exc)
-        if self._errq is not None:
-            self._read_error_queue(self._errq)
-
-    def _read_error_queue(self, errq: socket.socket) -> None:
-        """ICMP errors (IP_RECVERR): each names the destination and quotes the datagram we sent;
-        a request of a client transaction fails its branch at once (503) instead of being
-        retransmitted to a port nobody listens on until Timer B or F."""
-        edge = self.edge
-        for _ in range(1024):
-            try:
-                data, _, _, addr = errq.recvmsg(4096, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-            except OSError:
-                return  # empty (EAGAIN)
-            m = _TOP_BRANCH.search(data)
-            if m is None or data.startswith(b"SIP/"):
-                continue  # a response, or too little of the request quoted
-            key = (m.group(1).decode("ascii", "replace"), data[:data.find(b" ")].decode("ascii", "replace"))
-            tx = edge.proxy.client_txs.get(key)
-            if tx is not None and (tx.dest.host, tx.dest.port) == (addr[0], addr[1]):
-                edge.icmp_failures += 1
-                edge.run(edge.proxy.transport_error(tx))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._errq is not None:
-            self._errq.close()
-            self._errq = None
 
 
 class _PeerProtocol(asyncio.DatagramProtocol):
@@ -423,6 +376,7 @@ class _RateLimitedWarning:
 
 
 TLS_ACCEPT_BATCH = 64  # connections a tls: listener accepts per readiness callback
+ICMP_READ_BATCH = 256  # ICMP errors read per readiness callback
 READ_YIELD_BYTES = 32 * 1024  # a read this big hands the loop to the other sockets before the next
 FD_RESERVE = 32  # descriptors kept for outbound connections, DNS, databases and log files
 
@@ -437,7 +391,7 @@ class Edge:
         # [limits]: flood bans and the scanner filter (proxyapp.limits; the core's, which holds the
         # transaction budget too; a stand-in proxy without one gets its own).
         self.limits: Limits = getattr(proxy, "limits", None) or Limits.from_dict(cfg.limits)
-        self.icmp_failures = 0  # branches failed at once by an ICMP error (_UdpProtocol._read_error_queue)
+        self._icmp: list[tuple[socket.socket, int]] = []  # raw ICMP sockets (proxyapp.icmp)
         self._limits_handle: asyncio.TimerHandle | None = None
         self._peer: _PeerProtocol | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -514,6 +468,7 @@ class Edge:
                 self.tcp_servers.append(server)
                 self.tcp_listen.append(listen)
             logger.info("listening on {}", listen)
+        self._watch_icmp(loop)
         if self.dispatch is not None:
             sock = self.dispatch.sock
             sock.setblocking(False)
@@ -534,7 +489,49 @@ class Edge:
         except OSError as exc:
             logger.warning("hand-off to worker {} failed: {}", owner, exc)
 
+    def _watch_icmp(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read ICMP errors about our UDP datagrams (proxyapp.icmp): one raw socket per family
+        of the udp: listeners."""
+        families = {socket.AF_INET6 if ":" in x.host else socket.AF_INET for x in self.udp}
+        self._icmp = icmp.open_raw_sockets(families) if families else []
+        for sock, family in self._icmp:
+            parse = icmp.parse_icmp4 if family == socket.AF_INET else icmp.parse_icmp6
+            loop.add_reader(sock.fileno(), self._icmp_readable, sock, parse)
+
+    def _icmp_readable(self, sock: socket.socket, parse: Callable[[bytes], icmp.IcmpError | None]) -> None:
+        """ICMP errors (filtered by the kernel to the RFC 3261 §18.4 kinds). One about a request
+        of a live client transaction, sent from one of our udp: sockets to the address the
+        transaction sends to, fails its branch at once: a transport error, 503."""
+        ports = {(x.host, x.port) for x in self.udp}
+        any_ports = {x.port for x in self.udp if x.host in ("0.0.0.0", "::")}
+        client_txs = self.proxy.client_txs
+        for _ in range(ICMP_READ_BATCH):
+            try:
+                packet = sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.debug("raw ICMP socket: {}", exc)
+                return
+            err = parse(packet)
+            if err is None or (err.source not in ports and err.source[1] not in any_ports):
+                continue  # not about a datagram of ours (another process's, or no UDP)
+            data = err.payload
+            m = _TOP_BRANCH.search(data)
+            if m is None or data.startswith(b"SIP/"):
+                continue  # a response (its transaction is the caller's business), or too little quoted
+            key = (m.group(1).decode("ascii", "replace"), data[:data.find(b" ")].decode("ascii", "replace"))
+            tx = client_txs.get(key)
+            if tx is not None and tx.dest.transport == "udp" and (tx.dest.host, tx.dest.port) == err.dest:
+                self.proxy.stats.icmp_failures += 1
+                self.run(self.proxy.transport_error(tx))
+
     async def close(self) -> None:
+        for sock, _ in self._icmp:
+            if self.loop is not None:
+                self.loop.remove_reader(sock.fileno())
+            sock.close()
+        self._icmp = []
         if self._peer is not None and self._peer.transport is not None:
             self._peer.transport.close()
         for proto in self.udp.values():

@@ -177,6 +177,7 @@ tm:5xx_transactions = 0
 tm:6xx_transactions = 0
 tm:local_replies = 0
 tm:relayed_replies = 0
+tm:icmp_failures = 0
 """
 ZERO_SL = """sl:1xx_replies = 0
 sl:2xx_replies = 0

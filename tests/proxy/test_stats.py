@@ -60,7 +60,7 @@ def test_a_call_counts_as_opensips_does():
     assert s["tm"] == {
         "UAS_transactions": 2, "UAC_transactions": 2, "inuse_transactions": 4, "2xx_transactions": 2,
         "3xx_transactions": 0, "4xx_transactions": 0, "5xx_transactions": 0, "6xx_transactions": 0,
-        "local_replies": 0, "relayed_replies": 3,
+        "local_replies": 0, "relayed_replies": 3, "icmp_failures": 0,
     }
     assert s["sl"]["sent_replies"] == 0
     assert s["dialog"] == {"active_dialogs": 0, "processed_dialogs": 1}

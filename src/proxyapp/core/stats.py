@@ -29,6 +29,8 @@ class Stats:
         # responses, and ACKs / CANCELs, matching no transaction (or dialog, for an ACK) dropped
         # by the stateless_responses setting
         "stray_replies", "stray_requests",
+        # client transactions failed at once by an ICMP error (RFC 3261 §18.4; proxyapp.icmp)
+        "icmp_failures",
     )
 
     # Declared for the type checker only (annotations, no class attributes: the slots hold them).
@@ -58,6 +60,7 @@ class Stats:
     draining_rejects: int
     stray_replies: int
     stray_requests: int
+    icmp_failures: int
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -114,6 +117,7 @@ class Stats:
             **{f"{cls}_transactions": tx_final[i] for i, cls in enumerate(CLASSES, 1) if i >= 2},
             "local_replies": self.local_replies,
             "relayed_replies": self.relayed_replies,
+            "icmp_failures": self.icmp_failures,
         }
         sl_group = {f"{cls}_replies": sl[i] for i, cls in enumerate(CLASSES, 1)}
         sl_group["sent_replies"] = sum(sl)
