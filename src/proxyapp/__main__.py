@@ -164,7 +164,12 @@ async def serve(
             metrics = metrics_mod.serve(cfg.metrics_listen, metrics_mod.loop_snapshot(loop, commands.stats))
             logger.info("metrics on http://{}:{}/metrics", *cfg.metrics_listen)
         who = f" worker {dispatch.index}/{dispatch.workers}" if dispatch is not None else ""
-        logger.info("proxyapp {}{} ready (script {})", __version__, who, cfg.script or "built-in default")
+        from .allocator import running
+
+        logger.info(
+            "proxyapp {}{} ready (script {}; memory allocator {})", __version__, who,
+            cfg.script or "built-in default", running(),
+        )
         await stop.wait()
         await drain(proxy, cfg.stop_timeout, hurry, dispatch)
         if dispatch is not None:
@@ -300,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         from .limits import LimitsConfig
 
         try:
-            LimitsConfig.from_dict(cfg.limits)
+            limits_cfg = LimitsConfig.from_dict(cfg.limits)
         except ConfigError:
             raise
         except ValueError as exc:
@@ -318,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print("configuration OK")
         return 0
+    if argv is None:  # run as a program (not main() called in-process): its allocator may change
+        from . import allocator
+
+        allocator.reexec(cfg, limits_cfg.allocator)  # PYTHONMALLOC=malloc: returns only if unchanged
     setup_logging(cfg.log_level, cfg.log_format)
 
     # The cycle collector is off. It scans every live container: with 100,000 transactions alive

@@ -59,6 +59,8 @@ class LimitsConfig:
     max_transaction_bytes: int = 256 << 20
     retry_after: int = 5
     malloc_trim: bool = True
+    # "auto" | "malloc" | "pymalloc": the allocator the process runs on (proxyapp.allocator).
+    allocator: str = "auto"
     # Ban a source (ban_time) once it failed digest authentication this many times ([auth]);
     # 0 = never. Password guessers (svcrack) end there; a trusted source is never banned.
     auth_failures_ban: int = 20
@@ -70,7 +72,7 @@ class LimitsConfig:
         known = {
             "sampling_time_unit", "reqs_density_per_unit", "ban_time", "trusted", "max_sources",
             "scanner_filter", "scanners", "max_transactions", "max_transaction_bytes", "retry_after",
-            "malloc_trim", "auth_failures_ban",
+            "malloc_trim", "auth_failures_ban", "allocator",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -100,6 +102,10 @@ class LimitsConfig:
                 if not isinstance(data[key], bool):
                     raise ValueError(f"[limits] {key}: expected true or false, got {data[key]!r}")
                 kw[key] = data[key]
+        if "allocator" in data:
+            if data["allocator"] not in ("auto", "malloc", "pymalloc"):
+                raise ValueError(f"[limits] allocator: expected \"auto\", \"malloc\" or \"pymalloc\", got {data['allocator']!r}")
+            kw["allocator"] = data["allocator"]
         for key in ("trusted", "scanners"):
             if key in data:
                 v = data[key]
@@ -118,6 +124,11 @@ class LimitsConfig:
             except re.error as exc:
                 raise ValueError(f"[limits] scanners: {s!r}: {exc}") from None
         return cls(**kw, networks=tuple(nets))
+
+
+# Windows (sampling_time_unit, 2 s by default) between the trim at no live transaction left
+# and the last one of a drop (Limits.tick).
+SETTLE_TICKS = 3
 
 
 class TxBudget:
@@ -163,7 +174,9 @@ class Limits:
         self.trims = 0
         self._trim = _libc_malloc_trim() if cfg.malloc_trim else None
         self._now = 0.0  # the clock at the last tick (a ban's start is dated by it)
-        self._trim_again = False  # trimmed during a drop: once more when it is over
+        self._trim_again = False  # trimmed during a drop: again as it ends (tick)
+        self._trimmed_at = 0  # live transactions at the last trim
+        self._settle = 0  # windows until the last trim after a drop (tick)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limits:
@@ -267,15 +280,30 @@ class Limits:
         b = self.budget
         if b.live > b.peak_live:
             b.peak_live = b.live
-        elif (b.peak_live >= 5_000 and b.live < b.peak_live // 4) or (self._trim_again and b.live < 100):
+        elif (b.peak_live >= 5_000 and b.live < b.peak_live // 4) or (
+            self._trim_again and b.live < 100 and b.live < self._trimmed_at
+        ):
             # Most of a flood's transactions ended: hand the freed pages back to the system
             # (glibc keeps them in its heap otherwise; see docs/proxyapp/configuration.md), and
-            # once more when (almost) none is left, which gives back the most.
-            if self._trim is not None:
-                self._trim(0)
-                self.trims += 1
-            self._trim_again = b.live >= 100
+            # again when (almost) none is left, which gives back the most: below 100 live, each
+            # time fewer are left than at the last trim, until none is (at most 100 more trims).
+            self._trim_now()
+            self._trim_again = b.live > 0
+            self._trimmed_at = b.live
             b.peak_live = b.live
+            # Once none is left, a last trim SETTLE_TICKS windows later: the edge's timer heap
+            # lets go of cancelled retransmission timers (and what they held) only when they
+            # would have fired, up to T2 (4 s) later.
+            self._settle = SETTLE_TICKS if b.live == 0 else 0
+        elif self._settle:
+            self._settle -= 1
+            if self._settle == 0 and b.live == 0:
+                self._trim_now()
+
+    def _trim_now(self) -> None:
+        if self._trim is not None:
+            self._trim(0)
+            self.trims += 1
 
     def is_banned(self, host: str) -> bool:
         """Whether ``host`` is banned now (nothing counted: a connection attempt, not a request)."""

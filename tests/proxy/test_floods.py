@@ -15,12 +15,14 @@ Needs root (unshare), SIPp and sipvicious (``pip install sipvicious``).
 
 from __future__ import annotations
 
+import array
 import asyncio
 import gc
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,7 @@ UAS = ("127.0.0.1", 5070)  # trusted: it answers every call
 LEGIT = "127.0.0.2"  # the legitimate caller, 20 calls/s
 FLOODER = "127.0.0.3"
 DEAD = "127.0.0.9:5099"  # nothing listens: the kernel answers ICMP port unreachable
+SILENT = ("127.0.0.10", 5099)  # bound and never read: no answer, not even ICMP (memory())
 
 # The RSS bound of the flood test (MiB): the proxy and its tables after the flood was banned.
 FLOOD_RSS_BOUND_MB = 200
@@ -219,20 +222,28 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
     """RSS before, during and ``after`` s after a ``rate`` INVITE/s flood of ``seconds`` s toward
     a dead target (the flooder trusted, so its INVITEs all make transactions)."""
     proxy, edge = await _start_proxy({"trusted": [FLOODER], "malloc_trim": trim}, {"T1": t1_ms})
-    samples: list[tuple[float, float, int]] = []
+    # The target neither answers nor draws an ICMP error (which would end each transaction at
+    # once): a socket nobody reads; the kernel drops what overflows its buffer.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(SILENT)
+    # The samples go into arrays allocated up front: a list of tuples of floats, made one a
+    # second during the flood, would itself keep pymalloc arenas alive after it (a few small
+    # objects in each), and measure the test rather than the proxy.
+    steps = seconds + after + 30
+    at, rss, live = array.array("d", bytes(8 * steps)), array.array("d", bytes(8 * steps)), array.array("q", bytes(8 * steps))
+    n = 0
     t0 = time.monotonic()
     rss_before = rss_mb()
     flooder = await _spawn(_sipp(tmp, "mflood", [
         "-sf", str(SCENARIOS / "uac_call.xml"), "-i", FLOODER, "-p", "5090", f"{PROXY[0]}:{PROXY[1]}",
-        "-key", "uas", DEAD, "-r", str(rate), "-m", str(rate * seconds), "-l", str(rate * 40),
+        "-key", "uas", f"{SILENT[0]}:{SILENT[1]}", "-r", str(rate), "-m", str(rate * seconds), "-l", str(rate * 40),
         "-timeout", str(seconds + 2), "-recv_timeout", "40000",
     ]), tmp, "mflood")
-    peak = 0.0
-    for _ in range(seconds + after + 30):
+    for _ in range(steps):
         await asyncio.sleep(1.0)
         r = rss_mb()
-        peak = max(peak, r)
-        samples.append((round(time.monotonic() - t0, 1), round(r, 1), proxy.tx_budget.live))
+        at[n], rss[n], live[n] = time.monotonic() - t0, r, proxy.tx_budget.live
+        n += 1
         if time.monotonic() - t0 >= seconds + after:
             break
     await _wait(flooder, 5)
@@ -244,12 +255,19 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     out = {
         "gc_collected": garbage, "rss_after_gc": round(rss_gc, 1), "rss_after_trim": round(rss_mb(), 1),
-        "trim": trim, "rss_before": round(rss_before, 1), "rss_peak": round(peak, 1),
-        "rss_end": samples[-1][1], "live_end": samples[-1][2], "live_peak": max(s[2] for s in samples),
-        "samples": samples[::5], "limits": proxy.limits.stats(), "core": proxy.statistics(),
+        "trim": trim, "rss_before": round(rss_before, 1), "rss_peak": round(max(rss[:n]), 1),
+        "rss_end": round(rss[n - 1], 1), "live_end": live[n - 1], "live_peak": max(live[:n]),
+        "samples": [(round(at[i], 1), round(rss[i], 1), live[i]) for i in range(0, n, 5)], "limits": proxy.limits.stats(), "core": proxy.statistics(),
         "flood": _calls((tmp / "mflood.out").read_text(errors="replace")),
     }
     await edge.close()
+    silent.close()
+    out["allocator"] = os.environ.get("PYTHONMALLOC") or "pymalloc"
+    # Transactions still there at the end (none expected): which, in what state, with what timers.
+    left = [*proxy.server_txs.values(), *proxy.client_txs.values()]
+    out["left"] = {"server": len(proxy.server_txs), "client": len(proxy.client_txs), "sample": [
+        [type(tx).__name__, tx.state, sorted(getattr(tx, "timers", None) or ())] for tx in left[:8]
+    ]}
     return out
 
 
@@ -296,13 +314,13 @@ def _netns_main(argv: list[str]) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def _run_in_netns(*args: str, timeout: float = 170) -> dict[str, Any]:
+def _run_in_netns(*args: str, timeout: float = 170, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare for a private network namespace")
     for tool in ("sipp", "sipvicious_svmap", "sipvicious_svwar", "sipvicious_svcrack", "ip"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is required (apt-get install sip-tester iproute2; pip install sipvicious)")
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", **(env_extra or {}))
     res = subprocess.run(
         ["unshare", "-n", "--", sys.executable, "-m", "tests.proxy.test_floods", *args],
         capture_output=True, text=True, timeout=timeout, cwd=str(ROOT), env=env,
@@ -363,21 +381,25 @@ def test_svcrack_as_it_ships_is_dropped_as_a_scanner():
 
 # The memory test's bounds (MiB): the peak of a 5 s flood at 3000 INVITE/s with T1 = 100 ms
 # (Timer B 6.4 s, so some 15,000-20,000 transactions live at once), and what may stay 30 s later
-# with none left. Measured: 40 before, 110-183 at the peak, 95-154 after (the freed memory
-# stays in glibc's heap, fragmented; malloc_trim gives back part of it, more in the sans-IO core
-# alone): the bound holds the growth, it does not claim the memory all comes back. (110 MiB, the
-# first bound, was below the first runs' own 118; CI on a loaded machine kept 112.6.)
+# with none left, per allocator ([limits] allocator, proxyapp.allocator). On pymalloc a few
+# long-lived small objects made during the flood keep most of its 1 MiB arenas (measured after
+# 10 s at 3000/s, 60,000 live transactions: 40 MB before, 273 at the peak, 111 after); the bound
+# holds that growth, it does not claim the memory comes back. On malloc (what an exposed proxy
+# runs on) malloc_trim gives back every free page: the same flood ends at 62 MB, and the bound
+# says the memory comes back.
 MEMORY_PEAK_BOUND_MB = 400
-MEMORY_KEPT_BOUND_MB = 160
+MEMORY_KEPT_BOUND_MB = {"pymalloc": 160, "malloc": 40}
 
 
-def test_memory_comes_back_after_a_flood_toward_a_dead_target():
-    r = _run_in_netns("memory", timeout=150)
+@pytest.mark.parametrize("allocator", ["malloc", "pymalloc"])
+def test_memory_comes_back_after_a_flood_toward_a_silent_target(allocator):
+    r = _run_in_netns("memory", timeout=150, env_extra={"PYTHONMALLOC": allocator})
     info = json.dumps(r, indent=1)[:6000]
+    assert r["allocator"] == allocator, info
     assert r["live_end"] == 0 and r["live_peak"] > 5000, info
     assert r["limits"]["malloc_trims"] >= 1, info  # [limits] malloc_trim after the drop
     assert r["rss_peak"] < MEMORY_PEAK_BOUND_MB, info
-    assert r["rss_end"] - r["rss_before"] < MEMORY_KEPT_BOUND_MB, info
+    assert r["rss_end"] - r["rss_before"] < MEMORY_KEPT_BOUND_MB[allocator], info
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])

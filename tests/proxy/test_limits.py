@@ -83,14 +83,20 @@ def test_the_table_is_bounded_and_swept_by_tick_not_per_datagram():
     assert lim.stats()["tracked_sources"] == 0
 
 
-def test_malloc_trim_after_a_big_drop_of_transactions_and_once_more_at_its_end():
+def test_malloc_trim_after_a_big_drop_of_transactions_and_again_as_it_ends():
     lim = Limits.from_dict({})
     trims = []
     lim._trim = lambda pad: trims.append(lim.budget.live)  # (glibc's malloc_trim, observed)
-    for t, live in enumerate((0, 3000, 10_000, 8000, 2000, 1500, 50, 0, 0, 6000, 1000, 0, 0)):
+    lives = (0, 3000, 10_000, 8000, 2000, 1500, 50, 60, 55, 40, 45, 40, 0, 0, 0, 0, 0, 0,
+             6000, 1000, 0, 0, 30, 20, 10, 0, 0)
+    for t, live in enumerate(lives):
         lim.budget.live = live
         lim.tick(float(t))
-    assert trims == [2000, 50, 1000, 0] and lim.stats()["malloc_trims"] == 4
+    # Below a quarter of the peak (2000); below 100 each time fewer are left than at the last
+    # trim (50, 40), until none is (0), and once more three windows later (0: what cancelled
+    # timers held until then); nothing more until the next drop (6000 -> 1000 -> 0), and no
+    # settling trim when transactions are live again by then (30, 20, 10), however few.
+    assert trims == [2000, 50, 40, 0, 0, 1000, 0] and lim.stats()["malloc_trims"] == 7
     assert Limits.from_dict({"malloc_trim": False})._trim is None
 
 
