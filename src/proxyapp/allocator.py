@@ -5,13 +5,13 @@ and gives an arena back only when every object in it is gone. A flood leaves a f
 small objects in most of the arenas it filled: the last values of counters, a timestamp, a
 cached string. Measured with 60,000 transactions toward a silent target
 (tests/proxy/test_floods.py ``memory``), pymalloc held 80 arenas after the flood, with 16 MB of
-live objects in them, the same 16 MB as before it. Those arenas stay: 111 MB of RSS where there
-were 40 MB before. With ``PYTHONMALLOC=malloc`` every object comes from the C library's malloc,
-and ``malloc_trim`` (``[limits] malloc_trim``) hands back each free 4 KiB page. The same flood
-then ends at 62 MB.
+live objects in them, the same 16 MB as before it. Most of those arenas stay: 93 MB of RSS a
+minute later, where there were 40 MB before. With ``PYTHONMALLOC=malloc`` every object comes
+from the C library's malloc, and ``malloc_trim`` (``[limits] malloc_trim``) hands back each
+free 4 KiB page. The same flood then ends at 49 MB.
 
 The price is CPU: glibc's malloc costs about 11 % more instructions per proxied call than
-pymalloc, and about 7.5 % more time (bench/README.md). So:
+pymalloc, and about 8 % more time (bench/README.md). So:
 
 - ``"auto"`` (the default) uses malloc when a listener is off loopback, where floods come from,
   and keeps pymalloc on loopback (the embedded defaults, tests and benchmarks);

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -177,6 +178,7 @@ class Limits:
         self._trim_again = False  # trimmed during a drop: again as it ends (tick)
         self._trimmed_at = 0  # live transactions at the last trim
         self._settle = 0  # windows until the last trim after a drop (tick)
+        self._collect = gc.collect  # (tests observe it)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limits:
@@ -297,7 +299,12 @@ class Limits:
             self._settle = SETTLE_TICKS if b.live == 0 else 0
         elif self._settle:
             self._settle -= 1
-            if self._settle == 0 and b.live == 0:
+            if self._settle == 0 and b.live == 0 and self._trim is not None:
+                # The free lists of tuples, floats, dicts ... (CPython keeps thousands of each
+                # for reuse) are emptied by a full collection only; main() disables the cycle
+                # collector, and with nothing left to track (start-up's objects are frozen out
+                # of it) this one is short. Then their memory can go back too.
+                self._collect()
                 self._trim_now()
 
     def _trim_now(self) -> None:
