@@ -220,8 +220,14 @@ async def crack(tmp: Path, scanner_filter: bool) -> dict[str, Any]:
 
 async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_ms: int) -> dict[str, Any]:
     """RSS before, during and ``after`` s after a ``rate`` INVITE/s flood of ``seconds`` s toward
-    a dead target (the flooder trusted, so its INVITEs all make transactions)."""
-    proxy, edge = await _start_proxy({"trusted": [FLOODER], "malloc_trim": trim}, {"T1": t1_ms})
+    a silent target (the flooder trusted, so its INVITEs all make transactions), with the
+    legitimate caller's 20 calls/s alongside and one more call once it is done. Everyone is
+    trusted here: the flood is what fills memory, not what the flood limit bans (flood() tests
+    that), and on a proxy this busy the caller's own retransmissions and catch-up bursts would
+    cross the density and have it banned."""
+    proxy, edge = await _start_proxy(
+        {"trusted": [FLOODER, LEGIT, UAS[0], "127.0.0.6"], "malloc_trim": trim}, {"T1": t1_ms},
+    )
     # The target neither answers nor draws an ICMP error (which would end each transaction at
     # once): a socket nobody reads; the kernel drops what overflows its buffer.
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -234,6 +240,13 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
     n = 0
     t0 = time.monotonic()
     rss_before = rss_mb()
+    uas, legit = await _legit_calls(tmp, UAS)
+
+    async def still_serving() -> tuple[int, int, int]:
+        rc_legit = await _wait(legit, seconds + after + 30)
+        return rc_legit, await _one_more_call(tmp, UAS), await _wait(uas, 10)
+
+    serving = asyncio.ensure_future(still_serving())
     flooder = await _spawn(_sipp(tmp, "mflood", [
         "-sf", str(SCENARIOS / "uac_call.xml"), "-i", FLOODER, "-p", "5090", f"{PROXY[0]}:{PROXY[1]}",
         "-key", "uas", f"{SILENT[0]}:{SILENT[1]}", "-r", str(rate), "-m", str(rate * seconds), "-l", str(rate * 40),
@@ -247,6 +260,7 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
         if time.monotonic() - t0 >= seconds + after:
             break
     await _wait(flooder, 5)
+    rc_legit, rc_last, rc_uas = await serving
     # Diagnosis: what a collection of cyclic garbage and a malloc_trim would still give back.
     garbage = gc.collect()
     rss_gc = rss_mb()
@@ -259,6 +273,8 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
         "rss_end": round(rss[n - 1], 1), "live_end": live[n - 1], "live_peak": max(live[:n]),
         "samples": [(round(at[i], 1), round(rss[i], 1), live[i]) for i in range(0, n, 5)], "limits": proxy.limits.stats(), "core": proxy.statistics(),
         "flood": _calls((tmp / "mflood.out").read_text(errors="replace")),
+        "legit": _calls((tmp / "legit.out").read_text(errors="replace")), "rc_legit": rc_legit,
+        "rc_last": rc_last, "rc_uas": rc_uas,
     }
     await edge.close()
     silent.close()
@@ -305,8 +321,8 @@ def _netns_main(argv: list[str]) -> None:
                 loop = asyncio.new_event_loop()
             result = loop.run_until_complete(asyncio.wait_for(icmp(tmp), 60))
         else:
-            # memory [RATE SECONDS AFTER T1_MS] [--no-trim]; the defaults are the test's short run.
-            rate, seconds, after, t1 = ([int(a) for a in argv[1:5] if a.isdigit()] + [3000, 5, 30, 100][len(argv[1:5]):])[:4]
+            # memory [RATE SECONDS AFTER T1_MS] [--no-trim]; the defaults are the test's run.
+            rate, seconds, after, t1 = ([int(a) for a in argv[1:5] if a.isdigit()] + [1000, 8, 30, 100][len(argv[1:5]):])[:4]
             coro = memory(tmp, "--no-trim" not in argv, rate, seconds, after, t1)
             result = loop.run_until_complete(asyncio.wait_for(coro, seconds + after + 60))
     finally:
@@ -379,17 +395,17 @@ def test_svcrack_as_it_ships_is_dropped_as_a_scanner():
     assert r["rss_mb"]["after"] < CRACK_RSS_BOUND_MB, info
 
 
-# The memory test's bounds (MiB): the peak of a 5 s flood at 3000 INVITE/s with T1 = 100 ms
-# (Timer B 6.4 s, so some 15,000-20,000 transactions live at once), and what may stay 30 s later
-# with none left, per allocator ([limits] allocator, proxyapp.allocator). On pymalloc a few
-# long-lived small objects made during the flood keep most of its 1 MiB arenas (measured after
-# 10 s at 3000/s, 60,000 live transactions: 40 MB before, 272 at the peak, 93 after); the bound
-# holds that growth, it does not claim the memory comes back. On malloc (what an exposed proxy
-# runs on) malloc_trim gives back every free page: the same flood ends at 49 MB, and the bound
-# says the memory comes back (this short run: 41 MB before, 170 at the peak, 44.5 after on
-# malloc; 40, 163 and 67 on pymalloc).
+# The memory test's bounds (MiB): the peak of an 8 s flood at 1000 INVITE/s with T1 = 100 ms
+# (Timer B 6.4 s, so some 15,000 transactions live at once; faster, the proxy's retransmissions
+# toward the silent target saturate this 2-core machine and the legitimate calls beside it fail),
+# and what may stay 30 s later with none left, per allocator ([limits] allocator,
+# proxyapp.allocator). On pymalloc a few long-lived small objects made during the flood keep many
+# of its 1 MiB arenas; the bound holds that growth, it does not claim the memory comes back
+# (measured: 40 MB before, 104 at the peak, 72-79 after). On malloc (what an exposed proxy runs
+# on) malloc_trim gives back every free page, and the bound says the memory comes back
+# (measured: 41, 108.5, 43.6). Longer floods: bench/README.md, "Memory after a flood".
 MEMORY_PEAK_BOUND_MB = 400
-MEMORY_KEPT_BOUND_MB = {"pymalloc": 100, "malloc": 20}
+MEMORY_KEPT_BOUND_MB = {"pymalloc": 60, "malloc": 15}
 
 
 @pytest.mark.parametrize("allocator", ["malloc", "pymalloc"])
@@ -397,6 +413,11 @@ def test_memory_comes_back_after_a_flood_toward_a_silent_target(allocator):
     r = _run_in_netns("memory", timeout=150, env_extra={"PYTHONMALLOC": allocator})
     info = json.dumps(r, indent=1)[:6000]
     assert r["allocator"] == allocator, info
+    # The three things every scenario asserts: legitimate calls alongside go through (at least
+    # 99 %), the proxy still serves after it (one more call), and RSS stays bounded (below).
+    ok, failed = r["legit"]
+    assert ok >= 198 and ok / max(1, ok + failed) >= 0.99, info
+    assert r["rc_last"] == 0, info
     assert r["live_end"] == 0 and r["live_peak"] > 5000, info
     assert r["limits"]["malloc_trims"] >= 1, info  # [limits] malloc_trim after the drop
     assert r["rss_peak"] < MEMORY_PEAK_BOUND_MB, info
