@@ -493,6 +493,8 @@ class Edge:
         """Read ICMP errors about our UDP datagrams (proxyapp.icmp): one raw socket per family
         of the udp: listeners."""
         families = {socket.AF_INET6 if ":" in x.host else socket.AF_INET for x in self.udp}
+        if any(x.host == "::" for x in self.udp):
+            families.add(socket.AF_INET)  # a dual-stack socket sends to IPv4 peers too
         self._icmp = icmp.open_raw_sockets(families) if families else []
         for sock, family in self._icmp:
             parse = icmp.parse_icmp4 if family == socket.AF_INET else icmp.parse_icmp6

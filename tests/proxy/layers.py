@@ -25,8 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("services", ("proxyapp.acc", "proxyapp.location", "proxyapp.registrar", "proxyapp.auth", "proxyapp.permissions")),
     ("script API", ("proxyapp.script", "proxyapp.default_script")),
     ("proxy facade", ("proxyapp.proxy",)),
-    ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.tcp_limits", "proxyapp.tls", "proxyapp.control", "proxyapp.metrics")),
-    ("command line", ("proxyapp.__main__", "proxyapp.ctl", "proxyapp._cli")),
+    ("asyncio edge and workers", ("proxyapp.workers", "proxyapp.transport", "proxyapp.tcp_limits", "proxyapp.tls", "proxyapp.icmp", "proxyapp.control", "proxyapp.metrics")),
+    ("command line", ("proxyapp.__main__", "proxyapp.ctl", "proxyapp._cli", "proxyapp.allocator")),
 ]
 
 # Inside the core: each module imports only modules listed before it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -80,15 +81,36 @@ def test_no_answer_408_after_timer_c(proxy_factory, sipp):
     assert "(timer C)" in proxy.log()
 
 
-def test_callee_down_udp_408(proxy_factory, sipp):
-    # Nothing listens on the callee's UDP port: no response at all, Timer B (fr_timeout) -> 408.
+def test_callee_silent_udp_408(proxy_factory, sipp):
+    # The callee's socket is there but never answers (no response, no ICMP error either):
+    # Timer B (fr_timeout) -> 408.
     proxy = proxy_factory(FAST_TIMERS)
-    res = sipp.uac("uac_408.xml", proxy.port, f"127.0.0.1:{free_port()}")
-    _assert_ok(res, 0, proxy, sipp, "callee down (udp) -> 408")
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        res = sipp.uac("uac_408.xml", proxy.port, f"127.0.0.1:{silent.getsockname()[1]}")
+    finally:
+        silent.close()
+    _assert_ok(res, 0, proxy, sipp, "callee silent (udp) -> 408")
     log = proxy.log()
     assert "(timer B)" in log
     # Timer A retransmitted the INVITE (T1 = 100 ms, doubling) before Timer B fired at 2 s.
     assert len(re.findall(r"forward INVITE", log)) == 1
+
+
+def test_callee_down_udp_503_at_once(proxy_factory, sipp):
+    # Nothing listens on the callee's UDP port: the kernel answers ICMP port unreachable, which
+    # the proxy reads from its raw socket (root here, CAP_NET_RAW elsewhere) and turns into a
+    # transport error (RFC 3261 §18.4): 503 at once, long before Timer B's 2 s.
+    if os.geteuid() != 0:
+        pytest.fail("needs root (CAP_NET_RAW) for the raw ICMP socket; CI runs as root")
+    proxy = proxy_factory(FAST_TIMERS)
+    t0 = time.monotonic()
+    res = sipp.uac("uac_503.xml", proxy.port, f"127.0.0.1:{free_port()}")
+    _assert_ok(res, 0, proxy, sipp, "callee down (udp) -> 503")
+    assert time.monotonic() - t0 < 1.5
+    log = proxy.log()
+    assert "transport error on branch" in log and "(timer B)" not in log
 
 
 def test_callee_down_tcp_503(proxy_factory, sipp):
