@@ -32,9 +32,6 @@ from collections.abc import Mapping
 from .config import Config
 from .permissions import exposed_listeners
 
-CHOICES = ("auto", "malloc", "pymalloc")
-
-
 def wanted(cfg: Config, choice: str) -> str:
     """"malloc" or "pymalloc" for ``[limits] allocator = choice`` with these listeners."""
     if choice == "auto":

@@ -45,6 +45,9 @@ _BANNED = 1 << 62  # a banned source's count: over any density, so admit() needs
 _TRUSTED = -(1 << 62)  # a trusted source's count once seen over the density: never reaches it again
 
 
+ALLOCATORS = ("auto", "malloc", "pymalloc")  # [limits] allocator (proxyapp.allocator)
+
+
 @dataclass(frozen=True)
 class LimitsConfig:
     """The validated [limits] table ({} gives these defaults)."""
@@ -60,7 +63,7 @@ class LimitsConfig:
     max_transaction_bytes: int = 256 << 20
     retry_after: int = 5
     malloc_trim: bool = True
-    # "auto" | "malloc" | "pymalloc": the allocator the process runs on (proxyapp.allocator).
+    # One of ALLOCATORS: the allocator the process runs on (proxyapp.allocator).
     allocator: str = "auto"
     # Ban a source (ban_time) once it failed digest authentication this many times ([auth]);
     # 0 = never. Password guessers (svcrack) end there; a trusted source is never banned.
@@ -104,7 +107,7 @@ class LimitsConfig:
                     raise ValueError(f"[limits] {key}: expected true or false, got {data[key]!r}")
                 kw[key] = data[key]
         if "allocator" in data:
-            if data["allocator"] not in ("auto", "malloc", "pymalloc"):
+            if data["allocator"] not in ALLOCATORS:
                 raise ValueError(f"[limits] allocator: expected \"auto\", \"malloc\" or \"pymalloc\", got {data['allocator']!r}")
             kw["allocator"] = data["allocator"]
         for key in ("trusted", "scanners"):
@@ -175,8 +178,9 @@ class Limits:
         self.trims = 0
         self._trim = _libc_malloc_trim() if cfg.malloc_trim else None
         self._now = 0.0  # the clock at the last tick (a ban's start is dated by it)
-        self._trim_again = False  # trimmed during a drop: again as it ends (tick)
-        self._trimmed_at = 0  # live transactions at the last trim
+        # Live transactions at the last trim of a drop: below 100, fewer than that trims again
+        # (0: none is left, or no drop yet, and nothing does).
+        self._trimmed_at = 0
         self._settle = 0  # windows until the last trim after a drop (tick)
         self._collect = gc.collect  # (tests observe it)
 
@@ -282,15 +286,12 @@ class Limits:
         b = self.budget
         if b.live > b.peak_live:
             b.peak_live = b.live
-        elif (b.peak_live >= 5_000 and b.live < b.peak_live // 4) or (
-            self._trim_again and b.live < 100 and b.live < self._trimmed_at
-        ):
+        elif (b.peak_live >= 5_000 and b.live < b.peak_live // 4) or (b.live < 100 and b.live < self._trimmed_at):
             # Most of a flood's transactions ended: hand the freed pages back to the system
             # (glibc keeps them in its heap otherwise; see docs/proxyapp/configuration.md), and
             # again when (almost) none is left, which gives back the most: below 100 live, each
             # time fewer are left than at the last trim, until none is (at most 100 more trims).
             self._trim_now()
-            self._trim_again = b.live > 0
             self._trimmed_at = b.live
             b.peak_live = b.live
             # Once none is left, a last trim SETTLE_TICKS windows later: the edge's timer heap

@@ -495,17 +495,21 @@ class Edge:
         families = {socket.AF_INET6 if ":" in x.host else socket.AF_INET for x in self.udp}
         if any(x.host == "::" for x in self.udp):
             families.add(socket.AF_INET)  # a dual-stack socket sends to IPv4 peers too
-        self._icmp = icmp.open_raw_sockets(families) if families else []
+        self._icmp = icmp.open_raw_sockets(families)
+        # Our datagrams' sources: (address, port) of each udp: socket; a wildcard's by port alone.
+        ours = ({(x.host, x.port) for x in self.udp}, {x.port for x in self.udp if x.host in ("0.0.0.0", "::")})
         for sock, family in self._icmp:
             parse = icmp.parse_icmp4 if family == socket.AF_INET else icmp.parse_icmp6
-            loop.add_reader(sock.fileno(), self._icmp_readable, sock, parse)
+            loop.add_reader(sock.fileno(), self._icmp_readable, sock, parse, ours)
 
-    def _icmp_readable(self, sock: socket.socket, parse: Callable[[bytes], icmp.IcmpError | None]) -> None:
+    def _icmp_readable(
+        self, sock: socket.socket, parse: Callable[[bytes], icmp.IcmpError | None],
+        ours: tuple[set[tuple[str, int]], set[int]],
+    ) -> None:
         """ICMP errors (filtered by the kernel to the RFC 3261 §18.4 kinds). One about a request
         of a live client transaction, sent from one of our udp: sockets to the address the
         transaction sends to, fails its branch at once: a transport error, 503."""
-        ports = {(x.host, x.port) for x in self.udp}
-        any_ports = {x.port for x in self.udp if x.host in ("0.0.0.0", "::")}
+        ports, any_ports = ours
         client_txs = self.proxy.client_txs
         for _ in range(ICMP_READ_BATCH):
             try:
