@@ -3,8 +3,11 @@
 Design (shared with ``_parser_c.pyx``):
 
 * ``parse`` frames one message (RFC 3261 §7, §18.3): it checks the size, the start
-  line, every header line and Content-Length, and records where each header's
-  name, value and line sit in the buffer. Nothing else is decoded yet.
+  line, every header line and Content-Length, and builds the header index: each
+  line's lookup key and value (``_light_headers``). Nothing else is decoded yet.
+  Where each header line sits in the buffer (``_Field``, for edits and for error
+  offsets) is worked out on first need; for a block the index does not take (folding,
+  bare LF, a malformed line) parse() scans the fields at once, errors included.
 * Header values are parsed on first access (Kamailio's ``parse_headers(flags)``
   idea) and cached; a malformed value raises its ``ParseError`` subclass then.
 * A message is a list of *segments* (start line, one per header line, the empty
@@ -876,29 +879,76 @@ _KEY = itemgetter(0)  # _Field.key, as a C function for map()
 class Message:
     """Common base of ``Request`` and ``Response``: headers, body, lazy accessors, edits."""
 
-    __slots__ = ("_buf", "_sl", "_fields", "_tail", "_body", "_modified", "_cache")
+    __slots__ = ("_buf", "_sl", "_fl", "_hs", "_tail", "_body", "_modified", "_cache", "_keys", "_vals", "_first_vals")
 
     _buf: bytes
     _sl: tuple[bytes, int, int]
-    _fields: list[_Field]
+    _fl: list[_Field] | None
+    _hs: int
     _tail: tuple[bytes, int, int]
     _body: tuple[bytes, int, int]
     _modified: bool
     _cache: dict[str, object]
+    # The header index (see _light_headers): one lookup key and one value per header line, in wire
+    # order, and the first value of each key; None after an edit until a read remakes it.
+    _keys: list[str] | None
+    _vals: list[str] | None
+    _first_vals: dict[str, str] | None
     is_request: bool = False
 
     def __init__(self) -> None:
         raise TypeError("use fastsip.parse() to build messages")
 
     # --- construction (called by parse) ------------------------------------
-    def _init(self, buf: bytes, sl: tuple[bytes, int, int], fields: list[_Field], tail: tuple[bytes, int, int], body: tuple[bytes, int, int]) -> None:
+    def _init(
+        self,
+        buf: bytes,
+        sl: tuple[bytes, int, int],
+        fields: list[_Field] | None,
+        hs: int,
+        tail: tuple[bytes, int, int],
+        body: tuple[bytes, int, int],
+        index: tuple[list[str], list[str], dict[str, str]] | None,
+    ) -> None:
         self._buf = buf
         self._sl = sl  # (buffer, start, end) of the start line incl. its line break
-        self._fields = fields
+        self._fl = fields  # the header fields; None until something needs their offsets (see _fields)
+        self._hs = hs  # where the header lines start in buf
         self._tail = tail  # (buffer, start, end) of the empty line
         self._body = body  # (buffer, start, end) of the body
         self._modified = False
         self._cache = {}
+        if index is None:
+            self._keys = self._vals = self._first_vals = None
+        else:
+            self._keys, self._vals, self._first_vals = index
+
+    @property
+    def _fields(self) -> list[_Field]:
+        """One ``_Field`` per header line: made on first use when parse() took the header index only.
+
+        Edits, errors with offsets and the ``headers`` view need them; the field accessors do not.
+        parse() took the index only for a block that the field scanner takes too (plain CRLF lines,
+        valid names, within the header limit), so this cannot fail.
+        """
+        fl = self._fl
+        if fl is None:
+            fl, _, _ = _header_fields(self._buf, self._hs, len(self._buf))
+            self._fl = fl
+        return fl
+
+    @_fields.setter
+    def _fields(self, fields: list[_Field]) -> None:
+        self._fl = fields
+
+    def _index(self) -> dict[str, str]:
+        """The first value of each header key, (re)made from the fields after an edit."""
+        fields = self._fields
+        keys = [f.key for f in fields]
+        vals = [f.value() for f in fields]
+        self._keys, self._vals = keys, vals
+        self._first_vals = first = dict(zip(keys[::-1], vals[::-1]))
+        return first
 
     # --- raw access ----------------------------------------------------------
     def __bytes__(self) -> bytes:
@@ -937,11 +987,11 @@ class Message:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """``headers.get(name, default)`` without building the ``headers`` view."""
-        h = self._cache.get("headers")
-        if h is not None:
-            return h.get(name, default)  # type: ignore[attr-defined, no-any-return]
-        f = self._first(header_key(name))
-        return default if f is None else f.value()
+        first = self._first_vals
+        if first is None:
+            first = self._index()
+        v = first.get(header_key(name))
+        return default if v is None else v
 
     def _first(self, key: str) -> _Field | None:
         """The first field with this key, or None (through an index made once per message and edit)."""
@@ -958,29 +1008,43 @@ class Message:
         return buf[s:e]
 
     # --- lazily parsed headers ------------------------------------------------
+    # Each accessor reads its value through the header index and tries the fast parser on it;
+    # anything the fast parser does not take goes to the exact one with the field's offset.
     @property
     def via(self) -> list[Via]:
         v = self._cache.get("via")
         if v is None:
             out: list[Via] = []
-            for f in self._fields:
-                if f.key == "via":
-                    _parse_vias(f.value(), f.vs, out)
+            first = self._first_vals
+            if first is None:
+                first = self._index()
+            s = first.get("via")
+            if s is not None:
+                fast = _fast_via(s) if self._keys.count("via") == 1 else None  # type: ignore[union-attr]
+                if fast is not None:
+                    out.append(fast)
+                else:
+                    for f in self._fields:
+                        if f.key == "via":
+                            _parse_vias(f.value(), f.vs, out)
             self._cache["via"] = v = out
         return v  # type: ignore[return-value]
 
     def _name_addr(self, key: str, header: str) -> NameAddr | None:
         v = self._cache.get(key, _UNSET)
         if v is _UNSET:
-            f = self._first(key)
-            if f is None:
+            first = self._first_vals
+            if first is None:
+                first = self._index()
+            s = first.get(key)
+            if s is None:
                 v = None
             else:
-                value = f.value()
-                v = _fast_name_addr(value)  # the fast path of _parse_name_addrs, one call sooner
+                v = _fast_name_addr(s)  # the fast path of _parse_name_addrs, one call sooner
                 if v is None:
+                    f = self._first(key)
                     out: list[NameAddr] = []
-                    _parse_name_addrs(value, f.vs, header, False, out)
+                    _parse_name_addrs(f.value(), f.vs, header, False, out)  # type: ignore[union-attr]
                     v = out[0]
             self._cache[key] = v
         return v  # type: ignore[return-value]
@@ -1023,54 +1087,71 @@ class Message:
     def cseq(self) -> CSeq | None:
         v = self._cache.get("cseq", _UNSET)
         if v is _UNSET:
-            f = self._first("cseq")
-            v = None if f is None else _parse_cseq(f.value(), f.vs)
+            first = self._first_vals
+            if first is None:
+                first = self._index()
+            s = first.get("cseq")
+            if s is None:
+                v = None
+            else:
+                v = _fast_cseq(s)
+                if v is None:
+                    f = self._first("cseq")
+                    v = _parse_cseq(f.value(), f.vs)  # type: ignore[union-attr]
             self._cache["cseq"] = v
         return v  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str | None:
-        f = self._first("call-id")
-        if f is None:
+        first = self._first_vals
+        if first is None:
+            first = self._index()
+        value = first.get("call-id")
+        if value is None:
             return None
-        value = f.value()
         if not value:
-            raise HeaderValueError("Call-ID: empty value", f.vs, "Call-ID")
+            raise HeaderValueError("Call-ID: empty value", self._first("call-id").vs, "Call-ID")  # type: ignore[union-attr]
         return value
 
     @property
     def max_forwards(self) -> int | None:
-        f = self._first("max-forwards")
-        if f is None:
+        first = self._first_vals
+        if first is None:
+            first = self._index()
+        value = first.get("max-forwards")
+        if value is None:
             return None
-        value = f.value()
         # The common case in one test; isascii() and isdigit(): only 0-9, as the RFC's DIGIT.
         if len(value) <= 3 and value.isdigit() and value.isascii() and int(value) <= 255:
             return int(value)
         # 1*DIGIT with leading zeros (RFC 4475 §3.1.1.1), or an error.
         v = _uint(value, 255, 3)
         if v is None:
-            raise NumberError("Max-Forwards: not a number from 0 to 255", f.vs, "Max-Forwards")
+            raise NumberError("Max-Forwards: not a number from 0 to 255", self._first("max-forwards").vs, "Max-Forwards")  # type: ignore[union-attr]
         return v
 
     @property
     def content_length(self) -> int | None:
-        f = self._first("content-length")
-        if f is None:
+        first = self._first_vals
+        if first is None:
+            first = self._index()
+        value = first.get("content-length")
+        if value is None:
             return None
-        value = f.value()
         if len(value) <= 10 and value.isdigit() and value.isascii():
             return int(value)
         # Framing checked the received value; an edit may have written anything.
         v = _uint(value, 9999999999, 10)
         if v is None:
-            raise ContentLengthError("Content-Length is not a number", f.vs)
+            raise ContentLengthError("Content-Length is not a number", self._first("content-length").vs)  # type: ignore[union-attr]
         return v
 
     @property
     def content_type(self) -> str | None:
-        f = self._first("content-type")
-        return None if f is None else f.value()
+        first = self._first_vals
+        if first is None:
+            first = self._index()
+        return first.get("content-type")
 
     def validate(self) -> None:
         """Parse every header this library knows now, and check the message as a whole.
@@ -1119,6 +1200,7 @@ class Message:
         self._modified = True
         uri = self._cache.get("uri")  # only the start line holds the Request-URI; set_uri drops it
         self._cache.clear()
+        self._keys = self._vals = self._first_vals = None  # remade from the fields on the next read
         if uri is not None:
             self._cache["uri"] = uri
 
@@ -1216,7 +1298,9 @@ class Message:
         new = object.__new__(type(self))
         new._buf = self._buf
         new._sl = self._sl
-        new._fields = list(self._fields)
+        new._fl = None if self._fl is None else list(self._fl)
+        new._hs = self._hs
+        new._keys, new._vals, new._first_vals = self._keys, self._vals, self._first_vals  # never changed in place
         new._tail = self._tail
         new._body = self._body
         new._modified = self._modified
@@ -1512,6 +1596,36 @@ def parse(
 
     # --- header lines (RFC 3261 §7.3) ------------------------------------------
     pos = eol + 1
+    index = None
+    if data[eol - 1] == 13:  # the header index takes CRLF lines only
+        he = data.find(b"\r\n\r\n", eol - 1)
+        if he >= 0:
+            index = _light_headers(data, pos, he, max_headers)
+    fields: list[_Field] | None
+    if index is not None:
+        fields = None
+        tail = (data, he + 2, he + 4)
+        hs, pos = pos, he + 4
+        length = _index_length(index)
+    else:
+        hs = pos
+        fields, tail, pos = _header_fields(data, pos, max_headers)
+        length = _fields_length(fields)
+
+    # --- body framed by Content-Length (RFC 3261 §18.3, §20.14) ------------------
+    if length is None:
+        end = n
+    else:
+        end = pos + length
+        if end > n:
+            raise TruncatedBody(f"Content-Length is {length} but only {n - pos} body bytes follow", n)
+    msg._init(data, sl, fields, hs, tail, (data, pos, end), index)
+    return msg
+
+
+def _header_fields(data: bytes, pos: int, max_headers: int) -> tuple[list[_Field], tuple[bytes, int, int], int]:
+    """The exact header-block scanner (RFC 3261 §7.3): (fields, the empty line's segment, where the body starts)."""
+    n = len(data)
     # Fast path (see _fast_header_lines): it takes every line or none; the exact loop
     # below then goes on from ``pos`` (the empty line, or everything when it took none).
     fields, pos = _fast_header_lines(data, pos, max_headers)
@@ -1521,9 +1635,7 @@ def parse(
             raise IncompleteMessage("no empty line after the headers", n)
         ce = eol - 1 if eol > pos and data[eol - 1] == 13 else eol
         if ce == pos:
-            tail = (data, pos, eol + 1)
-            pos = eol + 1
-            break
+            return fields, (data, pos, eol + 1), eol + 1
         cr = data.find(b"\r", pos, ce)
         if cr >= 0:
             raise HeaderError("CR without LF inside a header line", cr)
@@ -1570,7 +1682,9 @@ def parse(
             fields.append(_Field(known[0], known[1], data, pos, vs, ve, eol + 1))
         pos = eol + 1
 
-    # --- body framed by Content-Length (RFC 3261 §18.3, §20.14) ------------------
+
+def _fields_length(fields: list[_Field]) -> int | None:
+    """The body length the Content-Length fields give (None without one); they must agree."""
     length: int | None = None
     for f in fields:
         if f.key == "content-length":
@@ -1582,14 +1696,68 @@ def parse(
             if length is not None and value != length:
                 raise ContentLengthError("Content-Length headers disagree", f.vs)
             length = value
-    if length is None:
-        end = n
-    else:
-        end = pos + length
-        if end > n:
-            raise TruncatedBody(f"Content-Length is {length} but only {n - pos} body bytes follow", n)
-    msg._init(data, sl, fields, tail, (data, pos, end))
-    return msg
+    return length
+
+
+# Header name as written before the colon (trailing whitespace included) -> lookup key, for
+# names that are tokens; bounded so that hostile input cannot grow it.
+_INDEX_NAMES: dict[str, str] = {}
+
+
+def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[list[str], list[str], dict[str, str]] | None:
+    """The header index of the block ``data[pos:he]``: (keys, values, first value of each key), or None.
+
+    This is what parse() builds when it can: one key and one value per line, nothing else, so
+    that headers nobody reads cost one partition each; the value parsers and the ``_Field``
+    offsets come later, on first use. It takes a block only when every line ends in CRLF, holds
+    no other CR or LF, has a colon, and starts with a token name (no folding); and when there are
+    at most ``max_headers`` lines and the Content-Length values are plain numbers that agree.
+    For anything else it returns None, and the exact scanner (_header_fields) does the block,
+    errors and their offsets included: every block this takes, that one takes the same way.
+    """
+    if he < pos:  # no header line at all: the start line's CRLF is the first of CRLFCRLF
+        return [], [], {}
+    # Decoded once for the whole block: invalid UTF-8 becomes U+FFFD, as in _Field.value(), and
+    # never a CR, LF or colon, so the lines and values are the ones the fields would give.
+    text = data[pos:he].decode("utf-8", "replace")
+    lines = text.split("\r\n")
+    if len(lines) > max_headers or text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:
+        return None
+    names = _INDEX_NAMES
+    keys: list[str] = []
+    vals: list[str] = []
+    first: dict[str, str] = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        key = names.get(name)
+        if key is None:
+            stripped = name.rstrip(_WS)
+            if not stripped or not colon or _TOKEN_RE.fullmatch(stripped) is None:
+                return None
+            key = header_key(stripped)
+            if len(names) < _NAME_CACHE_MAX:
+                names[name] = key
+        elif not colon:
+            return None
+        value = value.strip(_WS)  # as _Field.value(): the value without the whitespace around it
+        keys.append(key)
+        vals.append(value)
+        if key not in first:
+            first[key] = value
+    length = first.get("content-length")
+    if length is not None:
+        # As _fields_length(): ASCII digits, at most 10 after leading zeros; several are its job.
+        if not (length.isdigit() and length.isascii() and len(length.lstrip("0")) <= 10):
+            return None
+        if keys.count("content-length") > 1:
+            return None
+    return keys, vals, first
+
+
+def _index_length(index: tuple[list[str], list[str], dict[str, str]]) -> int | None:
+    """_fields_length() on the header index; it never raises (_light_headers checked the values)."""
+    value = index[2].get("content-length")
+    return None if value is None else int(value)
 
 
 # _Field(...) and _Field._make run Python code per call; this builds the same tuple in C.

@@ -35,13 +35,14 @@ def exact_only() -> Iterator[None]:
     """Switch every fast path of the module off: what remains is the exact scanner."""
     saved = {name: getattr(py, name) for name in (
         "_fast_uri", "_fast_via", "_fast_name_addr", "_fast_cseq", "_fast_header_lines", "_FAST_REQUEST_LINE_RE",
-        "_FAST_STATUS_LINE_RE",
+        "_FAST_STATUS_LINE_RE", "_light_headers",
     )}
     py._fast_uri = lambda s: None
     py._fast_via = lambda s: None
     py._fast_name_addr = lambda s: None
     py._fast_cseq = lambda s: None
     py._fast_header_lines = lambda data, pos, max_headers: ([], pos)
+    py._light_headers = lambda data, pos, he, max_headers: None
     py._FAST_REQUEST_LINE_RE = _NEVER
     py._FAST_STATUS_LINE_RE = _NEVER
     try:
@@ -196,6 +197,12 @@ def test_fast_paths_take_the_common_shapes() -> None:
     pos = seed.index(b"\n") + 1
     fields, end = py._fast_header_lines(seed, pos, 256)
     assert len(fields) == 12 and seed[end : end + 2] == b"\r\n"
+    keys, values, first = py._light_headers(seed, pos, end - 2, 256)
+    assert len(keys) == len(values) == 12 and first["cseq"] == "1 INVITE" and first["content-length"] == "286"
+    msg = py.parse(seed)
+    assert msg._fl is None  # parse() took the header index; the fields wait for an edit
+    msg.via, msg.from_, msg.to, msg.cseq, msg.call_id, msg.max_forwards, msg.content_length  # noqa: B018
+    assert msg._fl is None  # and the accessors did not need them
     assert py._FAST_REQUEST_LINE_RE.match(seed) is not None
     ok = (ROOT / "bench" / "workloads" / "ok_5via_3rr.sip").read_bytes()
     assert py._FAST_STATUS_LINE_RE.match(ok) is not None
