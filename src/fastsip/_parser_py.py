@@ -124,31 +124,46 @@ _STRAY_CR_RE = re.compile(rb"\r(?!\n)")
 _FAST_HEADER_LINE_RE = re.compile(rb"(([" + _TOKEN_CLASS.encode() + rb"]+)[ \t]*:[ \t]*)([^\n]*)\n")
 # One generic param without whitespace, quotes or an IPv6 value: ";" token ["=" value].
 # A value starting with "[" takes a different exact path, so "[" is left out altogether.
-_FAST_PARAM = r";[" + _TOKEN_CLASS + r"]+(?:=[^;,? \t<>\"\[]+)?"
+# Names are lower case here (the common case): _fast_params need not lower them.
+_LOWER_TOKEN_CLASS = r"a-z0-9\-.!%*_+`'~"
+_PARAM_VALUE_CLASS = r"^;,? \t<>\"\["
+
+
+def _fast_params_re(name_class: str, value_class: str) -> str:
+    """Regex text for *(";" name ["=" value]): the first two params as groups (name, value, name,
+    value; a value group is None when the param has none), then the rest as one group. Most
+    params lists hold one or two, and _fast_params then needs no splitting."""
+    one = f";([{name_class}]+)(?:=([{value_class}]+))?"
+    rest = f";[{name_class}]+(?:=[{value_class}]+)?"
+    return f"(?:{one}(?:{one})?)?((?:{rest})*)"
+
+
+_FAST_PARAMS = _fast_params_re(_LOWER_TOKEN_CLASS, _PARAM_VALUE_CLASS)
 # A sip:/sips: URI: scheme ":" [user [":" password] "@"] hostname/IPv4 [":" port] *(";" param),
 # no %-escape, no "?headers", no IPv6. Every class leaves out "@" (the exact parser splits
 # userinfo at the first "@" anywhere), "%" (escape checks) and the characters a URI may not
-# hold. Groups: scheme, user, password, host, port, params.
+# hold. The scheme and the param names are lower case (upper case goes the exact way).
+# Groups: scheme, user, password, host, port, then the five of _fast_params_re.
 _FAST_URI = (
-    r"([sS][iI][pP][sS]?):"
+    r"(sips?):"
     r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)(?::([A-Za-z0-9\-_.!~*'()&=+$,]*))?@)?"
     r"([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?"
-    r"((?:;[A-Za-z0-9\-.!*_+'~]+(?:=[A-Za-z0-9\-.!*_+'~:/=&$()]+)?)*)"
+    + _fast_params_re(r"a-z0-9\-.!*_+'~", r"A-Za-z0-9\-.!*_+'~:/=&$()")
 )
 _FAST_URI_RE = re.compile(_FAST_URI)
 # One via-parm: protocol "/" version "/" transport WS host [":" port] *param, nothing else
 # (no comma-joined second via-parm, no IPv6, no whitespace around "/", ":" or ";").
-# Groups: protocol name, version, transport, host, port, params.
+# Groups: protocol name and version, transport, host, port, then the five params groups.
 _FAST_VIA_RE = re.compile(
-    r"([" + _TOKEN_CLASS + r"]+)/([" + _TOKEN_CLASS + r"]+)/([" + _TOKEN_CLASS + r"]+)[ \t]+"
-    r"([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?((?:" + _FAST_PARAM + r")*)"
+    r"([" + _TOKEN_CLASS + r"]+/[" + _TOKEN_CLASS + r"]+)/([" + _TOKEN_CLASS + r"]+)[ \t]+"
+    r"([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?" + _FAST_PARAMS
 )
 # One name-addr: ['"' display without escapes '"' [WS] / tokens separated by WS [WS]]
 # "<" fast URI ">" *param, nothing else (no addr-spec, no comma-joined list).
-# Groups: quoted display, token display, the URI text, then the six URI groups, params.
+# Groups: quoted display, token display, the URI text, the ten URI groups, the five params groups.
 _FAST_NAME_ADDR_RE = re.compile(
     r'(?:"([^"\\]*)"[ \t]*|([' + _TOKEN_CLASS + r"]+(?:[ \t]+[" + _TOKEN_CLASS + r"]+)*)[ \t]*)?"
-    r"<(" + _FAST_URI + r")>((?:" + _FAST_PARAM + r")*)"
+    r"<(" + _FAST_URI + r")>" + _FAST_PARAMS
 )
 # CSeq: 1-10 digits, WS, a token method.
 _FAST_CSEQ_RE = re.compile(r"([0-9]{1,10})[ \t]+([" + _TOKEN_CLASS + r"]+)")
@@ -487,38 +502,72 @@ def _scan_port(s: str, i: int, end: int, err: type[ParseError], base: int, heade
 # ---------------------------------------------------------------------------
 
 
-def _fast_params(text: str) -> dict[str, str | None] | None:
-    """Params of ``text``, a run of _FAST_PARAM already matched; None on a repeated name.
+def _fast_params(
+    n1: str | None, v1: str | None, n2: str | None, v2: str | None, rest: str
+) -> dict[str, str | None] | None:
+    """The params dict from the five groups of _fast_params_re; None on a repeated name.
 
     (The exact path keeps the first of repeated names; that case is left to it.)
     """
-    # The text matched (;token[=value])*, where a value holds no ";" and a token no "=":
-    # so split and partition cut it exactly where the exact scanner does.
-    parts = text.split(";")
-    params: dict[str, str | None] = {}
-    for part in parts:
-        name, eq, value = part.partition("=")
-        params[name.lower()] = value if eq else None
-    del params[""]  # before the first ";"
-    return params if len(params) == len(parts) - 1 else None
+    if n1 is None:
+        return {}
+    if n2 is None:
+        return {n1: v1}
+    if n1 == n2:
+        return None
+    params: dict[str, str | None] = {n1: v1, n2: v2}
+    if rest:
+        # rest matched (;name[=value])*, where a value holds no ";" and a name no "=" and no
+        # upper case: so split and partition cut it exactly where the exact scanner does, and
+        # the names are already what it makes of them.
+        parts = rest.split(";")
+        for part in parts:
+            name, eq, value = part.partition("=")
+            params[name] = value if eq else None
+        del params[""]  # before the first ";"
+        if len(params) != len(parts) + 1:
+            return None
+    return params
+
+
+# The value objects of the fast paths are made as __reduce__ and copy make them: object.__new__
+# and one store per slot, without the Python-level __init__ call (a third of a small parse).
+_new = object.__new__
 
 
 def _fast_sip_uri(
-    raw: str, scheme: str, user: str | None, password: str | None, host: str, port: str | None, ptext: str
+    raw: str,
+    scheme: str,
+    user: str | None,
+    password: str | None,
+    host: str,
+    port: str | None,
+    n1: str | None,
+    v1: str | None,
+    n2: str | None,
+    v2: str | None,
+    rest: str,
 ) -> SipURI | None:
     """Build a SipURI from the groups of _FAST_URI; None when the exact parser must decide."""
-    if ptext:
-        params = _fast_params(ptext)
-        if params is None:
-            return None
-    else:
-        params = {}
-    if port is None:
-        return SipURI(scheme.lower(), user, password, host, None, params, {}, raw)
-    p = int(port)
-    if p > _MAX_PORT:
+    params = _fast_params(n1, v1, n2, v2, rest)
+    if params is None:
         return None
-    return SipURI(scheme.lower(), user, password, host, p, params, {}, raw)
+    u = _new(SipURI)
+    if port is None:
+        u.port = None
+    else:
+        p = int(port)
+        if p > _MAX_PORT:
+            return None
+        u.port = p
+    u.scheme = scheme
+    u.user = user
+    u.password = password
+    u.host = host
+    u.params = params
+    u.headers = {}
+    u._raw = raw
+    return u
 
 
 def _fast_uri(s: str) -> SipURI | None:
@@ -531,9 +580,10 @@ def _fast_via(s: str) -> Via | None:
     m = _FAST_VIA_RE.fullmatch(s)
     if m is None:
         return None
-    name, version, transport, host, port, ptext = m.groups()
-    if ptext:
-        params = _fast_params(ptext)
+    protocol, transport, host, port, n1, v1, n2, v2, rest = m.groups()
+    v = _new(Via)
+    if n1 is not None:
+        params = _fast_params(n1, v1, n2, v2, rest)
         if params is None:
             return None
         # RFC 3581 rport and ttl must be numbers in range; the exact path raises otherwise.
@@ -545,15 +595,20 @@ def _fast_via(s: str) -> Via | None:
         ttl = params.get("ttl")
         if ttl is not None and not (len(ttl) <= 3 and ttl.isascii() and ttl.isdigit() and int(ttl) <= 255):
             return None
+        v.params = params
     else:
-        params = {}
-    if port is not None:
-        p: int | None = int(port)
-        if p > _MAX_PORT:  # type: ignore[operator]
+        v.params = {}
+    if port is None:
+        v.port = None
+    else:
+        p = int(port)
+        if p > _MAX_PORT:
             return None
-    else:
-        p = None
-    return Via(f"{name}/{version}", transport.upper(), host, p, params)
+        v.port = p
+    v.protocol = protocol
+    v.transport = transport.upper()
+    v.host = host
+    return v
 
 
 def _fast_name_addr(s: str) -> NameAddr | None:
@@ -561,17 +616,20 @@ def _fast_name_addr(s: str) -> NameAddr | None:
     m = _FAST_NAME_ADDR_RE.fullmatch(s)
     if m is None:
         return None
-    quoted, tokens, raw, scheme, user, password, host, port, uptext, ptext = m.groups()
-    uri = _fast_sip_uri(raw, scheme, user, password, host, port, uptext)
+    g = m.groups()
+    uri = _fast_sip_uri(*g[2:13])
     if uri is None:
         return None
-    if ptext:
-        params = _fast_params(ptext)
-        if params is None:
-            return None
-    else:
-        params = {}
-    return NameAddr(quoted if quoted is not None else tokens, uri, params)
+    params = _fast_params(*g[13:])
+    if params is None:
+        return None
+    na = _new(NameAddr)
+    na.params = params
+    quoted = g[0]
+    na.display = quoted if quoted is not None else g[1]
+    na.uri = uri
+    na.wildcard = False
+    return na
 
 
 def _fast_cseq(s: str) -> CSeq | None:
@@ -579,7 +637,12 @@ def _fast_cseq(s: str) -> CSeq | None:
     if m is None:
         return None
     seq = int(m[1])
-    return CSeq(seq, m[2]) if seq <= _MAX_CSEQ else None
+    if seq > _MAX_CSEQ:
+        return None
+    c = _new(CSeq)
+    c.seq = seq
+    c.method = m[2]
+    return c
 
 
 # ---------------------------------------------------------------------------
@@ -1721,7 +1784,10 @@ def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[li
     # never a CR, LF or colon, so the lines and values are the ones the fields would give.
     text = data[pos:he].decode("utf-8", "replace")
     lines = text.split("\r\n")
-    if len(lines) > max_headers or text.count("\r") != len(lines) - 1 or text.count("\n") != len(lines) - 1:
+    if len(lines) > max_headers:
+        return None
+    joined = "".join(lines)  # what is left of the block without its CRLFs: no CR or LF may remain
+    if "\r" in joined or "\n" in joined:
         return None
     names = _INDEX_NAMES
     keys: list[str] = []
