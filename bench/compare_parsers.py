@@ -39,7 +39,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-PY_LIBS = ["fastsip-c", "fastsip-py", "sippy", "sipmessage", "aiosipua", "pyvoip", "pysipio", "py-floor"]
+PY_LIBS = ["fastsip-c", "fastsip-py", "sippy", "sipmessage", "aiosipua", "pyvoip", "pysipio", "py-floor",
+           "py-handwritten"]
 C_LIBS = {
     "sofia-sip": ("sofia_bench.c", ["pkg-config", "--cflags", "--libs", "sofia-sip-ua"], "libsofia-sip-ua-dev"),
     "libosip2": ("osip_bench.c", None, "libosip2-dev"),
@@ -106,7 +107,7 @@ def _autorange(timer, min_time: float) -> int:
 def _version(lib: str, mod) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    if lib == "py-floor":
+    if lib in ("py-floor", "py-handwritten"):
         return "-"
     if lib.startswith("fastsip"):
         import fastsip

@@ -25,6 +25,7 @@ LIBS = {
     "pyvoip": "adapters.pyvoip_adapter",
     "pysipio": "adapters.pysipio_adapter",
     "py-floor": "adapters.floor_adapter",
+    "py-handwritten": "adapters.handwritten_adapter",
 }
 
 FIELDS = (
