@@ -942,7 +942,7 @@ _KEY = itemgetter(0)  # _Field.key, as a C function for map()
 class Message:
     """Common base of ``Request`` and ``Response``: headers, body, lazy accessors, edits."""
 
-    __slots__ = ("_buf", "_sl", "_fl", "_hs", "_tail", "_body", "_modified", "_cache", "_keys", "_vals", "_first_vals")
+    __slots__ = ("_buf", "_sl", "_fl", "_hs", "_tail", "_body", "_modified", "_cache", "_keys", "_first_vals")
 
     _buf: bytes
     _sl: tuple[bytes, int, int]
@@ -952,10 +952,9 @@ class Message:
     _body: tuple[bytes, int, int]
     _modified: bool
     _cache: dict[str, object]
-    # The header index (see _light_headers): one lookup key and one value per header line, in wire
-    # order, and the first value of each key; None after an edit until a read remakes it.
+    # The header index (see _light_headers): the lookup key of each header line in wire order,
+    # and the first value of each key; None after an edit until a read remakes it.
     _keys: list[str] | None
-    _vals: list[str] | None
     _first_vals: dict[str, str] | None
     is_request: bool = False
 
@@ -971,7 +970,7 @@ class Message:
         hs: int,
         tail: tuple[bytes, int, int],
         body: tuple[bytes, int, int],
-        index: tuple[list[str], list[str], dict[str, str]] | None,
+        index: tuple[list[str], dict[str, str]] | None,
     ) -> None:
         self._buf = buf
         self._sl = sl  # (buffer, start, end) of the start line incl. its line break
@@ -982,9 +981,9 @@ class Message:
         self._modified = False
         self._cache = {}
         if index is None:
-            self._keys = self._vals = self._first_vals = None
+            self._keys = self._first_vals = None
         else:
-            self._keys, self._vals, self._first_vals = index
+            self._keys, self._first_vals = index
 
     @property
     def _fields(self) -> list[_Field]:
@@ -1007,10 +1006,9 @@ class Message:
     def _index(self) -> dict[str, str]:
         """The first value of each header key, (re)made from the fields after an edit."""
         fields = self._fields
-        keys = [f.key for f in fields]
-        vals = [f.value() for f in fields]
-        self._keys, self._vals = keys, vals
-        self._first_vals = first = dict(zip(keys[::-1], vals[::-1]))
+        self._keys = [f.key for f in fields]
+        # Reversed, so that the first field of a key is the one stored last.
+        self._first_vals = first = {f.key: f.value() for f in reversed(fields)}
         return first
 
     # --- raw access ----------------------------------------------------------
@@ -1263,7 +1261,7 @@ class Message:
         self._modified = True
         uri = self._cache.get("uri")  # only the start line holds the Request-URI; set_uri drops it
         self._cache.clear()
-        self._keys = self._vals = self._first_vals = None  # remade from the fields on the next read
+        self._keys = self._first_vals = None  # remade from the fields on the next read
         if uri is not None:
             self._cache["uri"] = uri
 
@@ -1363,7 +1361,7 @@ class Message:
         new._sl = self._sl
         new._fl = None if self._fl is None else list(self._fl)
         new._hs = self._hs
-        new._keys, new._vals, new._first_vals = self._keys, self._vals, self._first_vals  # never changed in place
+        new._keys, new._first_vals = self._keys, self._first_vals  # never changed in place
         new._tail = self._tail
         new._body = self._body
         new._modified = self._modified
@@ -1658,7 +1656,7 @@ def parse(
             eol, sl, msg = _start_line(data, pos, n)
 
     # --- header lines (RFC 3261 §7.3) ------------------------------------------
-    pos = eol + 1
+    pos = hs = eol + 1
     index = None
     if data[eol - 1] == 13:  # the header index takes CRLF lines only
         he = data.find(b"\r\n\r\n", eol - 1)
@@ -1668,10 +1666,10 @@ def parse(
     if index is not None:
         fields = None
         tail = (data, he + 2, he + 4)
-        hs, pos = pos, he + 4
-        length = _index_length(index)
+        pos = he + 4
+        value = index[1].get("content-length")  # _light_headers checked it is a number
+        length = None if value is None else int(value)
     else:
-        hs = pos
         fields, tail, pos = _header_fields(data, pos, max_headers)
         length = _fields_length(fields)
 
@@ -1767,8 +1765,8 @@ def _fields_length(fields: list[_Field]) -> int | None:
 _INDEX_NAMES: dict[str, str] = {}
 
 
-def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[list[str], list[str], dict[str, str]] | None:
-    """The header index of the block ``data[pos:he]``: (keys, values, first value of each key), or None.
+def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[list[str], dict[str, str]] | None:
+    """The header index of the block ``data[pos:he]``: (the key of each line, first value of each key), or None.
 
     This is what parse() builds when it can: one key and one value per line, nothing else, so
     that headers nobody reads cost one partition each; the value parsers and the ``_Field``
@@ -1779,7 +1777,7 @@ def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[li
     errors and their offsets included: every block this takes, that one takes the same way.
     """
     if he < pos:  # no header line at all: the start line's CRLF is the first of CRLFCRLF
-        return [], [], {}
+        return [], {}
     # Decoded once for the whole block: invalid UTF-8 becomes U+FFFD, as in _Field.value(), and
     # never a CR, LF or colon, so the lines and values are the ones the fields would give.
     text = data[pos:he].decode("utf-8", "replace")
@@ -1791,7 +1789,6 @@ def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[li
         return None
     names = _INDEX_NAMES
     keys: list[str] = []
-    vals: list[str] = []
     first: dict[str, str] = {}
     for line in lines:
         name, colon, value = line.partition(":")
@@ -1807,7 +1804,6 @@ def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[li
             return None
         value = value.strip(_WS)  # as _Field.value(): the value without the whitespace around it
         keys.append(key)
-        vals.append(value)
         if key not in first:
             first[key] = value
     length = first.get("content-length")
@@ -1817,13 +1813,7 @@ def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[li
             return None
         if keys.count("content-length") > 1:
             return None
-    return keys, vals, first
-
-
-def _index_length(index: tuple[list[str], list[str], dict[str, str]]) -> int | None:
-    """_fields_length() on the header index; it never raises (_light_headers checked the values)."""
-    value = index[2].get("content-length")
-    return None if value is None else int(value)
+    return keys, first
 
 
 # _Field(...) and _Field._make run Python code per call; this builds the same tuple in C.
