@@ -20,14 +20,15 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.append(str(HERE / "proxy"))  # after everything else: its modules shadow nothing
+
+from instructions import callgrind_total, valgrind_python  # noqa: E402  (bench/proxy/instructions.py)
 
 
 def _loop(lib: str, workload: str, mode: str, calls: int) -> None:
@@ -46,15 +47,7 @@ def _loop(lib: str, workload: str, mode: str, calls: int) -> None:
 def count(lib: str, workload: str, mode: str, calls: int, tree: Path, python: str) -> int:
     env = dict(os.environ, PYTHONPATH=str(tree / "src"), PYTHONHASHSEED="0")
     env.pop("FASTSIP_NO_EXTENSIONS", None)
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, str(Path(__file__)),
-         "--loop", lib, workload, mode, str(calls)],
-        env=env, capture_output=True, text=True, timeout=1800,
-    )
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if m is None or out.returncode != 0:
-        raise RuntimeError(f"{lib} {workload} {mode} in {tree}: no callgrind total\n{out.stderr[-2000:]}")
-    return int(m.group(1))
+    return callgrind_total([python, str(Path(__file__)), "--loop", lib, workload, mode, str(calls)], env)
 
 
 def main() -> int:
@@ -70,10 +63,9 @@ def main() -> int:
     ap.add_argument("--n2", type=int, default=1200)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    if shutil.which("valgrind") is None:
-        print("valgrind is required (apt-get install valgrind)", file=sys.stderr)
+    python = valgrind_python()
+    if python is None:
         return 2
-    python = os.path.realpath(sys.executable)  # not a pyenv shim: valgrind must run the interpreter
     trees = [ROOT] + [Path(t).resolve() for t in args.tree]
     rows = []
     for workload in args.workloads.split(","):

@@ -25,17 +25,29 @@ import subprocess
 import sys
 
 
+def callgrind_total(argv: list[str], env: dict[str, str], cwd: str | None = None) -> int:
+    """Total instructions callgrind counted for ``argv`` (a Python command line); also used by
+    bench/parser_instructions.py."""
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+                         cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if m is None or out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: no callgrind total\n{out.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def valgrind_python() -> str | None:
+    """The interpreter for valgrind to run (not a pyenv shim), or None (with a message) without valgrind."""
+    if shutil.which("valgrind") is None:
+        print("valgrind is required (apt-get install valgrind)", file=sys.stderr)
+        return None
+    return os.path.realpath(sys.executable)
+
+
 def instructions(tree: str, calls: int, python: str) -> int:
     """Total instructions of `python -m tests.proxy.callflow CALLS` in ``tree``."""
     env = dict(os.environ, PYTHONPATH=os.path.join(tree, "src"), PYTHONHASHSEED="0")
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, "-m", "tests.proxy.callflow", str(calls)],
-        cwd=tree, env=env, capture_output=True, text=True, timeout=3600,
-    )
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if m is None:
-        raise RuntimeError(f"{tree}: no callgrind total\n{out.stderr[-2000:]}")
-    return int(m.group(1))
+    return callgrind_total([python, "-m", "tests.proxy.callflow", str(calls)], env, cwd=tree)
 
 
 def main() -> int:
@@ -45,10 +57,9 @@ def main() -> int:
     ap.add_argument("--n2", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
-    if shutil.which("valgrind") is None:
-        print("valgrind is required (apt-get install valgrind)", file=sys.stderr)
+    python = valgrind_python()
+    if python is None:
         return 2
-    python = os.path.realpath(sys.executable)  # not a pyenv shim: valgrind must run the interpreter
     for t in args.trees:  # compile every .pyc first: the counted runs must not differ by that
         subprocess.run([python, "-m", "tests.proxy.callflow", "50"], cwd=t, capture_output=True, timeout=600,
                        env=dict(os.environ, PYTHONPATH=os.path.join(t, "src")))
