@@ -1090,7 +1090,10 @@ class Message:
                 first = self._index()
             s = first.get("via")
             if s is not None:
-                fast = _fast_via(s) if self._keys.count("via") == 1 else None  # type: ignore[union-attr]
+                # One Via line only (several go the exact way, in order). No key repeats at all
+                # when there are as many first values as lines, which spares the count.
+                keys: list[str] = self._keys  # type: ignore[assignment]
+                fast = _fast_via(s) if len(keys) == len(first) or keys.count("via") == 1 else None
                 if fast is not None:
                     out.append(fast)
                 else:
