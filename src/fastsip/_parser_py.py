@@ -1823,7 +1823,7 @@ def _light_headers(data: bytes, pos: int, he: int, max_headers: int) -> tuple[li
         # As _fields_length(): ASCII digits, at most 10 after leading zeros; several are its job.
         if not (length.isdigit() and length.isascii() and len(length.lstrip("0")) <= 10):
             return None
-        if keys.count("content-length") > 1:
+        if len(keys) != len(first) and keys.count("content-length") > 1:  # (no key repeats: no count)
             return None
     return keys, first
 
