@@ -40,7 +40,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 PY_LIBS = ["fastsip-c", "fastsip-py", "sippy", "sipmessage", "aiosipua", "pyvoip", "pysipio", "py-floor",
-           "py-handwritten"]
+           "py-handwritten", "py-checked"]
 C_LIBS = {
     "sofia-sip": ("sofia_bench.c", ["pkg-config", "--cflags", "--libs", "sofia-sip-ua"], "libsofia-sip-ua-dev"),
     "libosip2": ("osip_bench.c", None, "libosip2-dev"),
@@ -107,7 +107,7 @@ def _autorange(timer, min_time: float) -> int:
 def _version(lib: str, mod) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    if lib in ("py-floor", "py-handwritten"):
+    if lib in ("py-floor", "py-handwritten", "py-checked"):
         return "-"
     if lib.startswith("fastsip"):
         import fastsip
@@ -226,7 +226,9 @@ def spawn_worker(lib: str, workload: str, mode: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", lib, workload, mode, "--repeat", str(args.repeat),
            "--min-time", str(args.min_time)]
     env = dict(os.environ)
-    tree = args.before if lib.endswith("@before") else (args.after if lib.startswith("fastsip") else None)
+    # py-checked runs fastsip-py's own regexes, so it imports the same tree
+    tree = args.before if lib.endswith("@before") else (
+        args.after if lib.startswith("fastsip") or lib == "py-checked" else None)
     if tree:
         env["PYTHONPATH"] = os.pathsep.join(x for x in (str(Path(tree) / "src"), env.get("PYTHONPATH")) if x)
     try:

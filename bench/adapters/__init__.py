@@ -26,6 +26,7 @@ LIBS = {
     "pysipio": "adapters.pysipio_adapter",
     "py-floor": "adapters.floor_adapter",
     "py-handwritten": "adapters.handwritten_adapter",
+    "py-checked": "adapters.checked_adapter",
 }
 
 FIELDS = (
