@@ -6,9 +6,9 @@ measures what that contract costs at the least. It runs, in one function, exactl
 fastsip-py's fast paths run on a request of the seed's shape, with the same regexes (imported from
 fastsip._parser_py, so that they stay the same) and the same checks:
 
-- the start line by _FAST_REQUEST_LINE_RE; the header block split into CRLF lines, with no stray CR or
-  LF, at most 100 lines, every name a token (checked once per spelling, then cached), every value
-  stripped, the first value of each key kept; Content-Length a plain number that frames the body;
+- the start line by _FAST_REQUEST_LINE_RE; the header index by fastsip-py's own _light_headers (CRLF
+  lines with no stray CR or LF, at most 100, token names, stripped values, the first value of each
+  key, a plain Content-Length), and Content-Length framing the body;
 - the Request-URI, Via, From and To by their validating fullmatches, CSeq by its own, with the range
   checks of port, rport, CSeq and Max-Forwards, and an empty Call-ID refused;
 - the value objects fastsip returns (SipURI, Via, NameAddr, CSeq), built the way the fast paths build
@@ -24,7 +24,6 @@ errors. It is not a parser: anything not of the seed's shape raises ValueError.
 from __future__ import annotations
 
 from fastsip import _parser_py as _p
-from fastsip._grammar import header_key
 
 DIST = None
 NOTES = ("fastsip-py's checks and value objects for the seed's shape, inlined: no Message, properties, caches"
@@ -37,46 +36,13 @@ _URI = _p._FAST_URI_RE
 _VIA = _p._FAST_VIA_RE
 _NAME_ADDR = _p._FAST_NAME_ADDR_RE
 _CSEQ = _p._FAST_CSEQ_RE
-_TOKEN = _p._TOKEN_RE
+_light_headers = _p._light_headers  # fastsip-py's own header index: the same work, one call
 _new = object.__new__
 _SipURI, _Via, _NameAddr, _CSeq = _p.SipURI, _p.Via, _p.NameAddr, _p.CSeq
-_WS = " \t"
-_KEYS: dict[str, str] = {}  # header name as written -> lookup key, as fastsip-py's _INDEX_NAMES
 
 
 class NotSeedShape(ValueError):
     """Raised for anything but a message of the seed's shape (the checks are inline: a call costs)."""
-
-
-def _index(data: bytes, pos: int) -> tuple[int, list[str], dict[str, str]]:
-    """Where the empty line starts, the key of each header line, the first value of each key."""
-    he = data.find(b"\r\n\r\n", pos - 2)
-    if he < pos:
-        raise NotSeedShape
-    text = data[pos:he].decode("utf-8", "replace")
-    lines = text.split("\r\n")
-    joined = "".join(lines)
-    if not (len(lines) <= 100 and "\r" not in joined and "\n" not in joined):
-        raise NotSeedShape
-    names = _KEYS
-    keys: list[str] = []
-    first: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        key = names.get(name)
-        if key is None:
-            stripped = name.rstrip(_WS)
-            if not (stripped and colon and _TOKEN.fullmatch(stripped)):
-                raise NotSeedShape
-            key = names[name] = header_key(stripped)
-        else:
-            if not colon:
-                raise NotSeedShape
-        value = value.strip(_WS)
-        keys.append(key)
-        if key not in first:
-            first[key] = value
-    return he, keys, first
 
 
 def minimal(data: bytes) -> tuple[str, str, list[str], dict[str, str], int, bytes]:
@@ -86,12 +52,14 @@ def minimal(data: bytes) -> tuple[str, str, list[str], dict[str, str], int, byte
         raise NotSeedShape
     method = m[1].decode("ascii")
     ruri = m[2].decode("utf-8", "replace")
-    he, keys, first = _index(data, m.end())
-    length = first["content-length"]
-    if not (length.isdigit() and length.isascii() and len(length.lstrip("0")) <= 10):
+    pos = m.end()
+    he = data.find(b"\r\n\r\n", pos - 2)
+    index = _light_headers(data, pos, he, 100) if he >= pos else None
+    if index is None:
         raise NotSeedShape
+    keys, first = index
     start = he + 4
-    n = int(length)
+    n = int(first["content-length"])  # _light_headers checked it is a plain number
     if start + n > len(data):
         raise NotSeedShape
     return method, ruri, keys, first, n, data[start : start + n]
