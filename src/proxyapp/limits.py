@@ -28,6 +28,7 @@ import ctypes.util
 import gc
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +177,7 @@ class Limits:
         self.auth_bans = 0
         self.untracked = 0
         self.trims = 0
+        self.settles = 0  # drops that ran to their settling collection and trim (tick)
         self._trim = _libc_malloc_trim() if cfg.malloc_trim else None
         self._now = 0.0  # the clock at the last tick (a ban's start is dated by it)
         # Live transactions at the last trim of a drop: below 100, fewer than that trims again
@@ -183,6 +185,7 @@ class Limits:
         self._trimmed_at = 0
         self._settle = 0  # windows until the last trim after a drop (tick)
         self._collect = gc.collect  # (tests observe it)
+        self.on_settle: list[Callable[[], None]] = []  # what lets go of a drop's tables first
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limits:
@@ -305,8 +308,11 @@ class Limits:
                 # for reuse) are emptied by a full collection only; main() disables the cycle
                 # collector, and with nothing left to track (start-up's objects are frozen out
                 # of it) this one is short. Then their memory can go back too.
+                for compact in self.on_settle:
+                    compact()
                 self._collect()
                 self._trim_now()
+                self.settles += 1
 
     def _trim_now(self) -> None:
         if self._trim is not None:
@@ -336,4 +342,5 @@ class Limits:
             "transaction_bytes": b.bytes,
             "transaction_cap_rejects": b.rejected,
             "malloc_trims": self.trims,
+            "settled_drops": self.settles,
         }

@@ -549,6 +549,11 @@ class TxTable:
     def __len__(self) -> int:
         return sum(map(len, self._shards))
 
+    def compact(self) -> None:
+        """Copy each shard into a table its size: a dict keeps the table it grew to after its
+        entries go (called once a flood's transactions are all gone, proxyapp.limits)."""
+        self._shards = tuple(dict(s) for s in self._shards)
+
     def values(self) -> list[Any]:
         return [tx for shard in self._shards for tx in shard.values()]
 

@@ -393,6 +393,7 @@ class Edge:
         self.limits: Limits = getattr(proxy, "limits", None) or Limits.from_dict(cfg.limits)
         self._icmp: list[tuple[socket.socket, int]] = []  # raw ICMP sockets (proxyapp.icmp)
         self._limits_handle: asyncio.TimerHandle | None = None
+        self.limits.on_settle.append(self._compact)
         self._peer: _PeerProtocol | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.udp: dict[Listen, _UdpProtocol] = {}
@@ -894,6 +895,14 @@ class Edge:
         assert loop is not None
         self.limits.tick(loop.time())
         self._limits_handle = loop.call_later(self.limits.cfg.sampling_time_unit, self._limits_tick)
+
+    def _compact(self) -> None:
+        """A flood's transactions are all gone: let go of the tables they grew."""
+        self._slots = {slot: bucket for slot, bucket in self._slots.items() if bucket}
+        proxy = self.proxy
+        for table in (getattr(proxy, "server_txs", None), getattr(proxy, "client_txs", None)):
+            if table is not None:
+                table.compact()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -88,6 +88,7 @@ def test_malloc_trim_after_a_big_drop_of_transactions_and_again_as_it_ends():
     trims = []
     lim._trim = lambda pad: trims.append(lim.budget.live)  # (glibc's malloc_trim, observed)
     lim._collect = lambda: trims.append("gc")  # (the free lists emptied before the last trim)
+    lim.on_settle.append(lambda: trims.append("compact"))  # (the edge's tables, before that)
     lives = (0, 3000, 10_000, 8000, 2000, 1500, 50, 60, 55, 40, 45, 40, 0, 0, 0, 0, 0, 0,
              6000, 1000, 0, 0, 30, 20, 10, 0, 0)
     for t, live in enumerate(lives):
@@ -97,7 +98,8 @@ def test_malloc_trim_after_a_big_drop_of_transactions_and_again_as_it_ends():
     # trim (50, 40), until none is (0), and once more three windows later (0: what cancelled
     # timers held until then); nothing more until the next drop (6000 -> 1000 -> 0), and no
     # settling trim when transactions are live again by then (30, 20, 10), however few.
-    assert trims == [2000, 50, 40, 0, "gc", 0, 1000, 0] and lim.stats()["malloc_trims"] == 7
+    assert trims == [2000, 50, 40, 0, "compact", "gc", 0, 1000, 0] and lim.stats()["malloc_trims"] == 7
+    assert lim.stats()["settled_drops"] == 1  # the second drop never settled
     assert Limits.from_dict({"malloc_trim": False})._trim is None
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
 from proxyapp.config import Config
+from proxyapp.core.base import CountedTxTable
+from proxyapp.limits import TxBudget
 from proxyapp.transaction import CancelTimer, StartTimer, Terminated
 from proxyapp.transport import Edge, resolve_sip
 
@@ -143,6 +146,50 @@ def test_long_timers_use_the_wheel_fire_in_order_and_leave_nothing_when_cancelle
         assert 0.30 <= fired_at[("a", "C")] < 0.30 + 0.05 + 0.05
         assert a.timers == b.timers == c.timers == d.timers == {}
         assert edge.pending_timers == 0 and edge._slots == {} and edge._slot_heap == []
+        await edge.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(10)
+def test_a_settled_drop_lets_go_of_empty_wheel_slots_and_compacts_the_transaction_tables(short_wheel):
+    """The limits' settling step (Limits.on_settle) calls the edge's _compact: the wheel slots a
+    flood's cancelled timers emptied go, and each transaction table is copied into dicts sized
+    for what is left; a live timer and a live transaction are untouched."""
+
+    async def main():
+        proxy, edge, loop = running_edge()
+        budget = TxBudget(10_000, 1 << 30, 5)
+        proxy.server_txs, proxy.client_txs = CountedTxTable(budget, True), CountedTxTable(budget, False)
+        flood = [FakeTx(f"f{i}") for i in range(40)]
+        for i, tx in enumerate(flood):
+            tx.request = b"x" * 10
+            proxy.client_txs[("k", i)] = tx
+        edge.run([StartTimer(tx, "C", 0.2 + 0.05 * (i % 4)) for i, tx in enumerate(flood)])
+        keep = FakeTx("keep")
+        edge.run([StartTimer(keep, "C", 0.4)])
+        edge.run([Terminated(tx) for tx in flood[1:]])
+        for i in range(1, 40):
+            proxy.client_txs.discard(("k", i), flood[i])
+        edge.run([Terminated(flood[0])])
+        shard = proxy.client_txs._shards[hash(("k", 0)) & 63]
+        grown = sys.getsizeof(proxy.client_txs.sizes)
+        assert len(edge._slots) == 5 and sum(map(len, edge._slots.values())) == 1  # four emptied
+        assert edge._compact in edge.limits.on_settle
+        for compact in edge.limits.on_settle:
+            compact()
+        assert list(edge._slots.values()) == [{keep.timers["C"][1]: keep.timers["C"]}]
+        assert proxy.client_txs.get(("k", 0)) is flood[0] and len(proxy.client_txs) == 1
+        assert proxy.client_txs._shards[hash(("k", 0)) & 63] is not shard
+        assert sys.getsizeof(proxy.client_txs.sizes) < grown and budget.live == 1
+        # A timer armed in a slot whose bucket went fires (the slot is filed again).
+        edge.run([StartTimer(flood[0], "C", 0.2)])
+        for _ in range(100):
+            if len(proxy.fired) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert proxy.fired == [("f0", "C"), ("keep", "C")]
+        assert edge.pending_timers == 0 and edge._slots == {}
         await edge.close()
 
     asyncio.run(main())

@@ -73,6 +73,10 @@ class CountedTxTable(TxTable):
             self.sizes[id(tx)] = size
             b.bytes += size
 
+    def compact(self) -> None:
+        super().compact()
+        self.sizes = dict(self.sizes)
+
     def _release(self, tx: Any) -> None:
         self.n -= 1
         b = self.budget
