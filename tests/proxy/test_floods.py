@@ -239,7 +239,7 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
     at, rss, live = array.array("d", bytes(8 * steps)), array.array("d", bytes(8 * steps)), array.array("q", bytes(8 * steps))
     n = 0
     t0 = time.monotonic()
-    rss_before = rss_mb()
+    rss_before, blocks_before = rss_mb(), sys.getallocatedblocks()
     uas, legit = await _legit_calls(tmp, UAS)
 
     async def still_serving() -> tuple[int, int, int]:
@@ -257,8 +257,11 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
         r = rss_mb()
         at[n], rss[n], live[n] = time.monotonic() - t0, r, proxy.tx_budget.live
         n += 1
-        if time.monotonic() - t0 >= seconds + after:
+        # At least ``after`` s, and until the drop has settled (its last collection and trim),
+        # which comes later on a slow machine: the transactions' Timer B fire late there.
+        if time.monotonic() - t0 >= seconds + after and proxy.limits.settles:
             break
+    blocks_end = sys.getallocatedblocks()
     await _wait(flooder, 5)
     rc_legit, rc_last, rc_uas = await serving
     # Diagnosis: what a collection of cyclic garbage and a malloc_trim would still give back.
@@ -270,7 +273,7 @@ async def memory(tmp: Path, trim: bool, rate: int, seconds: int, after: int, t1_
     out = {
         "gc_collected": garbage, "rss_after_gc": round(rss_gc, 1), "rss_after_trim": round(rss_mb(), 1),
         "trim": trim, "rss_before": round(rss_before, 1), "rss_peak": round(max(rss[:n]), 1),
-        "rss_end": round(rss[n - 1], 1), "live_end": live[n - 1], "live_peak": max(live[:n]),
+        "rss_end": round(rss[n - 1], 1), "blocks_before": blocks_before, "blocks_end": blocks_end, "live_end": live[n - 1], "live_peak": max(live[:n]),
         "samples": [(round(at[i], 1), round(rss[i], 1), live[i]) for i in range(0, n, 5)], "limits": proxy.limits.stats(), "core": proxy.statistics(),
         "flood": _calls((tmp / "mflood.out").read_text(errors="replace")),
         "legit": _calls((tmp / "legit.out").read_text(errors="replace")), "rc_legit": rc_legit,
@@ -396,17 +399,20 @@ def test_svcrack_as_it_ships_is_dropped_as_a_scanner():
 
 
 # The memory test's bounds (MiB): the peak of an 8 s flood at 1000 INVITE/s with the default
-# T1 = 500 ms (Timer B 32 s, so all 16,000 transactions live at once), and what may stay 45 s
-# after the flood, with none left, per allocator ([limits] allocator, proxyapp.allocator). (With
+# T1 = 500 ms (Timer B 32 s, so all 16,000 transactions live at once), and what may stay once
+# the drop has settled (none left, then the proxy's last collection and trim; at least 45 s
+# after the flood began), per allocator ([limits] allocator, proxyapp.allocator). (With
 # T1 = 100 ms the proxy's retransmissions toward the silent target, seven per INVITE in 6.4 s,
 # saturated this 2-core machine at 1000/s under CI's load, and legitimate calls beside it failed.)
-# On pymalloc a few long-lived small objects made during the flood keep many of its 1 MiB arenas;
-# the bound holds that growth, it does not claim the memory comes back (measured: 40 MB before,
-# 103.5 at the peak, 76 after). On malloc (what an exposed proxy runs on) malloc_trim gives back
-# every free page, and the bound says the memory comes back (measured: 41, 107.5, 44.3).
+# On pymalloc a few hundred long-lived small objects keep many of its 1 MiB arenas; the bound
+# holds that growth, it does not claim the memory comes back (measured: 41.6 MB before, 104 at
+# the peak, 77 after; a CI run under load, before the settling compaction: 41.3, 136.9, 94.4).
+# On malloc (what an exposed proxy runs on) malloc_trim gives back every free page, and the
+# bound says the memory comes back (measured: 42.2, 107.4, 42.3).
 # Longer floods: bench/README.md, "Memory after a flood".
 MEMORY_PEAK_BOUND_MB = 400
 MEMORY_KEPT_BOUND_MB = {"pymalloc": 60, "malloc": 15}
+MEMORY_KEPT_BLOCKS = 5000
 
 
 @pytest.mark.parametrize("allocator", ["malloc", "pymalloc"])
@@ -421,8 +427,14 @@ def test_memory_comes_back_after_a_flood_toward_a_silent_target(allocator):
     assert r["rc_last"] == 0, info
     assert r["live_end"] == 0 and r["live_peak"] > 5000, info
     assert r["limits"]["malloc_trims"] >= 1, info  # [limits] malloc_trim after the drop
+    assert r["limits"]["settled_drops"] >= 1, info  # its last collection and trim came before rss_end
     assert r["rss_peak"] < MEMORY_PEAK_BOUND_MB, info
     assert r["rss_end"] - r["rss_before"] < MEMORY_KEPT_BOUND_MB[allocator], info
+    if allocator == "pymalloc":
+        # No leak: the objects alive (pymalloc's blocks) are back to their number before the
+        # flood, within fewer than one per flooding INVITE (8000); what RSS keeps is arenas
+        # pinned by a few hundred of them (measured: 315 more blocks).
+        assert r["blocks_end"] - r["blocks_before"] < MEMORY_KEPT_BLOCKS, info
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
