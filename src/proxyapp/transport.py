@@ -534,6 +534,8 @@ class Edge:
                 self.run(self.proxy.transport_error(tx))
 
     async def close(self) -> None:
+        if self._compact in self.limits.on_settle:  # (the core's Limits may outlive this edge)
+            self.limits.on_settle.remove(self._compact)
         for sock, _ in self._icmp:
             if self.loop is not None:
                 self.loop.remove_reader(sock.fileno())

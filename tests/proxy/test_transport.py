@@ -191,6 +191,7 @@ def test_a_settled_drop_lets_go_of_empty_wheel_slots_and_compacts_the_transactio
         assert proxy.fired == [("f0", "C"), ("keep", "C")]
         assert edge.pending_timers == 0 and edge._slots == {}
         await edge.close()
+        assert edge.limits.on_settle == []  # a closed edge is not kept alive by the core's Limits
 
     asyncio.run(main())
 
