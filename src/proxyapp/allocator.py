@@ -5,10 +5,11 @@ and gives an arena back only when every object in it is gone. A flood leaves a f
 small objects in most of the arenas it filled: the last values of counters, a timestamp, a
 cached string. Measured with 60,000 transactions toward a silent target
 (tests/proxy/test_floods.py ``memory``), pymalloc held 80 arenas after the flood, with 16 MB of
-live objects in them, the same 16 MB as before it. Most of those arenas stay: 93 MB of RSS a
-minute later, where there were 40 MB before. With ``PYTHONMALLOC=malloc`` every object comes
-from the C library's malloc, and ``malloc_trim`` (``[limits] malloc_trim``) hands back each
-free 4 KiB page. The same flood then ends at 49 MB.
+live objects in them, the same 16 MB as before it. Most of those arenas stay: 104 MB of RSS
+once the drop settled, where there were 41 MB before (about 300 more live objects than before
+the flood). With ``PYTHONMALLOC=malloc`` every object comes from the C library's malloc, and
+``malloc_trim`` (``[limits] malloc_trim``) hands back each free 4 KiB page. The same flood then
+ends at 42 MB, where it began.
 
 The price is CPU: glibc's malloc costs about 11 % more instructions per proxied call than
 pymalloc, and about 8 % more time (bench/README.md). So:
