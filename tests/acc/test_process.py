@@ -320,6 +320,8 @@ async def test_a_child_that_never_gets_ready_is_killed(tmp_path, monkeypatch):
 async def test_stats_come_from_the_child_every_second_even_when_idle(tmp_path):
     async with _started(tmp_path) as acc:
         assert acc.stats()["process"] == {"restarts": 0, "events_buffered": 0, "bytes_in_pipe_buffer": 0}
+        # From the start, before the first report a second later: "ready" carries the first one.
+        assert acc.stats()["db"]["written"] == 0 and acc.stats()["db"]["spool_pending"] == 0
         flow = Flow(new_proxy(acc, _script()))
         for n in range(3):
             flow.teardown(n, flow.setup(n))

@@ -18,7 +18,8 @@ Protocol, one frame per message (child.encode_frame: 4-byte length, marshal payl
         ("l", request_bytes, comment, ts)                   log_request
         ("d", request_bytes, comment, table, ts)            db_request
      mark: None or (types, cdr, missed, failed, table)
-  child -> proxy   ("ready",) once the engine started (spools replayed, journal restored);
+  child -> proxy   ("ready", {...}) once the engine started (spools replayed, journal restored),
+                   with its first statistics, so they are there from the proxy's start;
                    ("stats", {...}) every second and ("closed", {...}) after its close().
 
 Durability: events reach the child within 5 ms. When the proxy dies, even by SIGKILL, the child
@@ -131,6 +132,7 @@ class AccountingProcess:
             await self._child.kill()
             raise RuntimeError(f"accounting process did not start ({msg or 'it exited'!r})")
         self._ready = True
+        self._stats, self._stats_at = msg[1], time.monotonic()
         self._reader = asyncio.create_task(self._read_loop(proc), name="acc-process-reader")
         self.process_events()  # what was buffered while it started
 
@@ -393,7 +395,7 @@ async def serve(cfg: AccConfig, inp: BinaryIO, out: BinaryIO, stop_wait_s: float
     # This loop carries no call's latency (compaction from memory), and a frame is a batch.
     acc = Accounting(cfg, compact_from_memory=True, batch_events=False)
     await acc.start()
-    send(("ready",))
+    send(("ready", acc.stats()))
     if _early_signal is not None:
         on_stop_signal(*_early_signal)
 
