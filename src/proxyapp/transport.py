@@ -901,10 +901,8 @@ class Edge:
     def _compact(self) -> None:
         """A flood's transactions are all gone: let go of the tables they grew."""
         self._slots = {slot: bucket for slot, bucket in self._slots.items() if bucket}
-        proxy = self.proxy
-        for table in (getattr(proxy, "server_txs", None), getattr(proxy, "client_txs", None)):
-            if table is not None:
-                table.compact()
+        self.proxy.server_txs.compact()
+        self.proxy.client_txs.compact()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
